@@ -1,0 +1,143 @@
+"""Composition root: settings in, a running service out.
+
+The one place that wires store, rules, push channel, pipeline, scheduler and web app.
+Tests build the same service with a different clock or settings; nothing is monkey-patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from dispatcher.clock import Clock, system_clock
+from dispatcher.notify.base import Channel
+from dispatcher.notify.console import ConsoleChannel
+from dispatcher.notify.outbox import Delivery
+from dispatcher.pipeline import Pipeline
+from dispatcher.rules.live import LiveRules
+from dispatcher.rules.load import load_rules
+from dispatcher.scheduler import Scheduler
+from dispatcher.settings import ConfigError, Settings
+from dispatcher.store import db
+from dispatcher.store.repo import Store
+from dispatcher.web.api import PIPELINE, add_routes
+from dispatcher.web.auth import KeyRing, auth_middleware
+from dispatcher.web.problems import problem_middleware
+
+log = logging.getLogger("dispatcher")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store
+    rules: LiveRules
+    channel: Channel
+    pipeline: Pipeline
+    scheduler: Scheduler
+    migrated: tuple[str | None, str | None]
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        await self.channel.close()
+        await self.store.close()
+
+    def banner(self, url: str) -> list[str]:
+        """What the service says at start: where it listens, what it loaded, how it pushes."""
+        rules = self.rules.current
+        storage = make_url(self.settings.storage.url)
+        before, after = self.migrated
+        keys = len(self.settings.auth.keys)
+        lines = [
+            f"dispatcher listening on {url}",
+            f"rules: {', '.join(str(f) for f in rules.files)} (version {rules.version}: "
+            f"{len(rules.regions)} regions, {len(rules.teams)} teams)",
+            f"push: {self.channel.describe()}",
+            f"store: {storage.get_backend_name()} {storage.render_as_string(hide_password=True)}"
+            f" (schema {after}{'' if before == after else f', migrated from {before}'})",
+            f"auth: {keys} API key{'s' if keys != 1 else ''}"
+            + ("" if keys else " - every write will be refused; see `dispatcher keys new`"),
+        ]
+        lines.extend(f"rules warning: {w}" for w in rules.warnings)
+        return lines
+
+
+async def choose_channel(settings: Settings) -> Channel:
+    credentials = settings.fcm_credentials()
+    if credentials is None:
+        return ConsoleChannel(
+            "no FCM credentials: set push.fcm.credentials or GOOGLE_APPLICATION_CREDENTIALS"
+        )
+    from dispatcher.notify.fcm import FcmChannel
+
+    try:
+        return await FcmChannel.create(
+            str(credentials), endpoint=settings.push.fcm.endpoint, timeout=settings.push.fcm.timeout
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"push.fcm.credentials: cannot use {credentials}: {exc}"]) from exc
+
+
+async def build(
+    settings: Settings, *, clock: Clock = system_clock, channel: Channel | None = None
+) -> Service:
+    """Open the store (migrating it), load the rules, choose the push channel."""
+    rules_path = Path(settings.rules.path)
+    ruleset = await asyncio.to_thread(load_rules, rules_path)
+    engine = db.create_engine(
+        settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
+    )
+    try:
+        migrated = await db.upgrade(engine)
+    except Exception:
+        await engine.dispose()
+        raise
+    store = Store(engine)
+    if channel is None:
+        try:
+            channel = await choose_channel(settings)
+        except Exception:
+            await store.close()
+            raise
+    live = LiveRules(ruleset, rules_path, clock())
+    delivery = Delivery(
+        store,
+        channel,
+        clock=clock,
+        max_attempts=settings.push.max_attempts,
+        retry_base=settings.push.retry_base,
+        retry_max=settings.push.retry_max,
+    )
+    pipeline = Pipeline(
+        store=store,
+        rules=live,
+        channel=channel,
+        delivery=delivery,
+        clock=clock,
+        display_tz=ZoneInfo(settings.alerts.timezone),
+    )
+    scheduler = Scheduler(pipeline.tick, settings.scheduler.tick)
+    return Service(settings, store, live, channel, pipeline, scheduler, migrated)
+
+
+def make_app(service: Service) -> web.Application:
+    app = web.Application(
+        client_max_size=service.settings.server.max_body_bytes,
+        middlewares=[problem_middleware, auth_middleware(KeyRing(service.settings.auth.keys))],
+    )
+    app[PIPELINE] = service.pipeline
+    add_routes(app)
+
+    async def scheduler_ctx(_app: web.Application):  # type: ignore[no-untyped-def]
+        service.scheduler.start()
+        yield
+        await service.scheduler.stop()
+
+    app.cleanup_ctx.append(scheduler_ctx)
+    return app

@@ -1,0 +1,178 @@
+"""The `dispatcher` command: serve, keys, rules check, db upgrade.
+
+Each subcommand is a thin shell over the library: it reads settings, calls one function,
+prints for a person, and exits 0 on success, 1 on a problem the operator must fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from dispatcher import __version__
+from dispatcher.settings import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+def _settings(path: Path | None) -> Settings:
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    return load_settings(path)
+
+
+def _fail(lines: list[str], *, header: str) -> int:
+    print(header, file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+async def _serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from dispatcher.app import build, make_app
+
+    service = await build(settings)
+    runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        await site.start()
+        port = runner.addresses[0][1]  # the real one when the config asks for port 0
+        for line in service.banner(f"http://{settings.server.host}:{port}"):
+            print(line, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("dispatcher stopping", flush=True)
+    finally:
+        await runner.cleanup()
+        await service.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dispatcher.rules.errors import RulesInvalid
+
+    try:
+        settings = _settings(args.config)
+        asyncio.run(_serve(settings))
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
+    except RulesInvalid as exc:
+        return _fail([str(e) for e in exc.errors], header="dispatcher: the rules have errors:")
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from dispatcher.settings import ApiKey
+    from dispatcher.web.auth import hash_key, new_key
+
+    if "devices:write" in args.scope and not args.leader:
+        print(
+            "dispatcher: a devices:write key must be bound to a leader (--leader)", file=sys.stderr
+        )
+        return 1
+    key = new_key()
+    entry = ApiKey(name=args.name, sha256=hash_key(key), scopes=args.scope, leader=args.leader)
+    print(f"key: {key}")
+    print("It is shown once; the service keeps only its hash. Add this entry to auth.keys:")
+    print(json.dumps(entry.model_dump(exclude_none=True)))
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from dispatcher.rules.load import check_rules
+
+    path = args.path or _settings(args.config).rules.path
+    problems = check_rules(path)
+    for p in problems:
+        print(p)
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = len(problems) - len(errors)
+    print(f"{path}: {len(errors)} error(s), {warnings} warning(s)")
+    return 1 if errors else 0
+
+
+async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    from dispatcher.store import db
+
+    engine = db.create_engine(settings.storage.url)
+    try:
+        return await db.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    try:
+        before, after = asyncio.run(_upgrade(_settings(args.config)))
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
+    print(f"schema at {after}" + ("" if before == after else f" (was {before})"))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dispatcher", description=__doc__)
+    p.add_argument("--version", action="version", version=f"dispatcher {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--config", type=Path, default=None, help="config file (default: ./config.yaml)"
+        )
+
+    serve = sub.add_parser("serve", help="run the service")
+    with_config(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    new = keys.add_parser("new", help="make a key and print its config entry")
+    new.add_argument("--name", required=True)
+    new.add_argument(
+        "--scope",
+        required=True,
+        action="append",
+        choices=["reports:write", "devices:write", "read", "admin"],
+        help="repeat for several scopes",
+    )
+    new.add_argument("--leader", help="the leader a device key registers phones for")
+    new.set_defaults(func=cmd_keys_new)
+
+    rules = sub.add_parser("rules", help="operators' rules").add_subparsers(
+        dest="rules_cmd", required=True
+    )
+    check = rules.add_parser("check", help="report every error in the rules, with file:line")
+    check.add_argument("path", nargs="?", type=Path)
+    with_config(check)
+    check.set_defaults(func=cmd_rules_check)
+
+    dbp = sub.add_parser("db", help="the store").add_subparsers(dest="db_cmd", required=True)
+    upgrade = dbp.add_parser("upgrade", help="apply schema migrations")
+    with_config(upgrade)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    args = parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        return int(args.func(args))
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Intake: the report as it arrives on the wire, its validation, and its domain form.
+
+Pure: the web layer parses JSON and calls `parse_report`; it gets either a `ReportIn` or a
+list of `FieldError`s naming each bad field. Placement in a region is the locate stage's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+
+from dispatcher.model import Casualties, Kind, Point, Report, Status
+
+MAX_NOTES = 2000
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
+# Ids and sources end up in URLs and logs: printable, no spaces or slashes.
+Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
+Count = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocationIn(_Wire):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class CasualtiesIn(_Wire):
+    killed: Count = 0
+    injured: Count = 0
+    trapped: Count = 0
+    rescued: Count = 0
+
+
+class ReportIn(_Wire):
+    """A report as a reporter sends it (first version of the wire format)."""
+
+    id: Ident
+    source: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:@~-]+$")]
+    kind: Kind
+    occurred_at: AwareDatetime
+    location: LocationIn | None = None
+    region: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    casualties: CasualtiesIn = CasualtiesIn()
+    status: Status = "unconfirmed"
+    revision: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
+    notes: Annotated[str, Field(max_length=MAX_NOTES)] | None = None
+
+    @model_validator(mode="after")
+    def _placed(self) -> ReportIn:
+        if self.location is None and self.region is None:
+            raise ValueError("a report needs a location {lat, lon}, a region id, or both")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str  # a dotted path into the report, e.g. "casualties.killed"
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            errors.append(FieldError(_path(loc), "unknown field"))
+        elif err["type"] == "missing":
+            errors.append(FieldError(_path(loc), "required field is missing"))
+        else:
+            errors.append(FieldError(_path(loc) or "(report)", err["msg"]))
+    return errors
+
+
+def parse_report(
+    data: Any, *, now: datetime, known_region: Any = None
+) -> ReportIn | list[FieldError]:
+    """Validate one decoded JSON report. `known_region(id) -> bool` checks region ids."""
+    if not isinstance(data, dict):
+        return [FieldError("(report)", "a report must be a JSON object")]
+    try:
+        report = ReportIn.model_validate(data)
+    except ValidationError as exc:
+        return field_errors(exc)
+    errors = []
+    if report.occurred_at > now + FUTURE_TOLERANCE:
+        errors.append(
+            FieldError("occurred_at", "is more than 10 minutes in the future; check the clock")
+        )
+    if report.region is not None and known_region is not None and not known_region(report.region):
+        errors.append(FieldError("region", f"unknown region {report.region!r}"))
+    return errors or report
+
+
+def to_report(wire: ReportIn, *, region: str) -> Report:
+    """The domain form of a validated report, placed in `region`."""
+    c = wire.casualties
+    return Report(
+        source=wire.source,
+        id=wire.id,
+        kind=wire.kind,
+        occurred_at=wire.occurred_at.astimezone(UTC),
+        region=region,
+        casualties=Casualties(c.killed, c.injured, c.trapped, c.rescued),
+        status=wire.status,
+        revision=wire.revision,
+        location=Point(wire.location.lat, wire.location.lon) if wire.location else None,
+        given_region=wire.region,
+        notes=wire.notes,
+    )
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """A stored report as the API shows it."""
+    out: dict[str, Any] = {
+        "id": report.id,
+        "source": report.source,
+        "kind": report.kind,
+        "occurred_at": report.occurred_at.isoformat(),
+        "casualties": {
+            "killed": report.casualties.killed,
+            "injured": report.casualties.injured,
+            "trapped": report.casualties.trapped,
+            "rescued": report.casualties.rescued,
+        },
+        "status": report.status,
+        "revision": report.revision,
+        "region": report.region,
+    }
+    if report.location is not None:
+        out["location"] = {"lat": report.location.lat, "lon": report.location.lon}
+    if report.given_region is not None:
+        out["given_region"] = report.given_region
+    if report.notes is not None:
+        out["notes"] = report.notes
+    return out

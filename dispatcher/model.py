@@ -1,0 +1,102 @@
+"""Domain values shared by every stage of the pipeline.
+
+Plain frozen dataclasses: no I/O, no framework imports. Intake produces a `Report`,
+the rules give `Region`, `Team` and `Leader`, grouping produces `Update`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, get_args
+
+Kind = Literal[
+    "airstrike",
+    "shelling",
+    "barrel_bomb",
+    "missile",
+    "explosion",
+    "building_collapse",
+    "fire",
+    "chemical",
+    "other",
+]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+Status = Literal["unconfirmed", "confirmed", "retracted"]
+STATUSES: tuple[str, ...] = get_args(Status)
+
+Locale = Literal["ar", "en"]
+LOCALES: tuple[str, ...] = get_args(Locale)
+
+Platform = Literal["android", "ios"]
+
+# The region a report is placed in when neither its code nor its coordinates place it.
+UNASSIGNED = "unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class Casualties:
+    killed: int = 0
+    injured: int = 0
+    trapped: int = 0
+    rescued: int = 0
+
+    def __add__(self, other: Casualties) -> Casualties:
+        return Casualties(
+            self.killed + other.killed,
+            self.injured + other.injured,
+            self.trapped + other.trapped,
+            self.rescued + other.rescued,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One report as the pipeline sees it, after validation and placement.
+
+    `region` is the region the report was placed in (a rules region id, or UNASSIGNED);
+    `given_region` is what the reporter sent, if anything.
+    """
+
+    source: str
+    id: str
+    kind: str
+    occurred_at: datetime
+    region: str
+    casualties: Casualties = Casualties()
+    status: str = "unconfirmed"
+    revision: int = 1
+    location: Point | None = None
+    given_region: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    id: str
+    name: str
+    name_ar: str
+    parent: str | None = None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Leader:
+    id: str
+    name: str
+    locale: str
+    team: str
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: str
+    name: str
+    leaders: tuple[Leader, ...] = field(default_factory=tuple)

@@ -1,0 +1,63 @@
+"""The interface every push channel implements (FCM, console, later webhook).
+
+The notify pipeline hands a channel a batch of `Push`es, each bound for one device, and
+gets one `PushResult` per push back, in the same order. A channel never raises for a
+single failed push: it reports it, saying whether a retry can help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal, Protocol
+
+Priority = Literal["high", "normal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One message to one device."""
+
+    ref: int  # the outbox row this push comes from; echoed back in the result
+    token: str
+    platform: str  # "android" | "ios"
+    title: str
+    body: str
+    collapse_key: str  # one per alert group, so a phone shows the latest update only
+    data: dict[str, str] = field(default_factory=dict)
+    priority: Priority = "normal"
+    ttl: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    ref: int
+    ok: bool
+    message_name: str | None = None  # FCM's "projects/p/messages/id" on success
+    error_code: str | None = None  # e.g. UNREGISTERED, QUOTA_EXCEEDED, UNAVAILABLE
+    retryable: bool = False  # a later attempt may succeed
+    disable_device: bool = False  # the token is dead: stop sending to it
+    retry_after: float | None = None  # seconds, when the service said so
+    detail: str = ""  # a human-readable reason; never contains the token
+
+
+class Channel(Protocol):
+    """A way to reach a device."""
+
+    name: str
+
+    def describe(self) -> str:
+        """One line for the start-up banner: which channel, and why it was chosen."""
+        ...
+
+    async def send(self, pushes: Sequence[Push]) -> list[PushResult]: ...
+
+    async def close(self) -> None: ...
+
+
+def redact_token(token: str) -> str:
+    """A token as it may appear in logs and listings: enough to tell two apart, no more."""
+    if len(token) <= 12:
+        return "…"
+    return f"{token[:6]}…{token[-4:]}"

@@ -1,0 +1,129 @@
+"""Delivery: send what the outbox holds, record what became of each push, retry the rest.
+
+The outbox rows were written with the update that caused them; this stage only moves them
+from pending to sent, failed or disabled-device, with exponential backoff and jitter between
+attempts. A push is never dropped silently: it ends as sent or as failed with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from dispatcher.clock import Clock
+from dispatcher.notify.base import Channel, Push, PushResult
+from dispatcher.store.repo import Outcome, PendingPush, Store
+
+log = logging.getLogger("dispatcher.delivery")
+
+
+def backoff(
+    attempt: int,
+    *,
+    base: timedelta,
+    cap: timedelta,
+    retry_after: float | None = None,
+    rand: random.Random | None = None,
+) -> timedelta:
+    """Delay before attempt `attempt + 1`: full jitter on an exponential ceiling, never less
+    than what the service asked for with Retry-After."""
+    ceiling = min(cap.total_seconds(), base.total_seconds() * (2 ** max(0, attempt - 1)))
+    delay = (rand or random).uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return timedelta(seconds=delay)
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: Store,
+        channel: Channel,
+        *,
+        clock: Clock,
+        max_attempts: int,
+        retry_base: timedelta,
+        retry_max: timedelta,
+        batch: int = 500,
+    ) -> None:
+        self.store = store
+        self.channel = channel
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.batch = batch
+
+    async def run_once(self) -> int:
+        """Send every due push once; return how many were attempted."""
+        now = self.clock()
+        due = await self.store.due_pushes(now, limit=self.batch)
+        if not due:
+            return 0
+        by_ref = {p.id: p for p in due}
+        outcomes: list[Outcome] = []
+        sendable: list[Push] = []
+        for p in due:
+            if p.token is None:
+                outcomes.append(Outcome(p.id, "failed", error="device removed before delivery"))
+                continue
+            sendable.append(
+                Push(
+                    ref=p.id,
+                    token=p.token,
+                    platform=p.platform or "android",
+                    title=p.title,
+                    body=p.body,
+                    collapse_key=p.collapse_key,
+                    data=p.data,
+                    priority="high" if p.priority == "high" else "normal",
+                )
+            )
+        by_channel: dict[str, list[Push]] = defaultdict(list)
+        for push in sendable:
+            by_channel[by_ref[push.ref].channel].append(push)
+        for channel_name, pushes in by_channel.items():
+            if channel_name != self.channel.name:
+                # Queued for a channel this instance no longer has (config changed): send it on
+                # the active one rather than leave it pending for ever.
+                log.warning(
+                    "%d pushes queued for %s go out on %s",
+                    len(pushes),
+                    channel_name,
+                    self.channel.name,
+                )
+            results = await self.channel.send(pushes)
+            outcomes.extend(self._outcome(by_ref[r.ref], r, now) for r in results)
+        await self.store.record_outcomes(
+            outcomes, now=self.clock(), device_of={p.id: p.device_id for p in due}
+        )
+        sent = sum(1 for o in outcomes if o.status == "sent")
+        if sent != len(outcomes):
+            log.warning(
+                "delivery: %d sent, %d not sent of %d due",
+                sent,
+                len(outcomes) - sent,
+                len(outcomes),
+            )
+        return len(due)
+
+    def _outcome(self, pending: PendingPush, result: PushResult, now: datetime) -> Outcome:
+        if result.ok:
+            return Outcome(pending.id, "sent", message_name=result.message_name)
+        error = f"{result.error_code or 'error'}: {result.detail}"[:500]
+        attempts = pending.attempts + 1
+        if result.retryable and attempts < self.max_attempts:
+            delay = backoff(
+                attempts, base=self.retry_base, cap=self.retry_max, retry_after=result.retry_after
+            )
+            return Outcome(pending.id, "pending", error=error, next_attempt_at=now + delay)
+        log.error(
+            "push %d to leader %s failed for good after %d attempts: %s",
+            pending.id,
+            pending.leader_id,
+            attempts,
+            error,
+        )
+        return Outcome(pending.id, "failed", error=error, disable_device=result.disable_device)

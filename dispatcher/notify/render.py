@@ -1,0 +1,107 @@
+"""Rendering an update for a leader's phone, in the leader's language.
+
+Pure: a `Summary` in, a title and a body out. Lines are "label: number" so that Arabic needs
+no plural agreement; Arabic text is wrapped in a right-to-left embedding so that numbers and
+Latin place names inside it do not reorder the line on phones that guess the direction.
+Limits: titles stay under 65 characters and bodies under 240, what a locked Android or iOS
+screen shows without expanding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from dispatcher.group import Summary
+
+TITLE_MAX = 65
+BODY_MAX = 240
+
+RLE = "\u202b"  # right-to-left embedding
+PDF = "\u202c"  # pop directional formatting
+
+KIND_NAMES: dict[str, dict[str, str]] = {
+    "en": {
+        "airstrike": "airstrike",
+        "shelling": "shelling",
+        "barrel_bomb": "barrel bomb",
+        "missile": "missile",
+        "explosion": "explosion",
+        "building_collapse": "building collapse",
+        "fire": "fire",
+        "chemical": "chemical attack",
+        "other": "other",
+    },
+    "ar": {
+        "airstrike": "غارة جوية",
+        "shelling": "قصف مدفعي",
+        "barrel_bomb": "برميل متفجر",
+        "missile": "صاروخ",
+        "explosion": "انفجار",
+        "building_collapse": "انهيار مبنى",
+        "fire": "حريق",
+        "chemical": "هجوم كيميائي",
+        "other": "حادث آخر",
+    },
+}
+
+WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "new": "new reports",
+        "revised": "revised",
+        "retracted": "retracted",
+        "update": "update",
+        "killed": "killed",
+        "injured": "injured",
+        "trapped": "trapped",
+        "reports": "reports in this alert",
+        "since": "since",
+    },
+    "ar": {
+        "new": "بلاغات جديدة",
+        "revised": "معدّلة",
+        "retracted": "مسحوبة",
+        "update": "تحديث",
+        "killed": "قتلى",
+        "injured": "جرحى",
+        "trapped": "عالقون",
+        "reports": "بلاغات هذا التنبيه",
+        "since": "منذ",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    title: str
+    body: str
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def render(summary: Summary, *, place: str, locale: str, tz: tzinfo) -> Rendered:
+    """Title and body of one update for a leader reading `locale`."""
+    w = WORDS.get(locale, WORDS["en"])
+    kinds = KIND_NAMES.get(locale, KIND_NAMES["en"])
+    changes = []
+    if summary.new:
+        changes.append(f"{w['new']}: {len(summary.new)}")
+    if summary.revised:
+        changes.append(f"{w['revised']}: {len(summary.revised)}")
+    if summary.retracted:
+        changes.append(f"{w['retracted']}: {len(summary.retracted)}")
+    title = f"{place} · " + (" · ".join(changes) if changes else w["update"])
+    t = summary.totals
+    lines = [
+        f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}",
+        " · ".join(f"{kinds.get(k, k)}: {n}" for k, n in summary.kinds[:3]),
+        f"{w['reports']}: {summary.live_reports}"
+        + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else ""),
+    ]
+    body = "\n".join(line for line in lines if line)
+    title, body = _fit(title, TITLE_MAX), _fit(body, BODY_MAX)
+    if locale == "ar":
+        title, body = RLE + title + PDF, "\n".join(RLE + ln + PDF for ln in body.split("\n"))
+    return Rendered(title, body)

@@ -1,0 +1,169 @@
+"""The pipeline: a report goes intake -> locate -> route -> store; due groups go group ->
+render -> outbox -> delivery.
+
+This is where the stages meet. Web handlers call `accept`; the scheduler calls `tick`.
+Decisions stay in the pure modules; this one sequences them and does the I/O through `Store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from dispatcher.clock import Clock
+from dispatcher.group import Summary, Timing, summarize
+from dispatcher.intake import ReportIn, to_report
+from dispatcher.notify.base import Channel
+from dispatcher.notify.outbox import Delivery
+from dispatcher.notify.render import render
+from dispatcher.rules.live import LiveRules
+from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult, Store
+
+log = logging.getLogger("dispatcher.pipeline")
+
+MAX_REPORT_KEYS_IN_PAYLOAD = 20  # keeps the data payload far below FCM's 4 KB
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    result: SaveResult
+    region_path: tuple[str, ...]
+    routes: tuple[str, ...]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        rules: LiveRules,
+        channel: Channel,
+        delivery: Delivery,
+        clock: Clock,
+        display_tz: tzinfo,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.channel = channel
+        self.delivery = delivery
+        self.clock = clock
+        self.display_tz = display_tz
+
+    async def accept(self, wire: ReportIn, *, key_name: str) -> Accepted:
+        """Place, route and store one validated report; returns once it is committed."""
+        rules = self.rules.current
+        lat = wire.location.lat if wire.location else None
+        lon = wire.location.lon if wire.location else None
+        region = rules.locate(wire.region, lat, lon)
+        report = to_report(wire, region=region)
+        routes = rules.routes_for(report)
+        targets = [
+            GroupTarget(
+                route_id=route.id,
+                labels=rules.group_labels(route, report),
+                receiver=route.receiver,
+                timing=Timing(route.group_wait, route.group_interval, route.repeat_interval),
+            )
+            for route in routes
+        ]
+        result = await self.store.save_report(
+            report,
+            targets=targets,
+            now=self.clock(),
+            key_name=key_name,
+            rules_version=rules.version,
+        )
+        return Accepted(result, rules.region_path(region), tuple(r.id for r in routes))
+
+    async def tick(self) -> None:
+        """One scheduler tick: send the updates that are due, then deliver the outbox."""
+        await self.flush_due()
+        await self.delivery.run_once()
+
+    async def flush_due(self) -> int:
+        flushed = 0
+        for group in await self.store.due_groups(self.clock()):
+            try:
+                if await self._flush(group):
+                    flushed += 1
+            except Exception:
+                # One broken group must not stop the others; it stays due and is tried again.
+                log.exception("flushing group %s failed; it will be retried", group.id)
+        return flushed
+
+    async def _flush(self, group: GroupRow) -> bool:
+        rules = self.rules.current
+        now = self.clock()
+        reports = await self.store.group_reports(group.id)
+        last = await self.store.last_update(group.id)
+        previous: dict[str, int] = dict(last[1].get("revisions", {})) if last else {}
+        summary = summarize(
+            reports, previous_revisions=previous, previous_at=last[0] if last else None
+        )
+        leaders = rules.leaders_of(group.receiver)
+        outbox: list[OutboxItem] = []
+        if summary.changed:
+            devices = await self.store.active_devices([leader.id for leader in leaders])
+            by_leader = {
+                leader.id: [d for d in devices if d.leader_id == leader.id] for leader in leaders
+            }
+            data = self._payload(group, summary)
+            for leader in leaders:
+                if not by_leader[leader.id]:
+                    log.warning(
+                        "leader %s of team %s has no registered device", leader.id, group.receiver
+                    )
+                    outbox.append(self._item(group, summary, leader.id, None, leader.locale, data))
+                for device in by_leader[leader.id]:
+                    outbox.append(
+                        self._item(group, summary, leader.id, device.id, device.locale, data)
+                    )
+        return await self.store.record_update(
+            group,
+            now=now,
+            summary=summary.to_json(),
+            outbox=outbox,
+            rules_version=rules.version,
+        )
+
+    def _place(self, group: GroupRow, summary: Summary, locale: str) -> str:
+        rules = self.rules.current
+        labels = dict(group.labels)
+        region = labels.get("region") or next(iter(summary.regions), None)
+        if region is None:
+            return rules.region_name("unassigned", locale)
+        return rules.region_name(region, locale)
+
+    def _payload(self, group: GroupRow, summary: Summary) -> dict[str, str]:
+        changed = list(summary.new + summary.revised + summary.retracted)
+        return {
+            "group_id": group.id,
+            "seq": str(group.seq + 1),
+            "reports": ",".join(changed[:MAX_REPORT_KEYS_IN_PAYLOAD]),
+            "more_reports": str(max(0, len(changed) - MAX_REPORT_KEYS_IN_PAYLOAD)),
+        }
+
+    def _item(
+        self,
+        group: GroupRow,
+        summary: Summary,
+        leader_id: str,
+        device_id: int | None,
+        locale: str,
+        data: dict[str, Any],
+    ) -> OutboxItem:
+        rendered = render(
+            summary, place=self._place(group, summary, locale), locale=locale, tz=self.display_tz
+        )
+        return OutboxItem(
+            leader_id=leader_id,
+            device_id=device_id,
+            channel=self.channel.name,
+            title=rendered.title,
+            body=rendered.body,
+            data=data,
+            collapse_key=group.id,
+            priority="normal",
+        )

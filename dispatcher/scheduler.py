@@ -1,0 +1,49 @@
+"""The cadence driver: the only module that imports APScheduler.
+
+One interval job runs the pipeline's tick (flush due groups, deliver the outbox). The timers
+themselves live in the database, so the job only asks "what is due now?".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+log = logging.getLogger("dispatcher.scheduler")
+
+
+class Scheduler:
+    def __init__(self, tick: Callable[[], Awaitable[None]], every: timedelta) -> None:
+        self._tick = tick
+        self._every = every
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def _run_tick(self) -> None:
+        try:
+            await self._tick()
+        except Exception:
+            # The next tick tries again; a crash here must not kill the job.
+            log.exception("scheduler tick failed")
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
+        scheduler.add_job(
+            self._run_tick,
+            "interval",
+            seconds=self._every.total_seconds(),
+            id="tick",
+            max_instances=1,  # a slow tick delays the next one instead of overlapping it
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None

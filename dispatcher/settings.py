@@ -1,0 +1,189 @@
+"""Service settings: `config.yaml`, overridden by `DISPATCHER_<SECTION>__<KEY>` variables.
+
+Read once at start-up by the CLI; every other module gets the typed `Settings` it needs.
+A bad config stops start-up with one line per problem, naming the key and the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "DISPATCHER_"
+GOOGLE_FCM_ENDPOINT = "https://fcm.googleapis.com"
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        from dispatcher.rules.durations import parse_duration
+
+        return parse_duration(value)
+    return value
+
+
+# "500ms", "30s", "2m", "1h30m" as operators write them in the rules; seconds as numbers.
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+Scope = Literal["reports:write", "devices:write", "read", "admin"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class StorageSettings(_Section):
+    url: str = "sqlite+aiosqlite:///./data/dispatcher.db"
+    # FULL: a 202 survives power loss, not only a process crash. NORMAL is faster and
+    # survives a crash of the service (WAL), which may be enough behind a UPS.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class RulesSettings(_Section):
+    path: Path = Path("rules")
+
+
+class FcmSettings(_Section):
+    credentials: Path | None = None
+    endpoint: str = GOOGLE_FCM_ENDPOINT
+    timeout: float = Field(10.0, gt=0)
+
+
+class PushSettings(_Section):
+    fcm: FcmSettings = FcmSettings()
+    max_attempts: int = Field(8, ge=1)
+    retry_base: Duration = timedelta(seconds=2)
+    retry_max: Duration = timedelta(minutes=5)
+
+
+class SchedulerSettings(_Section):
+    tick: Duration = timedelta(seconds=1)
+
+
+class AlertsSettings(_Section):
+    # Times in alert texts are shown in the leaders' zone.
+    timezone: str = "Asia/Damascus"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
+        return value
+
+
+class ApiKey(_Section):
+    name: str = Field(min_length=1)
+    sha256: str
+    scopes: list[Scope] = Field(min_length=1)
+    leader: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be the 64-character lowercase hex SHA-256 of the key")
+        return value
+
+
+class AuthSettings(_Section):
+    keys: list[ApiKey] = []
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    rules: RulesSettings = RulesSettings()
+    push: PushSettings = PushSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: an operator overrides the file without editing it.
+        return (env_settings, init_settings)
+
+    def fcm_credentials(self) -> Path | None:
+        """The service-account file: `push.fcm.credentials`, else GOOGLE_APPLICATION_CREDENTIALS."""
+        if self.push.fcm.credentials is not None:
+            return self.push.fcm.credentials
+        env = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        return Path(env) if env else None
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _env_name(loc: tuple[str | int, ...]) -> str:
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return ENV_PREFIX + "__".join(p.upper() for p in parts)
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read `path` (if given) and the environment into `Settings`, or raise ConfigError."""
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            raise ConfigError([f"{at}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{path}: the config must be a mapping of sections"])
+        data = loaded
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting"
+            problems.append(f"{where}: {key}: {msg} (environment: {_env_name(loc)})")
+        raise ConfigError(problems) from exc

@@ -1,0 +1,75 @@
+"""Opening the store: the engine for SQLite or PostgreSQL, its pragmas, and migrations.
+
+SQLite is the embedded default (one file under ./data/, WAL); PostgreSQL scales out.
+Migrations are Alembic's, applied at start or by `dispatcher db upgrade`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
+    """An async engine for `url`; for SQLite, makes the data folder and sets durable pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # One connection: SQLite has one writer at a time anyway, and a single connection makes
+    # writers queue in the pool instead of failing with "database is locked".
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    return engine
+
+
+def _alembic_config(connection: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _revisions(connection: Connection) -> tuple[str | None, str | None]:
+    current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(_alembic_config(connection)).get_current_head()
+    return current, head
+
+
+async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """Apply every pending migration; return (revision before, revision after)."""
+    async with engine.connect() as conn:
+        before, _ = await conn.run_sync(_revisions)
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+    async with engine.connect() as conn:
+        after, _ = await conn.run_sync(_revisions)
+    return before, after

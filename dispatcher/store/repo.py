@@ -1,0 +1,579 @@
+"""The store's queries: every SQL statement the service runs sits here, behind `Store`.
+
+Each public method is one transaction. The pipeline hands in plain values and gets plain
+values back; nothing above this module sees SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dispatcher.group import Timing, first_flush, next_flush_after_report
+from dispatcher.model import Casualties, Point, Report
+from dispatcher.store.tables import (
+    alert_groups,
+    devices,
+    group_reports,
+    group_updates,
+    notifications,
+    reports,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTarget:
+    """An alert group a new report joins (created if not open yet)."""
+
+    route_id: str
+    labels: tuple[tuple[str, str], ...]
+    receiver: str
+    timing: Timing
+
+    @property
+    def group_key(self) -> str:
+        return json.dumps(list(self.labels), separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    report: Report
+    pk: int
+    received_at: datetime
+    key_name: str
+    rules_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    outcome: Literal["created", "duplicate", "stale"]
+    stored: StoredReport  # the new row, the identical one, or the newer one that wins
+    group_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    id: str
+    route_id: str
+    labels: tuple[tuple[str, str], ...]
+    receiver: str
+    seq: int
+    pending: bool
+    next_flush_at: datetime | None
+    last_flush_at: datetime | None
+    rules_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    id: int
+    leader_id: str
+    token: str
+    platform: str
+    locale: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification to write, bound for one device of one leader."""
+
+    leader_id: str
+    device_id: int | None
+    channel: str
+    title: str
+    body: str
+    data: dict[str, str]
+    collapse_key: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPush:
+    id: int
+    group_id: str
+    seq: int
+    leader_id: str
+    device_id: int | None
+    token: str | None
+    platform: str | None
+    channel: str
+    title: str
+    body: str
+    data: dict[str, str]
+    collapse_key: str
+    priority: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one delivery attempt."""
+
+    id: int
+    status: Literal["sent", "failed", "pending"]
+    message_name: str | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    disable_device: bool = False
+
+
+def _report_from_row(row: Any) -> StoredReport:
+    location = Point(row.lat, row.lon) if row.lat is not None and row.lon is not None else None
+    report = Report(
+        source=row.source,
+        id=row.ext_id,
+        kind=row.kind,
+        occurred_at=row.occurred_at,
+        region=row.region,
+        casualties=Casualties(row.killed, row.injured, row.trapped, row.rescued),
+        status=row.status,
+        revision=row.revision,
+        location=location,
+        given_region=row.given_region,
+        notes=row.notes,
+    )
+    return StoredReport(report, row.pk, row.received_at, row.key_name, row.rules_version)
+
+
+def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in raw)
+
+
+def _group_from_row(row: Any) -> GroupRow:
+    return GroupRow(
+        id=row.id,
+        route_id=row.route_id,
+        labels=_labels(row.labels),
+        receiver=row.receiver,
+        seq=row.seq,
+        pending=row.pending,
+        next_flush_at=row.next_flush_at,
+        last_flush_at=row.last_flush_at,
+        rules_version=row.rules_version,
+    )
+
+
+class Store:
+    """All reads and writes of the service, one transaction per method."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # --- reports -------------------------------------------------------------------------
+
+    async def save_report(
+        self,
+        report: Report,
+        *,
+        targets: Sequence[GroupTarget],
+        now: datetime,
+        key_name: str,
+        rules_version: str,
+    ) -> SaveResult:
+        """Store a report revision and add it to its alert groups, in one transaction.
+
+        The same (source, id, revision) again is a duplicate: nothing changes. A revision lower
+        than the stored one is stale: nothing changes either.
+        """
+        try:
+            return await self._save_report(
+                report, targets=targets, now=now, key_name=key_name, rules_version=rules_version
+            )
+        except IntegrityError:
+            # A concurrent request (another connection, on PostgreSQL) stored this revision
+            # between our read and our insert: answer as for any duplicate.
+            return await self._save_report(
+                report, targets=targets, now=now, key_name=key_name, rules_version=rules_version
+            )
+
+    async def _save_report(
+        self,
+        report: Report,
+        *,
+        targets: Sequence[GroupTarget],
+        now: datetime,
+        key_name: str,
+        rules_version: str,
+    ) -> SaveResult:
+        async with self.engine.begin() as conn:
+            latest = await self._latest_revision(conn, report.source, report.id)
+            if latest is not None and latest.report.revision >= report.revision:
+                if latest.report.revision == report.revision:
+                    return SaveResult("duplicate", latest)
+                same = await self._revision(conn, report.source, report.id, report.revision)
+                return SaveResult("stale", same or latest)
+            pk = await self._insert_report(conn, report, now, key_name, rules_version)
+            group_ids = []
+            for target in targets:
+                group_ids.append(await self._join_group(conn, target, pk, now, rules_version))
+            stored = StoredReport(report, pk, now, key_name, rules_version)
+            return SaveResult("created", stored, tuple(group_ids))
+
+    async def _insert_report(
+        self,
+        conn: AsyncConnection,
+        r: Report,
+        now: datetime,
+        key_name: str,
+        rules_version: str,
+    ) -> int:
+        result = await conn.execute(
+            reports.insert().values(
+                source=r.source,
+                ext_id=r.id,
+                revision=r.revision,
+                kind=r.kind,
+                status=r.status,
+                occurred_at=r.occurred_at,
+                received_at=now,
+                lat=r.location.lat if r.location else None,
+                lon=r.location.lon if r.location else None,
+                given_region=r.given_region,
+                region=r.region,
+                killed=r.casualties.killed,
+                injured=r.casualties.injured,
+                trapped=r.casualties.trapped,
+                rescued=r.casualties.rescued,
+                notes=r.notes,
+                key_name=key_name,
+                rules_version=rules_version,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    async def _latest_revision(
+        self, conn: AsyncConnection, source: str, ext_id: str
+    ) -> StoredReport | None:
+        row = (
+            await conn.execute(
+                select(reports)
+                .where(reports.c.source == source, reports.c.ext_id == ext_id)
+                .order_by(reports.c.revision.desc())
+                .limit(1)
+            )
+        ).first()
+        return _report_from_row(row) if row is not None else None
+
+    async def _revision(
+        self, conn: AsyncConnection, source: str, ext_id: str, revision: int
+    ) -> StoredReport | None:
+        row = (
+            await conn.execute(
+                select(reports).where(
+                    reports.c.source == source,
+                    reports.c.ext_id == ext_id,
+                    reports.c.revision == revision,
+                )
+            )
+        ).first()
+        return _report_from_row(row) if row is not None else None
+
+    async def report_revisions(self, source: str, ext_id: str) -> list[StoredReport]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(reports)
+                .where(reports.c.source == source, reports.c.ext_id == ext_id)
+                .order_by(reports.c.revision)
+            )
+            return [_report_from_row(row) for row in rows]
+
+    async def count_reports(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(reports))).scalar_one())
+
+    # --- alert groups --------------------------------------------------------------------
+
+    async def _join_group(
+        self,
+        conn: AsyncConnection,
+        target: GroupTarget,
+        report_pk: int,
+        now: datetime,
+        rules_version: str,
+    ) -> str:
+        row = (
+            await conn.execute(
+                select(alert_groups).where(
+                    alert_groups.c.route_id == target.route_id,
+                    alert_groups.c.group_key == target.group_key,
+                    alert_groups.c.closed_at.is_(None),
+                )
+            )
+        ).first()
+        if row is None:
+            group_id = uuid.uuid4().hex
+            await conn.execute(
+                alert_groups.insert().values(
+                    id=group_id,
+                    route_id=target.route_id,
+                    group_key=target.group_key,
+                    labels=[list(kv) for kv in target.labels],
+                    receiver=target.receiver,
+                    created_at=now,
+                    next_flush_at=first_flush(now, target.timing),
+                    last_flush_at=None,
+                    pending=True,
+                    seq=0,
+                    group_interval_s=target.timing.group_interval.total_seconds(),
+                    rules_version=rules_version,
+                )
+            )
+        else:
+            group_id = row.id
+            due = next_flush_after_report(
+                now=now,
+                timing=target.timing,
+                pending=row.pending,
+                next_flush_at=row.next_flush_at,
+                last_flush_at=row.last_flush_at,
+            )
+            await conn.execute(
+                update(alert_groups)
+                .where(alert_groups.c.id == group_id)
+                .values(pending=True, next_flush_at=due, receiver=target.receiver)
+            )
+        await conn.execute(
+            group_reports.insert().values(group_id=group_id, report_pk=report_pk, added_at=now)
+        )
+        return group_id
+
+    async def due_groups(self, now: datetime, limit: int = 200) -> list[GroupRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(alert_groups)
+                .where(
+                    alert_groups.c.pending.is_(True),
+                    alert_groups.c.next_flush_at <= now,
+                    alert_groups.c.closed_at.is_(None),
+                )
+                .order_by(alert_groups.c.next_flush_at)
+                .limit(limit)
+            )
+            return [_group_from_row(row) for row in rows]
+
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(alert_groups).where(alert_groups.c.id == group_id))
+            ).first()
+            return _group_from_row(row) if row is not None else None
+
+    async def group_reports(self, group_id: str) -> list[Report]:
+        """Every revision of every report that joined the group."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(reports)
+                .join(group_reports, group_reports.c.report_pk == reports.c.pk)
+                .where(group_reports.c.group_id == group_id)
+            )
+            return [_report_from_row(row).report for row in rows]
+
+    async def last_update(self, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(group_updates.c.created_at, group_updates.c.summary)
+                    .where(group_updates.c.group_id == group_id)
+                    .order_by(group_updates.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            return (row.created_at, dict(row.summary)) if row is not None else None
+
+    async def record_update(
+        self,
+        group: GroupRow,
+        *,
+        now: datetime,
+        summary: dict[str, Any],
+        outbox: Sequence[OutboxItem],
+        rules_version: str,
+    ) -> bool:
+        """Close the group's pending change as update seq+1 and queue its pushes, atomically.
+
+        The update is claimed with a conditional write on the group's sequence number, so two
+        flushers never send the same update twice. Returns False if another one got there first.
+        """
+        seq = group.seq + 1
+        async with self.engine.begin() as conn:
+            claimed = await conn.execute(
+                update(alert_groups)
+                .where(
+                    alert_groups.c.id == group.id,
+                    alert_groups.c.seq == group.seq,
+                    alert_groups.c.pending.is_(True),
+                )
+                .values(seq=seq, pending=False, last_flush_at=now, next_flush_at=None)
+            )
+            if claimed.rowcount != 1:
+                return False
+            await conn.execute(
+                group_updates.insert().values(
+                    group_id=group.id,
+                    seq=seq,
+                    created_at=now,
+                    summary=summary,
+                    rules_version=rules_version,
+                )
+            )
+            if outbox:
+                await conn.execute(
+                    notifications.insert(),
+                    [
+                        {
+                            "group_id": group.id,
+                            "seq": seq,
+                            "leader_id": item.leader_id,
+                            "device_id": item.device_id,
+                            "channel": item.channel,
+                            "title": item.title,
+                            "body": item.body,
+                            "data": item.data,
+                            "collapse_key": item.collapse_key,
+                            "priority": item.priority,
+                            "status": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                        }
+                        for item in outbox
+                    ],
+                )
+            return True
+
+    # --- devices -------------------------------------------------------------------------
+
+    async def register_device(
+        self, *, leader_id: str, token: str, platform: str, locale: str, now: datetime
+    ) -> tuple[DeviceRow, bool]:
+        """Register a token for a leader; a token seen before moves to this leader (shared
+        phones change hands). Returns the device and whether it is new."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(devices).where(devices.c.token == token))).first()
+            if row is None:
+                result = await conn.execute(
+                    devices.insert().values(
+                        leader_id=leader_id,
+                        token=token,
+                        platform=platform,
+                        locale=locale,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                pk = result.inserted_primary_key
+                assert pk is not None
+                return DeviceRow(int(pk[0]), leader_id, token, platform, locale, now, now), True
+            await conn.execute(
+                update(devices)
+                .where(devices.c.id == row.id)
+                .values(
+                    leader_id=leader_id,
+                    platform=platform,
+                    locale=locale,
+                    updated_at=now,
+                    disabled_at=None,
+                    disabled_reason=None,
+                )
+            )
+            return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False
+
+    async def active_devices(self, leader_ids: Sequence[str]) -> list[DeviceRow]:
+        if not leader_ids:
+            return []
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(devices)
+                .where(devices.c.leader_id.in_(list(leader_ids)), devices.c.disabled_at.is_(None))
+                .order_by(devices.c.id)
+            )
+            return [
+                DeviceRow(
+                    r.id, r.leader_id, r.token, r.platform, r.locale, r.created_at, r.updated_at
+                )
+                for r in rows
+            ]
+
+    # --- outbox --------------------------------------------------------------------------
+
+    async def due_pushes(self, now: datetime, limit: int = 500) -> list[PendingPush]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(notifications, devices.c.token, devices.c.platform)
+                .outerjoin(devices, devices.c.id == notifications.c.device_id)
+                .where(
+                    notifications.c.status == "pending",
+                    notifications.c.next_attempt_at <= now,
+                )
+                .order_by(notifications.c.id)
+                .limit(limit)
+            )
+            return [
+                PendingPush(
+                    id=r.id,
+                    group_id=r.group_id,
+                    seq=r.seq,
+                    leader_id=r.leader_id,
+                    device_id=r.device_id,
+                    token=r.token,
+                    platform=r.platform,
+                    channel=r.channel,
+                    title=r.title,
+                    body=r.body,
+                    data=dict(r.data),
+                    collapse_key=r.collapse_key,
+                    priority=r.priority,
+                    attempts=r.attempts,
+                )
+                for r in rows
+            ]
+
+    async def record_outcomes(
+        self, outcomes: Sequence[Outcome], *, now: datetime, device_of: dict[int, int | None]
+    ) -> None:
+        async with self.engine.begin() as conn:
+            for o in outcomes:
+                values: dict[str, Any] = {
+                    "status": o.status,
+                    "attempts": notifications.c.attempts + 1,
+                    "next_attempt_at": o.next_attempt_at,
+                    "last_error": o.error,
+                }
+                if o.status == "sent":
+                    values.update(message_name=o.message_name, sent_at=now)
+                await conn.execute(
+                    update(notifications).where(notifications.c.id == o.id).values(**values)
+                )
+                device_id = device_of.get(o.id)
+                if o.disable_device and device_id is not None:
+                    await conn.execute(
+                        update(devices)
+                        .where(and_(devices.c.id == device_id, devices.c.disabled_at.is_(None)))
+                        .values(disabled_at=now, disabled_reason=(o.error or "")[:200])
+                    )
+
+    async def notification_counts(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(notifications.c.status, func.count()).group_by(notifications.c.status)
+            )
+            return {str(status): int(n) for status, n in rows}

@@ -1,0 +1,184 @@
+"""The schema: one definition for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Alembic migrations under `store/migrations/` create exactly these tables; a test compares them.
+Times are stored as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only gives AUTOINCREMENT-like rowids to INTEGER PRIMARY KEY, PostgreSQL wants BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Time = UtcDateTime()
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Every revision of every report, as received. The live revision of (source, ext_id) is the
+# highest one; nothing is ever updated in place, so who said what and when is kept.
+reports = Table(
+    "reports",
+    metadata,
+    Column("pk", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("ext_id", String(200), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("occurred_at", Time, nullable=False),
+    Column("received_at", Time, nullable=False),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("given_region", String(64), nullable=True),
+    Column("region", String(64), nullable=False),
+    Column("killed", Integer, nullable=False),
+    Column("injured", Integer, nullable=False),
+    Column("trapped", Integer, nullable=False),
+    Column("rescued", Integer, nullable=False),
+    Column("notes", Text, nullable=True),
+    Column("key_name", String(100), nullable=False),
+    Column("rules_version", String(64), nullable=False),
+    UniqueConstraint("source", "ext_id", "revision", name="uq_reports_source_ext_id_revision"),
+)
+
+# One alert group per (route, group_by values) while it is open. Its timer lives here, not in
+# memory, so a restart resumes every group where it was.
+alert_groups = Table(
+    "alert_groups",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("route_id", String(200), nullable=False),
+    Column("group_key", String(500), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("receiver", String(100), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("next_flush_at", Time, nullable=True),
+    Column("last_flush_at", Time, nullable=True),
+    Column("pending", Boolean, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("group_interval_s", Float, nullable=False),
+    Column("rules_version", String(64), nullable=False),
+    Column("closed_at", Time, nullable=True),
+)
+Index(
+    "uq_alert_groups_open",
+    alert_groups.c.route_id,
+    alert_groups.c.group_key,
+    unique=True,
+    sqlite_where=text("closed_at IS NULL"),
+    postgresql_where=text("closed_at IS NULL"),
+)
+Index("ix_alert_groups_due", alert_groups.c.pending, alert_groups.c.next_flush_at)
+
+group_reports = Table(
+    "group_reports",
+    metadata,
+    Column("group_id", String(32), ForeignKey("alert_groups.id"), primary_key=True),
+    Column("report_pk", Id, ForeignKey("reports.pk"), primary_key=True),
+    Column("added_at", Time, nullable=False),
+)
+Index("ix_group_reports_report_pk", group_reports.c.report_pk)
+
+# What each update of a group said, in numbers: the source of every rendered push.
+group_updates = Table(
+    "group_updates",
+    metadata,
+    Column("group_id", String(32), ForeignKey("alert_groups.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("created_at", Time, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("rules_version", String(64), nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("leader_id", String(100), nullable=False),
+    Column("token", String(4096), nullable=False, unique=True),
+    Column("platform", String(16), nullable=False),
+    Column("locale", String(8), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("updated_at", Time, nullable=False),
+    Column("disabled_at", Time, nullable=True),
+    Column("disabled_reason", String(200), nullable=True),
+)
+Index("ix_devices_leader_id", devices.c.leader_id)
+
+# The outbox: one row per (update, device), written in the transaction that made the update,
+# sent by the delivery job, never deleted silently.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", String(32), ForeignKey("alert_groups.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("leader_id", String(100), nullable=False),
+    Column("device_id", Id, ForeignKey("devices.id"), nullable=True),
+    Column("channel", String(32), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("collapse_key", String(100), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Time, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("message_name", String(300), nullable=True),
+    Column("created_at", Time, nullable=False),
+    Column("sent_at", Time, nullable=True),
+)
+Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
+Index("ix_notifications_group_id", notifications.c.group_id)

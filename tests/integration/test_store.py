@@ -1,0 +1,130 @@
+"""The store on real SQLite files and a real PostgreSQL: revisions, groups, the outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+
+from dispatcher.group import Timing
+from dispatcher.model import Casualties, Report
+from dispatcher.store import db
+from dispatcher.store.repo import GroupTarget, OutboxItem, Outcome, Store
+from dispatcher.store.tables import metadata
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+TIMING = Timing(group_wait=30 * S, group_interval=120 * S, repeat_interval=3600 * S)
+TARGET = GroupTarget("root", (("region", "SY07"),), "idleb-center", TIMING)
+
+
+def report(rid: str = "r1", *, revision: int = 1, killed: int = 1) -> Report:
+    return Report(
+        source="obs",
+        id=rid,
+        kind="airstrike",
+        occurred_at=T0 - 60 * S,
+        region="SY0703",
+        casualties=Casualties(killed=killed),
+        revision=revision,
+    )
+
+
+@pytest.fixture
+async def store(db_url: str) -> Store:
+    engine = db.create_engine(db_url)
+    await db.upgrade(engine)
+    s = Store(engine)
+    yield s  # type: ignore[misc]
+    await s.close()
+
+
+async def save(store: Store, r: Report, now: datetime = T0):  # type: ignore[no-untyped-def]
+    return await store.save_report(r, targets=[TARGET], now=now, key_name="k", rules_version="v1")
+
+
+def _diff(conn: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+async def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []
+
+
+async def test_upgrade_twice_is_a_no_op(store: Store) -> None:
+    before, after = await db.upgrade(store.engine)
+    assert before == after
+
+
+async def test_revisions_duplicates_and_stale(store: Store) -> None:
+    first = await save(store, report())
+    assert first.outcome == "created"
+    again = await save(store, report(killed=9))
+    assert again.outcome == "duplicate"
+    assert again.stored.report.casualties.killed == 1, "the stored report is unchanged"
+    newer = await save(store, report(revision=2, killed=3), T0 + S)
+    assert newer.outcome == "created"
+    stale = await save(store, report(revision=1, killed=7))
+    assert stale.outcome == "stale"
+    revisions = await store.report_revisions("obs", "r1")
+    assert [(r.report.revision, r.report.casualties.killed) for r in revisions] == [(1, 1), (2, 3)]
+    assert revisions[0].received_at == T0
+    assert await store.count_reports() == 2
+
+
+async def test_a_group_waits_then_sends_once_per_interval(store: Store) -> None:
+    created = await save(store, report("a"))
+    (group_id,) = created.group_ids
+    assert await store.due_groups(T0 + 29 * S) == []
+    (due,) = await store.due_groups(T0 + 30 * S)
+    assert due.id == group_id
+    assert due.labels == (("region", "SY07"),)
+    item = OutboxItem("lead", None, "console", "t", "b", {"group_id": group_id}, group_id, "normal")
+    assert await store.record_update(
+        due, now=T0 + 30 * S, summary={"n": 1}, outbox=[item], rules_version="v1"
+    )
+    assert not await store.record_update(
+        due, now=T0 + 30 * S, summary={"n": 1}, outbox=[item], rules_version="v1"
+    ), "the same update cannot be claimed twice"
+    second = await save(store, report("b"), T0 + 40 * S)
+    assert second.group_ids == (group_id,), "the open group takes the next report"
+    assert await store.due_groups(T0 + 149 * S) == []
+    (due,) = await store.due_groups(T0 + 150 * S)
+    assert due.seq == 1
+    assert len(await store.group_reports(group_id)) == 2
+    last = await store.last_update(group_id)
+    assert last is not None
+    assert last[0] == T0 + 30 * S
+
+
+async def test_devices_move_between_leaders_and_outbox_records_outcomes(store: Store) -> None:
+    dev, created = await store.register_device(
+        leader_id="a", token="tok-" + "x" * 30, platform="android", locale="ar", now=T0
+    )
+    assert created
+    moved, created = await store.register_device(
+        leader_id="b", token="tok-" + "x" * 30, platform="ios", locale="en", now=T0 + S
+    )
+    assert not created
+    assert moved.id == dev.id
+    assert [d.leader_id for d in await store.active_devices(["a", "b"])] == ["b"]
+
+    created_report = await save(store, report())
+    (group,) = await store.due_groups(T0 + 30 * S)
+    item = OutboxItem("b", dev.id, "fcm", "t", "b", {"k": "v"}, group.id, "normal")
+    await store.record_update(group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1")
+    (pending,) = await store.due_pushes(T0 + 30 * S)
+    assert pending.token == "tok-" + "x" * 30
+    assert pending.group_id == created_report.group_ids[0]
+    await store.record_outcomes(
+        [Outcome(pending.id, "failed", error="UNREGISTERED: gone", disable_device=True)],
+        now=T0 + 31 * S,
+        device_of={pending.id: dev.id},
+    )
+    assert await store.due_pushes(T0 + 40 * S) == []
+    assert await store.active_devices(["b"]) == [], "a dead token is disabled"
+    assert await store.notification_counts() == {"failed": 1}

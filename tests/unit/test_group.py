@@ -1,0 +1,119 @@
+"""When alert groups send, and what their updates count."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dispatcher.group import Timing, is_due, next_flush_after_report, summarize
+from dispatcher.model import Casualties, Report
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+TIMING = Timing(group_wait=30 * S, group_interval=120 * S, repeat_interval=3600 * S)
+
+
+@pytest.mark.parametrize(
+    ("now", "pending", "next_flush_at", "last_flush_at", "expected", "why"),
+    [
+        (T0 + 5 * S, True, T0 + 30 * S, None, T0 + 30 * S, "first wait is not extended"),
+        (T0 + 40 * S, False, None, T0 + 30 * S, T0 + 150 * S, "next update one interval later"),
+        (T0 + 200 * S, False, None, T0 + 30 * S, T0 + 200 * S, "interval passed: send now"),
+        (T0 + 60 * S, True, T0 + 150 * S, T0 + 30 * S, T0 + 150 * S, "already pending: kept"),
+        (T0, True, None, None, T0 + 30 * S, "no timer yet: group_wait from now"),
+    ],
+)
+def test_next_flush_after_report(
+    now: datetime,
+    pending: bool,
+    next_flush_at: datetime | None,
+    last_flush_at: datetime | None,
+    expected: datetime,
+    why: str,
+) -> None:
+    got = next_flush_after_report(
+        now=now,
+        timing=TIMING,
+        pending=pending,
+        next_flush_at=next_flush_at,
+        last_flush_at=last_flush_at,
+    )
+    assert got == expected, why
+
+
+@pytest.mark.parametrize(
+    ("pending", "next_flush_at", "now", "due"),
+    [
+        (True, T0, T0, True),
+        (True, T0 + S, T0, False),
+        (False, T0, T0 + S, False),
+        (True, None, T0, False),
+    ],
+)
+def test_is_due(pending: bool, next_flush_at: datetime | None, now: datetime, due: bool) -> None:
+    assert is_due(pending=pending, next_flush_at=next_flush_at, now=now) is due
+
+
+def report(
+    rid: str,
+    *,
+    revision: int = 1,
+    killed: int = 0,
+    injured: int = 0,
+    status: str = "unconfirmed",
+    source: str = "obs",
+    kind: str = "airstrike",
+    region: str = "SY0703",
+) -> Report:
+    return Report(
+        source=source,
+        id=rid,
+        kind=kind,
+        occurred_at=T0,
+        region=region,
+        casualties=Casualties(killed=killed, injured=injured),
+        status=status,
+        revision=revision,
+    )
+
+
+def test_summary_counts_each_report_once_at_its_latest_revision() -> None:
+    reports = [
+        report("a", killed=2, injured=5),
+        report("a", revision=2, killed=3, injured=4),  # a correction, not a second strike
+        report("b", killed=1),
+    ]
+    s = summarize(reports, previous_revisions={}, previous_at=None)
+    assert s.totals == Casualties(killed=4, injured=4)
+    assert s.live_reports == 2
+    assert s.new == ("obs/a", "obs/b")
+
+
+def test_summary_says_what_changed_since_the_last_update() -> None:
+    reports = [
+        report("a", killed=2),
+        report("a", revision=2, killed=3),
+        report("b", killed=1),
+        report("b", revision=2, killed=1, status="retracted"),
+        report("c", injured=7),
+    ]
+    s = summarize(reports, previous_revisions={"obs/a": 1, "obs/b": 1}, previous_at=T0)
+    assert s.new == ("obs/c",)
+    assert s.revised == ("obs/a",)
+    assert s.retracted == ("obs/b",)
+    assert s.totals == Casualties(killed=3, injured=7)
+    assert s.changed
+    assert s.since == T0
+
+
+def test_summary_with_nothing_new_is_unchanged() -> None:
+    s = summarize([report("a")], previous_revisions={"obs/a": 1}, previous_at=T0)
+    assert not s.changed
+    assert s.revisions == {"obs/a": 1}
+
+
+def test_summary_orders_kinds_by_count() -> None:
+    reports = [report("a", kind="shelling"), report("b"), report("c"), report("d", kind="fire")]
+    s = summarize(reports, previous_revisions={}, previous_at=None)
+    assert s.kinds == (("airstrike", 2), ("fire", 1), ("shelling", 1))

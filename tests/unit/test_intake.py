@@ -1,0 +1,93 @@
+"""A report is accepted only whole and valid; every bad field is named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dispatcher.intake import FieldError, ReportIn, parse_report, to_report
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def good(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "obs-1",
+        "source": "observatory",
+        "kind": "airstrike",
+        "occurred_at": "2026-11-24T14:50:00+03:00",
+        "location": {"lat": 36.1, "lon": 36.6},
+        "casualties": {"killed": 2, "injured": 5},
+    }
+    base.update(changes)
+    return base
+
+
+def fields(result: ReportIn | list[FieldError]) -> list[str]:
+    assert isinstance(result, list), f"expected errors, got {result!r}"
+    return [e.field for e in result]
+
+
+def test_a_good_report_parses_with_defaults() -> None:
+    result = parse_report(good(), now=NOW)
+    assert isinstance(result, ReportIn)
+    assert result.status == "unconfirmed"
+    assert result.revision == 1
+    assert result.casualties.trapped == 0
+    report = to_report(result, region="SY0703")
+    assert report.occurred_at == datetime(2026, 11, 24, 11, 50, tzinfo=UTC)
+    assert report.casualties.killed == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "bad_fields"),
+    [
+        ({"colour": "red"}, ["colour"]),
+        ({"kind": "meteor"}, ["kind"]),
+        ({"casualties": {"killed": -1}}, ["casualties.killed"]),
+        ({"casualties": {"killed": "3"}}, ["casualties.killed"]),
+        ({"casualties": {"dead": 3}}, ["casualties.dead"]),
+        ({"location": {"lat": 91, "lon": 0}}, ["location.lat"]),
+        ({"location": {"lat": 0, "lon": -181}}, ["location.lon"]),
+        ({"occurred_at": "2026-11-24T14:50:00"}, ["occurred_at"]),
+        ({"status": "maybe"}, ["status"]),
+        ({"revision": 0}, ["revision"]),
+        ({"notes": "x" * 2001}, ["notes"]),
+        ({"id": "has space"}, ["id"]),
+        ({"kind": "meteor", "revision": 0, "extra": 1}, ["kind", "revision", "extra"]),
+    ],
+)
+def test_bad_fields_are_named(changes: dict[str, Any], bad_fields: list[str]) -> None:
+    assert sorted(fields(parse_report(good(**changes), now=NOW))) == sorted(bad_fields)
+
+
+def test_missing_required_fields_are_named() -> None:
+    data = good()
+    del data["kind"], data["source"]
+    assert sorted(fields(parse_report(data, now=NOW))) == ["kind", "source"]
+
+
+def test_a_report_needs_a_place() -> None:
+    data = good()
+    del data["location"]
+    errors = parse_report(data, now=NOW)
+    assert isinstance(errors, list)
+    assert "location" in errors[0].message
+
+
+def test_a_report_from_the_future_is_refused() -> None:
+    later = (NOW + timedelta(minutes=11)).isoformat()
+    assert fields(parse_report(good(occurred_at=later), now=NOW)) == ["occurred_at"]
+    soon = (NOW + timedelta(minutes=9)).isoformat()
+    assert isinstance(parse_report(good(occurred_at=soon), now=NOW), ReportIn)
+
+
+def test_an_unknown_region_is_refused() -> None:
+    result = parse_report(good(region="SY99"), now=NOW, known_region={"SY07"}.__contains__)
+    assert fields(result) == ["region"]
+
+
+def test_a_non_object_is_refused() -> None:
+    assert fields(parse_report([1, 2], now=NOW)) == ["(report)"]

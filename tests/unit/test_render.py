@@ -1,0 +1,64 @@
+"""What a leader reads on the lock screen, in Arabic and English."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from dispatcher.group import summarize
+from dispatcher.model import Casualties, Report
+from dispatcher.notify.render import BODY_MAX, PDF, RLE, TITLE_MAX, render
+
+DAMASCUS = ZoneInfo("Asia/Damascus")
+T0 = datetime(2026, 11, 24, 11, 2, tzinfo=UTC)
+
+
+def reports(n: int, *, killed: int = 1, injured: int = 2, trapped: int = 1) -> list[Report]:
+    return [
+        Report(
+            source="obs",
+            id=f"r{i}",
+            kind="barrel_bomb" if i % 2 else "airstrike",
+            occurred_at=T0,
+            region="SY0703",
+            casualties=Casualties(killed, injured, trapped),
+        )
+        for i in range(n)
+    ]
+
+
+def test_english_update_says_what_is_new_and_the_totals() -> None:
+    s = summarize(reports(3), previous_revisions={}, previous_at=None)
+    r = render(s, place="Harim", locale="en", tz=DAMASCUS)
+    assert r.title == "Harim · new reports: 3"
+    assert r.body.splitlines() == [
+        "killed: 3 · injured: 6 · trapped: 3",
+        "airstrike: 2 · barrel bomb: 1",
+        "reports in this alert: 3",
+    ]
+
+
+def test_later_update_names_the_time_of_the_previous_one_in_local_time() -> None:
+    rs = reports(2)
+    s = summarize(rs, previous_revisions={"obs/r0": 1}, previous_at=T0)
+    r = render(s, place="Harim", locale="en", tz=DAMASCUS)
+    assert r.title == "Harim · new reports: 1"
+    assert r.body.endswith("reports in this alert: 2 · since 14:02")
+
+
+def test_arabic_update_is_wrapped_right_to_left_line_by_line() -> None:
+    s = summarize(reports(2), previous_revisions={}, previous_at=None)
+    r = render(s, place="حارم", locale="ar", tz=DAMASCUS)
+    assert r.title == f"{RLE}حارم · بلاغات جديدة: 2{PDF}"
+    lines = r.body.splitlines()
+    assert all(line.startswith(RLE) and line.endswith(PDF) for line in lines)
+    assert "قتلى: 2" in lines[0]
+    assert "غارة جوية: 1" in lines[1]
+
+
+def test_long_texts_are_cut_to_what_a_phone_shows() -> None:
+    s = summarize(reports(1), previous_revisions={}, previous_at=None)
+    r = render(s, place="X" * 200, locale="en", tz=DAMASCUS)
+    assert len(r.title) == TITLE_MAX
+    assert r.title.endswith("…")
+    assert len(r.body) <= BODY_MAX
