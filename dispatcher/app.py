@@ -78,7 +78,9 @@ async def choose_channel(settings: Settings) -> Channel:
 
     try:
         return await FcmChannel.create(
-            str(credentials), endpoint=settings.push.fcm.endpoint, timeout=settings.push.fcm.timeout
+            str(credentials),
+            endpoint=settings.push.fcm.endpoint,
+            http_timeout=settings.push.fcm.timeout,
         )
     except (OSError, ValueError) as exc:
         raise ConfigError([f"push.fcm.credentials: cannot use {credentials}: {exc}"]) from exc

@@ -8,6 +8,7 @@ Decisions stay in the pure modules; this one sequences them and does the I/O thr
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -51,31 +52,39 @@ class Pipeline:
         self.clock = clock
         self.display_tz = display_tz
 
-    async def accept(self, wire: ReportIn, *, key_name: str) -> Accepted:
-        """Place, route and store one validated report; returns once it is committed."""
+    async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
+        """Place, route and store validated reports in one transaction; returns once committed."""
         rules = self.rules.current
-        lat = wire.location.lat if wire.location else None
-        lon = wire.location.lon if wire.location else None
-        region = rules.locate(wire.region, lat, lon)
-        report = to_report(wire, region=region)
-        routes = rules.routes_for(report)
-        targets = [
-            GroupTarget(
-                route_id=route.id,
-                labels=rules.group_labels(route, report),
-                receiver=route.receiver,
-                timing=Timing(route.group_wait, route.group_interval, route.repeat_interval),
-            )
-            for route in routes
-        ]
-        result = await self.store.save_report(
-            report,
-            targets=targets,
+        prepared = []
+        for wire in wires:
+            lat = wire.location.lat if wire.location else None
+            lon = wire.location.lon if wire.location else None
+            report = to_report(wire, region=rules.locate(wire.region, lat, lon))
+            routes = rules.routes_for(report)
+            targets = [
+                GroupTarget(
+                    route_id=route.id,
+                    labels=rules.group_labels(route, report),
+                    receiver=route.receiver,
+                    timing=Timing(route.group_wait, route.group_interval, route.repeat_interval),
+                )
+                for route in routes
+            ]
+            prepared.append((report, targets, tuple(r.id for r in routes)))
+        results = await self.store.save_reports(
+            [(report, targets) for report, targets, _ in prepared],
             now=self.clock(),
             key_name=key_name,
             rules_version=rules.version,
         )
-        return Accepted(result, rules.region_path(region), tuple(r.id for r in routes))
+        return [
+            Accepted(result, rules.region_path(report.region), route_ids)
+            for result, (report, _, route_ids) in zip(results, prepared, strict=True)
+        ]
+
+    async def accept(self, wire: ReportIn, *, key_name: str) -> Accepted:
+        (accepted,) = await self.accept_many([wire], key_name=key_name)
+        return accepted
 
     async def tick(self) -> None:
         """One scheduler tick: send the updates that are due, then deliver the outbox."""

@@ -21,13 +21,15 @@ class Scheduler:
         self._tick = tick
         self._every = every
         self._scheduler: AsyncIOScheduler | None = None
+        self._running = asyncio.Lock()
 
     async def _run_tick(self) -> None:
-        try:
-            await self._tick()
-        except Exception:
-            # The next tick tries again; a crash here must not kill the job.
-            log.exception("scheduler tick failed")
+        async with self._running:
+            try:
+                await self._tick()
+            except Exception:
+                # The next tick tries again; a crash here must not kill the job.
+                log.exception("scheduler tick failed")
 
     def start(self) -> None:
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
@@ -47,3 +49,5 @@ class Scheduler:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+            async with self._running:  # let a tick in progress finish its transaction
+                pass

@@ -55,7 +55,7 @@ class StoredReport:
 @dataclass(frozen=True, slots=True)
 class SaveResult:
     outcome: Literal["created", "duplicate", "stale"]
-    stored: StoredReport  # the new row, the identical one, or the newer one that wins
+    stored: StoredReport  # the new row, the one already held, or (stale) the newer one
     group_ids: tuple[str, ...] = ()
 
 
@@ -178,6 +178,26 @@ class Store:
 
     # --- reports -------------------------------------------------------------------------
 
+    async def save_reports(
+        self,
+        items: Sequence[tuple[Report, Sequence[GroupTarget]]],
+        *,
+        now: datetime,
+        key_name: str,
+        rules_version: str,
+    ) -> list[SaveResult]:
+        """Store report revisions and add each to its alert groups, in one transaction.
+
+        The same (source, id, revision) again is a duplicate: nothing changes. A revision lower
+        than the stored one is stale: nothing changes either.
+        """
+        try:
+            return await self._save_reports(items, now, key_name, rules_version)
+        except IntegrityError:
+            # A concurrent request (another connection, on PostgreSQL) stored one of these
+            # revisions between our read and our insert: the retry sees it as a duplicate.
+            return await self._save_reports(items, now, key_name, rules_version)
+
     async def save_report(
         self,
         report: Report,
@@ -187,44 +207,47 @@ class Store:
         key_name: str,
         rules_version: str,
     ) -> SaveResult:
-        """Store a report revision and add it to its alert groups, in one transaction.
+        (result,) = await self.save_reports(
+            [(report, targets)], now=now, key_name=key_name, rules_version=rules_version
+        )
+        return result
 
-        The same (source, id, revision) again is a duplicate: nothing changes. A revision lower
-        than the stored one is stale: nothing changes either.
-        """
-        try:
-            return await self._save_report(
-                report, targets=targets, now=now, key_name=key_name, rules_version=rules_version
-            )
-        except IntegrityError:
-            # A concurrent request (another connection, on PostgreSQL) stored this revision
-            # between our read and our insert: answer as for any duplicate.
-            return await self._save_report(
-                report, targets=targets, now=now, key_name=key_name, rules_version=rules_version
-            )
-
-    async def _save_report(
+    async def _save_reports(
         self,
+        items: Sequence[tuple[Report, Sequence[GroupTarget]]],
+        now: datetime,
+        key_name: str,
+        rules_version: str,
+    ) -> list[SaveResult]:
+        async with self.engine.begin() as conn:
+            return [
+                await self._save_one(conn, report, targets, now, key_name, rules_version)
+                for report, targets in items
+            ]
+
+    async def _save_one(
+        self,
+        conn: AsyncConnection,
         report: Report,
-        *,
         targets: Sequence[GroupTarget],
         now: datetime,
         key_name: str,
         rules_version: str,
     ) -> SaveResult:
-        async with self.engine.begin() as conn:
-            latest = await self._latest_revision(conn, report.source, report.id)
-            if latest is not None and latest.report.revision >= report.revision:
-                if latest.report.revision == report.revision:
-                    return SaveResult("duplicate", latest)
-                same = await self._revision(conn, report.source, report.id, report.revision)
-                return SaveResult("stale", same or latest)
-            pk = await self._insert_report(conn, report, now, key_name, rules_version)
-            group_ids = []
-            for target in targets:
-                group_ids.append(await self._join_group(conn, target, pk, now, rules_version))
-            stored = StoredReport(report, pk, now, key_name, rules_version)
-            return SaveResult("created", stored, tuple(group_ids))
+        latest = await self._latest_revision(conn, report.source, report.id)
+        if latest is not None and latest.report.revision >= report.revision:
+            # A retry of a revision we hold (even an old one, delayed by a bad link) is a
+            # duplicate; a revision older than ours that we never saw is stale.
+            same = await self._revision(conn, report.source, report.id, report.revision)
+            if same is not None:
+                return SaveResult("duplicate", same)
+            return SaveResult("stale", latest)
+        pk = await self._insert_report(conn, report, now, key_name, rules_version)
+        group_ids = [
+            await self._join_group(conn, target, pk, now, rules_version) for target in targets
+        ]
+        stored = StoredReport(report, pk, now, key_name, rules_version)
+        return SaveResult("created", stored, tuple(group_ids))
 
     async def _insert_report(
         self,

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dispatcher.intake import FieldError, field_errors, parse_report, report_json
 from dispatcher.notify.base import redact_token
-from dispatcher.pipeline import Pipeline
+from dispatcher.pipeline import Accepted, Pipeline
+from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.problems import problem
@@ -23,6 +24,11 @@ from dispatcher.web.problems import problem
 PIPELINE = web.AppKey("pipeline", Pipeline)
 
 JSON_TYPES = ("application/json",)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
+MAX_BATCH = 1000
+
+STATUS_WORD = {"created": "accepted", "duplicate": "duplicate", "stale": "stale"}
+HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -31,38 +37,30 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-async def _read_json(request: web.Request) -> Any | web.Response:
-    if request.content_type not in JSON_TYPES:
+async def _read_json(request: web.Request, *, ndjson: bool = False) -> Any | web.Response:
+    """The decoded body, or the problem to answer: 415, 413 (raised by aiohttp) or 400."""
+    allowed = JSON_TYPES + (NDJSON_TYPES if ndjson else ())
+    if request.content_type not in allowed:
         return problem(
             415,
             "Unsupported Media Type",
-            f"send 'Content-Type: application/json', not '{request.content_type}'",
+            f"send Content-Type {' or '.join(allowed)}, not '{request.content_type}'",
         )
     raw = await request.read()  # raises 413 past the configured size
     try:
+        if request.content_type in NDJSON_TYPES:
+            lines = raw.decode().splitlines()
+            return [json.loads(line) for line in lines if line.strip()]
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return problem(400, "Bad Request", f"the body is not valid JSON: {exc}")
 
 
-@requires("reports:write")
-async def post_report(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    data = await _read_json(request)
-    if isinstance(data, web.Response):
-        return data
-    rules = pipeline.rules.current
-    parsed = parse_report(data, now=pipeline.clock(), known_region=rules.regions.__contains__)
-    if isinstance(parsed, list):
-        return problem(422, "Invalid report", "nothing was stored", errors=parsed)
-    key: ApiKey = request[KEY]
-    accepted = await pipeline.accept(parsed, key_name=key.name)
+def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
     result = accepted.result
     stored = result.stored.report
-    body = {
-        "status": {"created": "accepted", "duplicate": "duplicate", "stale": "stale"}[
-            result.outcome
-        ],
+    body: dict[str, Any] = {
+        "status": STATUS_WORD[result.outcome],
         "report": report_json(stored),
         "received_at": result.stored.received_at.isoformat(),
         "region": {
@@ -72,19 +70,67 @@ async def post_report(request: web.Request) -> web.Response:
             "name_ar": rules.region_name(stored.region, "ar"),
         },
     }
-    if result.outcome == "stale":
-        return problem(
-            409,
-            "Stale revision",
-            f"revision {parsed.revision} is older than the stored revision "
-            f"{stored.revision}; nothing was changed",
-            stored=body["report"],
-        )
     if result.outcome == "created":
         body["routes"] = list(accepted.routes)
         body["groups"] = list(result.group_ids)
-        return _json(body, status=202)
-    return _json(body, status=200)
+    return body
+
+
+@requires("reports:write")
+async def post_report(request: web.Request) -> web.Response:
+    """One report (a JSON object) or a batch (a JSON array, or NDJSON) of up to 1,000."""
+    pipeline = request.app[PIPELINE]
+    data = await _read_json(request, ndjson=True)
+    if isinstance(data, web.Response):
+        return data
+    batch = isinstance(data, list)
+    items = data if batch else [data]
+    if batch and not 1 <= len(items) <= MAX_BATCH:
+        return problem(
+            413 if items else 422,
+            "Batch size",
+            f"a batch holds 1 to {MAX_BATCH} reports; this one has {len(items)}",
+        )
+    rules = pipeline.rules.current
+    now = pipeline.clock()
+    parsed = [
+        parse_report(item, now=now, known_region=rules.regions.__contains__) for item in items
+    ]
+    valid = [p for p in parsed if not isinstance(p, list)]
+    key: ApiKey = request[KEY]
+    accepted = iter(await pipeline.accept_many(valid, key_name=key.name) if valid else [])
+
+    if not batch:
+        if isinstance(parsed[0], list):
+            return problem(422, "Invalid report", "nothing was stored", errors=parsed[0])
+        one = next(accepted)
+        if one.result.outcome == "stale":
+            stored = one.result.stored.report
+            return problem(
+                409,
+                "Stale revision",
+                f"revision {parsed[0].revision} is older than the stored revision "
+                f"{stored.revision}; nothing was changed",
+                stored=report_json(stored),
+            )
+        return _json(_result_json(one, rules), status=HTTP_STATUS[one.result.outcome])
+
+    results: list[dict[str, Any]] = []
+    for index, p in enumerate(parsed):
+        if isinstance(p, list):
+            results.append({"index": index, "status": 422, "errors": [e.to_json() for e in p]})
+        else:
+            a = next(accepted)
+            item = _result_json(a, rules)
+            item["outcome"] = item.pop("status")
+            results.append({"index": index, "status": HTTP_STATUS[a.result.outcome], **item})
+    summary = {
+        "accepted": sum(1 for r in results if r["status"] == 202),
+        "duplicate": sum(1 for r in results if r["status"] == 200),
+        "stale": sum(1 for r in results if r["status"] == 409),
+        "invalid": sum(1 for r in results if r["status"] == 422),
+    }
+    return _json({**summary, "results": results}, status=200)
 
 
 @requires("read")

@@ -17,7 +17,7 @@ from dispatcher.settings import ApiKey
 from dispatcher.web.problems import Handler, problem
 
 SCOPE_ATTR = "__dispatcher_scope__"
-KEY = "dispatcher.api_key"
+KEY = web.RequestKey("api_key", ApiKey)
 PUBLIC = "public"
 
 

@@ -68,12 +68,21 @@ async def test_revisions_duplicates_and_stale(store: Store) -> None:
     assert again.stored.report.casualties.killed == 1, "the stored report is unchanged"
     newer = await save(store, report(revision=2, killed=3), T0 + S)
     assert newer.outcome == "created"
-    stale = await save(store, report(revision=1, killed=7))
-    assert stale.outcome == "stale"
+    late_retry = await save(store, report(revision=1, killed=7))
+    assert late_retry.outcome == "duplicate", "a delayed retry of a held revision"
+    assert late_retry.stored.report.revision == 1
+    await save(store, report(revision=4, killed=4), T0 + 2 * S)
+    stale = await save(store, report(revision=3, killed=7))
+    assert stale.outcome == "stale", "a revision older than the newest, never seen"
+    assert stale.stored.report.revision == 4
     revisions = await store.report_revisions("obs", "r1")
-    assert [(r.report.revision, r.report.casualties.killed) for r in revisions] == [(1, 1), (2, 3)]
+    assert [(r.report.revision, r.report.casualties.killed) for r in revisions] == [
+        (1, 1),
+        (2, 3),
+        (4, 4),
+    ]
     assert revisions[0].received_at == T0
-    assert await store.count_reports() == 2
+    assert await store.count_reports() == 3
 
 
 async def test_a_group_waits_then_sends_once_per_interval(store: Store) -> None:

@@ -1,0 +1,140 @@
+"""Loading a rules folder into a `RuleSet`: the regions, teams and route tree in force.
+
+`load_rules` reads the three files, checks everything, and either returns a complete rule
+set or raises `RulesInvalid` with every error found. A rule set is immutable: a reload
+builds a new one and swaps it in whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dispatcher.locate import RegionIndex
+from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
+from dispatcher.route import Route, group_labels, match
+from dispatcher.rules.errors import Loc, Problems, RuleError, RulesInvalid
+from dispatcher.rules.schema import Checker, parse_regions, parse_routes, parse_teams
+from dispatcher.rules.yamlmarks import Y, load_marked
+
+FILES = ("regions.yaml", "teams.yaml", "routes.yaml")
+UNASSIGNED_NAMES = {"en": "Unassigned area", "ar": "منطقة غير محددة"}
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    regions: dict[str, Region]
+    teams: dict[str, Team]
+    root: Route
+    files: tuple[Path, ...]
+    version: str
+    index: RegionIndex
+    approximate: frozenset[str] = frozenset()
+    warnings: tuple[RuleError, ...] = ()
+    leaders: dict[str, Leader] = field(default_factory=dict)
+    _paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def region_path(self, region_id: str) -> tuple[str, ...]:
+        """The region and its ancestors, top first; () for an unassigned report."""
+        return self._paths.get(region_id, ())
+
+    def locate(self, region: str | None, lat: float | None, lon: float | None) -> str:
+        """Place a report: coordinates give the deepest region covering them; a region id
+        that the coordinates refine (a district inside the given governorate) gives way to
+        them, otherwise the given id wins. Nothing known: UNASSIGNED."""
+        placed = self.index.place(lat, lon) if lat is not None and lon is not None else None
+        if region is not None and region in self.regions:
+            if placed is not None and region in self.region_path(placed):
+                return placed
+            return region
+        return placed or UNASSIGNED
+
+    def routes_for(self, report: Report) -> list[Route]:
+        return match(self.root, report, self.region_path(report.region))
+
+    def group_labels(self, route: Route, report: Report) -> tuple[tuple[str, str], ...]:
+        return group_labels(route, report, self.region_path(report.region))
+
+    def leaders_of(self, team_id: str) -> tuple[Leader, ...]:
+        team = self.teams.get(team_id)
+        return team.leaders if team else ()
+
+    def region_name(self, region_id: str, locale: str) -> str:
+        region = self.regions.get(region_id)
+        if region is None:
+            return UNASSIGNED_NAMES.get(locale, UNASSIGNED_NAMES["en"])
+        return region.name_ar if locale == "ar" else region.name
+
+
+def _read(folder: Path, problems: Problems) -> tuple[dict[str, Y | None], str]:
+    docs: dict[str, Y | None] = {}
+    digest = hashlib.sha256()
+    for name in FILES:
+        path = folder / name
+        shown = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.error(Loc(shown, 1, 1), f"missing file: the rules need {', '.join(FILES)}")
+            docs[name] = None
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.error(Loc(shown, 1, 1), f"cannot read the file: {exc}")
+            docs[name] = None
+            continue
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        docs[name] = load_marked(text, shown, problems)
+    return docs, digest.hexdigest()[:12]
+
+
+def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
+    problems = Problems()
+    folder = Path(folder)
+    docs, version = _read(folder, problems)
+    c = Checker(problems)
+    specs = parse_regions(docs["regions.yaml"], str(folder / "regions.yaml"), c)
+    teams, _ = parse_teams(docs["teams.yaml"], str(folder / "teams.yaml"), c)
+    root = parse_routes(
+        docs["routes.yaml"], str(folder / "routes.yaml"), c, regions=specs, teams=teams
+    )
+    if problems.errors or root is None:
+        return None, problems
+    regions = {rid: spec.region for rid, spec in specs.items()}
+    paths: dict[str, tuple[str, ...]] = {}
+    for rid in regions:
+        chain: list[str] = []
+        node: str | None = rid
+        while node is not None:
+            chain.append(node)
+            node = regions[node].parent
+        paths[rid] = tuple(reversed(chain))
+    polygons = {rid: s.polygon for rid, s in specs.items() if s.polygon is not None}
+    index = RegionIndex(polygons, {rid: len(paths[rid]) for rid in polygons})
+    ruleset = RuleSet(
+        regions=regions,
+        teams=teams,
+        root=root,
+        files=tuple(folder / name for name in FILES),
+        version=version,
+        index=index,
+        approximate=frozenset(rid for rid, s in specs.items() if s.approximate),
+        warnings=tuple(problems.warnings),
+        leaders={leader.id: leader for team in teams.values() for leader in team.leaders},
+        _paths=paths,
+    )
+    return ruleset, problems
+
+
+def load_rules(folder: str | Path) -> RuleSet:
+    """The rule set in `folder`, or RulesInvalid listing every error."""
+    ruleset, problems = _build(Path(folder))
+    if ruleset is None:
+        raise RulesInvalid(problems.errors)
+    return ruleset
+
+
+def check_rules(folder: str | Path) -> list[RuleError]:
+    """Every error and warning in `folder`, in file order."""
+    _, problems = _build(Path(folder))
+    return sorted(problems.items, key=lambda e: (e.loc, e.severity))

@@ -1,0 +1,423 @@
+"""The rules' schema: marked YAML in, domain values out, every mistake collected.
+
+Operators are not programmers, so each check says where (file:line:column), what is wrong,
+and how to fix it, with a close match for misspelt keys, kinds, regions and teams.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
+
+from dispatcher.model import KINDS, LOCALES, Leader, Region, Team
+from dispatcher.route import Matchers, Route
+from dispatcher.rules.durations import parse_duration
+from dispatcher.rules.errors import Loc, Problems, suggest
+from dispatcher.rules.yamlmarks import Y
+
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+GROUP_BY = re.compile(r"^(region|region:\d+|kind|source)$")
+
+REGION_KEYS = ("id", "name", "name_ar", "parent", "aliases", "approximate", "polygon")
+TEAM_KEYS = ("id", "name", "leaders")
+LEADER_KEYS = ("id", "name", "locale")
+ROUTE_KEYS = (
+    "name",
+    "match",
+    "receiver",
+    "group_by",
+    "group_wait",
+    "group_interval",
+    "repeat_interval",
+    "continue",
+    "routes",
+)
+MATCH_KEYS = ("regions", "kinds")
+DEFAULT_TIMINGS = {
+    "group_wait": timedelta(seconds=30),
+    "group_interval": timedelta(minutes=5),
+    "repeat_interval": timedelta(hours=4),
+}
+
+
+class Checker:
+    """Small typed readers over `Y` nodes that report instead of raising."""
+
+    def __init__(self, problems: Problems) -> None:
+        self.p = problems
+
+    def mapping(self, y: Y, what: str, keys: Iterable[str], required: Iterable[str] = ()) -> bool:
+        if not y.is_map():
+            self.p.error(y.loc, f"{what} must be a mapping of keys to values")
+            return False
+        allowed = tuple(keys)
+        for key in y.value:
+            if key not in allowed:
+                self.p.error(
+                    y.key_locs[key],
+                    f"unknown key '{key}' in {what}{suggest(key, allowed)}"
+                    + ("" if suggest(key, allowed) else f"; allowed: {', '.join(allowed)}"),
+                )
+        ok = True
+        for key in required:
+            if key not in y.value:
+                self.p.error(y.loc, f"{what} is missing the required key '{key}'")
+                ok = False
+        return ok
+
+    def string(
+        self, y: Y | None, what: str, *, pattern: re.Pattern[str] | None = None
+    ) -> str | None:
+        if y is None:
+            return None
+        if not isinstance(y.value, str) or not y.value.strip():
+            self.p.error(y.loc, f"{what} must be text, not {_describe(y.value)}")
+            return None
+        if pattern is not None and not pattern.match(y.value):
+            self.p.error(
+                y.loc, f"{what} '{y.value}' may hold only letters, digits, '-', '_' and '.'"
+            )
+            return None
+        return str(y.value)
+
+    def strings(self, y: Y | None, what: str) -> list[tuple[str, Loc]]:
+        if y is None:
+            return []
+        items = y.value if y.is_list() else [y] if isinstance(y.value, str) else None
+        if items is None:
+            self.p.error(y.loc, f"{what} must be a list, like [a, b]")
+            return []
+        out = []
+        for item in items:
+            text = self.string(item, f"each of {what}")
+            if text is not None:
+                out.append((text, item.loc))
+        return out
+
+    def boolean(self, y: Y | None, what: str, default: bool) -> bool:
+        if y is None:
+            return default
+        if not isinstance(y.value, bool):
+            self.p.error(y.loc, f"{what} must be true or false, not {_describe(y.value)}")
+            return default
+        return bool(y.value)
+
+    def duration(self, y: Y | None, what: str) -> timedelta | None:
+        if y is None:
+            return None
+        if not isinstance(y.value, str):
+            self.p.error(y.loc, f"{what} must be a duration like 30s, 2m or 1h30m")
+            return None
+        try:
+            value = parse_duration(y.value)
+        except ValueError as exc:
+            self.p.error(y.loc, f"{what}: {exc}")
+            return None
+        if value <= timedelta(0) and what != "group_wait":
+            self.p.error(y.loc, f"{what} must be longer than zero")
+            return None
+        return value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"'{value}'"
+
+
+@dataclass
+class RegionSpec:
+    region: Region
+    loc: Loc
+    parent_loc: Loc | None
+    polygon: BaseGeometry | None
+    approximate: bool
+
+
+def parse_regions(doc: Y | None, file: str, c: Checker) -> dict[str, RegionSpec]:
+    out: dict[str, RegionSpec] = {}
+    if doc is None or not c.mapping(doc, "regions.yaml", ("regions",), ("regions",)):
+        return out
+    items = doc.value["regions"]
+    if not items.is_list():
+        c.p.error(items.loc, "regions must be a list of regions, each starting with '- id: ...'")
+        return out
+    for y in items.value:
+        if not c.mapping(y, "a region", REGION_KEYS, ("id", "name", "name_ar")):
+            continue
+        v = y.value
+        rid = c.string(v["id"], "region id", pattern=ID)
+        name = c.string(v["name"], "name")
+        name_ar = c.string(v["name_ar"], "name_ar")
+        parent = c.string(v.get("parent"), "parent", pattern=ID)
+        aliases = tuple(a for a, _ in c.strings(v.get("aliases"), "aliases"))
+        approximate = c.boolean(v.get("approximate"), "approximate", False)
+        polygon = _polygon(v.get("polygon"), c) if "polygon" in v else None
+        if rid is None or name is None or name_ar is None:
+            continue
+        if rid in out:
+            c.p.error(
+                v["id"].loc, f"duplicate region id '{rid}' (first at line {out[rid].loc.line})"
+            )
+            continue
+        parent_loc = v["parent"].loc if "parent" in v else None
+        region = Region(rid, name, name_ar, parent, aliases)
+        out[rid] = RegionSpec(region, v["id"].loc, parent_loc, polygon, approximate)
+    _check_parents(out, c)
+    return out
+
+
+def _polygon(y: Y, c: Checker) -> BaseGeometry | None:
+    if not y.is_list() or len(y.value) < 3:
+        c.p.error(y.loc, "polygon must be a list of at least 3 [lon, lat] points")
+        return None
+    points = []
+    for pt in y.value:
+        raw = pt.plain()
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 2
+            or not all(isinstance(n, int | float) and not isinstance(n, bool) for n in raw)
+        ):
+            c.p.error(pt.loc, "each polygon point must be [lon, lat], two numbers")
+            return None
+        lon, lat = float(raw[0]), float(raw[1])
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            c.p.error(pt.loc, f"point [{lon}, {lat}] is off the map: [lon, lat], lon first")
+            return None
+        points.append((lon, lat))
+    poly = shapely.Polygon(points)
+    if not poly.is_valid:
+        c.p.error(
+            y.loc,
+            f"polygon is not valid ({explain_validity(poly)}); check the order of the points: "
+            "the outline must not cross itself",
+        )
+        return None
+    return poly
+
+
+def _check_parents(regions: dict[str, RegionSpec], c: Checker) -> None:
+    for spec in regions.values():
+        parent = spec.region.parent
+        if parent is not None and parent not in regions and spec.parent_loc is not None:
+            c.p.error(
+                spec.parent_loc, f"unknown parent region '{parent}'{suggest(parent, regions)}"
+            )
+    reported: set[str] = set()
+    for start in regions:
+        seen: list[str] = []
+        node: str | None = start
+        while node is not None and node in regions and node not in seen:
+            seen.append(node)
+            node = regions[node].region.parent
+        if node is not None and node in seen and node not in reported:
+            cycle = seen[seen.index(node) :]
+            reported.update(cycle)
+            spec = regions[node]
+            c.p.error(
+                spec.parent_loc or spec.loc,
+                "regions form a cycle: " + " -> ".join([*cycle, node]) + "; a region cannot be "
+                "inside itself",
+            )
+
+
+def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], dict[str, Loc]]:
+    teams: dict[str, Team] = {}
+    locs: dict[str, Loc] = {}
+    leader_locs: dict[str, Loc] = {}
+    if doc is None or not c.mapping(doc, "teams.yaml", ("teams",), ("teams",)):
+        return teams, locs
+    items = doc.value["teams"]
+    if not items.is_list():
+        c.p.error(items.loc, "teams must be a list of teams, each starting with '- id: ...'")
+        return teams, locs
+    for y in items.value:
+        if not c.mapping(y, "a team", TEAM_KEYS, ("id", "name", "leaders")):
+            continue
+        v = y.value
+        tid = c.string(v["id"], "team id", pattern=ID)
+        name = c.string(v["name"], "team name")
+        leaders: list[Leader] = []
+        if not v["leaders"].is_list():
+            c.p.error(v["leaders"].loc, "leaders must be a list of {id, name, locale}")
+        else:
+            for ly in v["leaders"].value:
+                if not c.mapping(ly, "a leader", LEADER_KEYS, ("id", "name")):
+                    continue
+                lid = c.string(ly.value["id"], "leader id", pattern=ID)
+                lname = c.string(ly.value["name"], "leader name")
+                locale = c.string(ly.value.get("locale"), "locale") or "ar"
+                if locale not in LOCALES:
+                    c.p.error(
+                        ly.value["locale"].loc,
+                        f"unknown locale '{locale}'; use one of {', '.join(LOCALES)}",
+                    )
+                if lid is None or lname is None or tid is None:
+                    continue
+                if lid in leader_locs:
+                    c.p.error(
+                        ly.value["id"].loc,
+                        f"duplicate leader id '{lid}' (first at line {leader_locs[lid].line}); "
+                        "a leader belongs to one team",
+                    )
+                    continue
+                leader_locs[lid] = ly.value["id"].loc
+                leaders.append(Leader(lid, lname, locale, tid))
+        if tid is None or name is None:
+            continue
+        if tid in teams:
+            c.p.error(v["id"].loc, f"duplicate team id '{tid}' (first at line {locs[tid].line})")
+            continue
+        teams[tid] = Team(tid, name, tuple(leaders))
+        locs[tid] = v["id"].loc
+    return teams, locs
+
+
+@dataclass
+class _Inherited:
+    receiver: str | None
+    group_by: tuple[str, ...]
+    timings: dict[str, timedelta] = field(default_factory=dict)
+
+
+def parse_routes(
+    doc: Y | None,
+    file: str,
+    c: Checker,
+    *,
+    regions: Iterable[str],
+    teams: Iterable[str],
+) -> Route | None:
+    if doc is None or not c.mapping(doc, "routes.yaml", ("route",), ("route",)):
+        return None
+    root = doc.value["route"]
+    if root.is_map():
+        for key in ("match", "continue"):
+            if key in root.value:
+                c.p.error(
+                    root.key_locs[key],
+                    f"the top route takes every report; '{key}' belongs on a child route",
+                )
+    names: dict[str, Loc] = {}
+    inherited = _Inherited(None, (), dict(DEFAULT_TIMINGS))
+    return _route(root, "root", inherited, c, set(regions), set(teams), names, is_root=True)
+
+
+def _route(
+    y: Y,
+    path: str,
+    parent: _Inherited,
+    c: Checker,
+    regions: set[str],
+    teams: set[str],
+    names: dict[str, Loc],
+    *,
+    is_root: bool = False,
+) -> Route | None:
+    required = ("receiver",) if is_root else ()
+    if not c.mapping(y, "a route", ROUTE_KEYS, required):
+        return None
+    v = y.value
+    name = c.string(v.get("name"), "route name", pattern=ID)
+    if name is not None:
+        if name in names:
+            c.p.error(
+                v["name"].loc, f"duplicate route name '{name}' (first at line {names[name].line})"
+            )
+        names[name] = v["name"].loc
+    receiver = c.string(v.get("receiver"), "receiver", pattern=ID) or parent.receiver
+    if "receiver" in v and receiver not in teams and receiver is not None:
+        c.p.error(v["receiver"].loc, f"unknown team '{receiver}'{suggest(receiver, teams)}")
+    group_by = parent.group_by
+    if "group_by" in v:
+        labels = c.strings(v["group_by"], "group_by")
+        for label, loc in labels:
+            if not GROUP_BY.match(label):
+                c.p.error(
+                    loc,
+                    f"cannot group by '{label}'"
+                    f"{suggest(label, ('region', 'kind', 'source'))}"
+                    "; use region, region:N (N = depth in the region tree), kind or source",
+                )
+        group_by = tuple(label for label, _ in labels if GROUP_BY.match(label))
+    timings = dict(parent.timings)
+    for key in DEFAULT_TIMINGS:
+        value = c.duration(v.get(key), key)
+        if value is not None:
+            timings[key] = value
+    matchers = Matchers()
+    if "match" in v and c.mapping(v["match"], "match", MATCH_KEYS):
+        m = v["match"].value
+        wanted_regions = c.strings(m.get("regions"), "match.regions")
+        for rid, loc in wanted_regions:
+            if rid not in regions:
+                c.p.error(loc, f"unknown region '{rid}'{suggest(rid, regions)}")
+        kinds = c.strings(m.get("kinds"), "match.kinds")
+        for kind, loc in kinds:
+            if kind not in KINDS:
+                c.p.error(
+                    loc,
+                    f"unknown kind '{kind}'{suggest(kind, KINDS)}"
+                    + ("" if suggest(kind, KINDS) else f"; kinds are {', '.join(KINDS)}"),
+                )
+        matchers = Matchers(frozenset(r for r, _ in wanted_regions), frozenset(k for k, _ in kinds))
+    cont = c.boolean(v.get("continue"), "continue", False)
+    here = _Inherited(receiver, group_by, timings)
+    children: list[Route] = []
+    if "routes" in v:
+        if not v["routes"].is_list():
+            c.p.error(v["routes"].loc, "routes must be a list of routes, each starting with '- '")
+        else:
+            for i, child_y in enumerate(v["routes"].value):
+                child = _route(child_y, f"{path}.{i}", here, c, regions, teams, names)
+                if child is not None:
+                    children.append(child)
+            _check_shadowed(children, c)
+    if receiver is None:
+        return None
+    return Route(
+        id=name or path,
+        receiver=receiver,
+        group_by=group_by,
+        group_wait=timings["group_wait"],
+        group_interval=timings["group_interval"],
+        repeat_interval=timings["repeat_interval"],
+        matchers=matchers,
+        continue_=cont,
+        children=tuple(children),
+        where=str(y.loc),
+    )
+
+
+def _check_shadowed(children: list[Route], c: Checker) -> None:
+    """Warn about a route that no report can reach: an earlier sibling without `continue`
+    takes everything it would."""
+    for i, later in enumerate(children):
+        for earlier in children[:i]:
+            if earlier.continue_:
+                continue
+            m, n = earlier.matchers, later.matchers
+            covers = (not m.regions or (n.regions and n.regions <= m.regions)) and (
+                not m.kinds or (n.kinds and n.kinds <= m.kinds)
+            )
+            if covers:
+                file, line, col = later.where.rsplit(":", 2)
+                c.p.warning(
+                    Loc(file, int(line), int(col)),
+                    f"route '{later.id}' can never match: the earlier route '{earlier.id}' "
+                    "(line " + earlier.where.rsplit(":", 2)[1] + ") takes every report it "
+                    "would; move it up or set 'continue: true' on the earlier one",
+                )
+                break

@@ -1,0 +1,147 @@
+"""The `dispatcher` command as an operator runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.harness import TESTDATA
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own command line
+        [sys.executable, "-m", "dispatcher", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+def new_key(*args: str) -> tuple[str, dict[str, object]]:
+    done = run("keys", "new", *args)
+    assert done.returncode == 0, done.stderr
+    key = re.search(r"^key: (\S+)$", done.stdout, re.M)
+    assert key is not None
+    entry = json.loads(done.stdout.strip().splitlines()[-1])
+    return key.group(1), entry
+
+
+def test_keys_new_prints_a_key_and_its_hash_only() -> None:
+    key, entry = new_key("--name", "obs", "--scope", "reports:write", "--scope", "read")
+    assert entry == {
+        "name": "obs",
+        "sha256": hashlib.sha256(key.encode()).hexdigest(),
+        "scopes": ["reports:write", "read"],
+    }
+    other, _ = new_key("--name", "obs", "--scope", "read")
+    assert other != key
+    refused = run("keys", "new", "--name", "p", "--scope", "devices:write")
+    assert refused.returncode == 1
+    assert "--leader" in refused.stderr
+
+
+def test_a_bad_config_names_every_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("server:\n  port: -1\nstorage:\n  uri: x\n")
+    done = run("serve", "--config", str(cfg))
+    assert done.returncode == 1
+    assert "server.port" in done.stderr
+    assert "storage.uri: unknown setting" in done.stderr
+
+
+async def test_serve_says_what_it_runs_and_accepts_a_report(tmp_path: Path) -> None:
+    key, entry = new_key("--name", "obs", "--scope", "reports:write")
+    phone_key, phone_entry = new_key(
+        "--name", "phone", "--scope", "devices:write", "--leader", "harim-lead-1"
+    )
+    env = {
+        **os.environ,
+        "DISPATCHER_SERVER__PORT": "0",
+        "DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp_path / 'd.db'}",
+        "DISPATCHER_RULES__PATH": str(TESTDATA / "rules-e2e"),
+        "DISPATCHER_SCHEDULER__TICK": "100ms",
+        "DISPATCHER_AUTH__KEYS": json.dumps([entry, phone_entry]),
+    }
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    env.pop("DISPATCHER_PUSH__FCM__CREDENTIALS", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dispatcher",
+        "serve",
+        "--config",
+        str(ROOT / "config.yaml"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    try:
+        banner = []
+        while not any(line.startswith("auth:") for line in banner):
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+            assert line, "the service exited before it started"
+            banner.append(line.decode().rstrip())
+        url = re.match(r"dispatcher listening on (http://127\.0\.0\.1:\d+)$", banner[0])
+        assert url is not None, banner
+        assert any(line.startswith("rules: ") and "routes.yaml" in line for line in banner)
+        assert any("push: console (no FCM credentials" in line for line in banner)
+        assert any(line.startswith("store: sqlite") for line in banner)
+
+        token = "device-token-" + "q" * 60
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                url.group(1) + "/v1/devices",
+                json={"token": token, "platform": "android", "locale": "en"},
+                headers={"Authorization": f"Bearer {phone_key}"},
+            ) as resp:
+                assert resp.status == 201
+            async with http.post(
+                url.group(1) + "/v1/reports",
+                json={
+                    "id": "cli-1",
+                    "source": "observatory",
+                    "kind": "shelling",
+                    "occurred_at": "2026-01-01T10:00:00+02:00",
+                    "region": "SY0703",
+                    "casualties": {"injured": 3},
+                },
+                headers={"Authorization": f"Bearer {key}"},
+            ) as resp:
+                assert resp.status == 202, await resp.text()
+        log = b""
+        while b"push to" not in log:
+            log += await asyncio.wait_for(proc.stderr.readline(), timeout=15)
+        assert b"Harim" in log
+        assert token.encode() not in log, "device tokens never appear in logs"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), timeout=15)
+    assert code == 0
+
+
+def test_db_upgrade_is_repeatable(tmp_path: Path) -> None:
+    env = {"DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"}
+    first = run("db", "upgrade", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "was None" in first.stdout
+    second = run("db", "upgrade", env=env)
+    assert second.stdout.strip() == first.stdout.strip().split(" (")[0]

@@ -1,0 +1,89 @@
+"""Reporters over bad links: batches, NDJSON, and clear refusals that store nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.harness import Keys, Running, running, settings_for
+
+
+def report(rid: str, **more: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": rid,
+        "source": "spotter-7",
+        "kind": "shelling",
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        "region": "SY0703",
+        "casualties": {"injured": 1},
+    }
+    body.update(more)
+    return body
+
+
+@pytest.fixture
+async def service(tmp_path: Path, db_url: str) -> Running:
+    keys = Keys()
+    keys.add("spotter", "reports:write")
+    settings = settings_for(tmp_path, keys, db_url=db_url, server={"max_body_bytes": 64 * 1024})
+    async with running(settings, keys) as svc:
+        yield svc  # type: ignore[misc]
+
+
+async def test_a_batch_gives_each_report_its_own_result(service: Running) -> None:
+    batch = [report("b1"), report("b2", kind="meteor"), report("b1"), report("b3", revision=2)]
+    status, body = await service.post("/v1/reports", batch, key="spotter")
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == [202, 422, 200, 202]
+    assert body["results"][1]["errors"] == [
+        {"field": "kind", "message": body["results"][1]["errors"][0]["message"]}
+    ]
+    assert (body["accepted"], body["duplicate"], body["invalid"]) == (2, 1, 1)
+    assert await service.service.store.count_reports() == 2
+
+
+async def test_ndjson_batches_are_accepted(service: Running) -> None:
+    lines = "\n".join(json.dumps(report(f"n{i}")) for i in range(50)) + "\n"
+    async with service.http.post(
+        service.url + "/v1/reports",
+        data=lines.encode(),
+        headers={
+            "Authorization": f"Bearer {service.keys.plain['spotter']}",
+            "Content-Type": "application/x-ndjson",
+        },
+    ) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["accepted"] == 50
+    assert await service.service.store.count_reports() == 50
+
+
+async def raw(service: Running, data: bytes, ctype: str) -> tuple[int, str, Any]:
+    async with service.http.post(
+        service.url + "/v1/reports",
+        data=data,
+        headers={"Authorization": f"Bearer {service.keys.plain['spotter']}", "Content-Type": ctype},
+    ) as resp:
+        return resp.status, resp.content_type, await resp.json(content_type=None)
+
+
+async def test_refusals_are_problem_documents_and_store_nothing(service: Running) -> None:
+    status, ctype, body = await raw(service, b'{"id": ', "application/json")
+    assert (status, ctype) == (400, "application/problem+json")
+    assert "not valid JSON" in body["detail"]
+
+    status, ctype, body = await raw(service, b"id=1", "application/x-www-form-urlencoded")
+    assert (status, ctype) == (415, "application/problem+json")
+
+    big = json.dumps([report(f"big{i}", notes="x" * 1000) for i in range(100)]).encode()
+    status, ctype, body = await raw(service, big, "application/json")
+    assert (status, ctype) == (413, "application/problem+json")
+
+    status, _, body = await raw(service, json.dumps([]).encode(), "application/json")
+    assert status == 422
+
+    assert await service.service.store.count_reports() == 0

@@ -1,0 +1,214 @@
+"""The whole path: a field report reaches team leaders' phones through the real FCM SDK.
+
+The real service on a free port, a real SQLite file, firebase-admin talking to the FCM
+emulator on loopback. Rules: tests/testdata/rules-e2e (group_wait 1s, group_interval 3s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
+from tests.support.harness import Keys, Running, running, settings_for
+
+HARIM = {"lat": 36.12, "lon": 36.52}  # inside SY0703 Harim district, in SY07 Idleb
+
+
+def report(
+    rid: str, *, killed: int = 0, injured: int = 0, trapped: int = 0, **more: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": rid,
+        "source": "observatory",
+        "kind": "airstrike",
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=3)).isoformat(),
+        "location": HARIM,
+        "casualties": {"killed": killed, "injured": injured, "trapped": trapped},
+    }
+    body.update(more)
+    return body
+
+
+@pytest.fixture
+def keys() -> Keys:
+    k = Keys()
+    k.add("observatory", "reports:write")
+    k.add("reader", "read")
+    for leader in ("idleb-lead-1", "idleb-lead-2", "harim-lead-1"):
+        k.add(f"phone-{leader}", "devices:write", leader=leader)
+    return k
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> Running:
+    settings = settings_for(
+        tmp_path,
+        keys,
+        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+    )
+    async with running(settings, keys) as svc:
+        yield svc  # type: ignore[misc]
+
+
+async def register(svc: Running, emu: FcmEmulator, leader: str, platform: str, locale: str) -> str:
+    token = emu.issue_token(platform)
+    status, body = await svc.post(
+        "/v1/devices",
+        {"token": token, "platform": platform, "locale": locale},
+        key=f"phone-{leader}",
+    )
+    assert status == 201, body
+    assert body["device"]["leader"] == leader
+    assert token not in str(body), "a token is never shown whole"
+    return token
+
+
+def by_token(messages: list[ReceivedMessage]) -> dict[str, ReceivedMessage]:
+    return {m.token: m for m in messages}
+
+
+async def test_a_report_reaches_every_leader_once_per_group_interval(
+    service: Running, fcm_emulator: FcmEmulator
+) -> None:
+    emu = fcm_emulator
+    idleb_1_phone = await register(service, emu, "idleb-lead-1", "android", "ar")
+    idleb_1_tablet = await register(service, emu, "idleb-lead-1", "ios", "ar")
+    idleb_2 = await register(service, emu, "idleb-lead-2", "android", "en")
+    harim_1 = await register(service, emu, "harim-lead-1", "android", "en")
+
+    status, body = await service.post(
+        "/v1/reports", report("r1", killed=2, injured=5), key="observatory"
+    )
+    assert status == 202, body
+    assert body["report"]["region"] == "SY0703"
+    assert body["region"]["path"] == ["SY07", "SY0703"]
+    assert body["region"]["name"] == "Harim"
+
+    # group_wait (1s) plus a tick: one push per device of every leader routed to.
+    first = await emu.wait_for(4, within=10)
+    pushes = by_token(first)
+    assert set(pushes) == {idleb_1_phone, idleb_1_tablet, idleb_2, harim_1}
+    assert pushes[idleb_2].title == "Idleb · new reports: 1"
+    assert pushes[idleb_2].body.splitlines()[0] == "killed: 2 · injured: 5 · trapped: 0"
+    assert pushes[harim_1].title == "Harim · new reports: 1"
+    assert "إدلب" in pushes[idleb_1_phone].title, "the Idleb team's group is the governorate's"
+    assert "حارم" not in pushes[idleb_1_phone].title
+    assert "قتلى: 2" in pushes[idleb_1_phone].body
+    # One collapse key per group: the Idleb team's group and the Harim team's group.
+    idleb_group = pushes[idleb_2].data["group_id"]
+    harim_group = pushes[harim_1].data["group_id"]
+    assert idleb_group != harim_group
+    assert pushes[idleb_1_phone].android["collapse_key"] == idleb_group
+    assert pushes[idleb_1_tablet].apns["headers"]["apns-collapse-id"] == idleb_group
+    assert pushes[harim_1].android["collapse_key"] == harim_group
+    assert {p.data["seq"] for p in first} == {"1"}
+    assert pushes[idleb_2].data["reports"] == "observatory/r1"
+
+    # Three more reports in the same groups: one update per device, not one per report.
+    for rid, killed in (("r2", 1), ("r3", 0), ("r4", 4)):
+        status, _ = await service.post(
+            "/v1/reports", report(rid, killed=killed, trapped=1), key="observatory"
+        )
+        assert status == 202
+    both = await emu.wait_for(8, within=10)
+    second = by_token(both[4:])
+    assert set(second) == {idleb_1_phone, idleb_1_tablet, idleb_2, harim_1}
+    assert second[idleb_2].title == "Idleb · new reports: 3"
+    assert second[idleb_2].body.splitlines()[0] == "killed: 7 · injured: 5 · trapped: 3"
+    assert second[idleb_2].data["seq"] == "2"
+    assert second[idleb_2].data["group_id"] == idleb_group
+    gap = second[idleb_2].received_at - pushes[idleb_2].received_at
+    assert gap >= timedelta(seconds=2.9), "at most one update per group_interval"
+
+    await asyncio.sleep(4)  # more than a group_interval: nothing changed, nothing is sent
+    assert len(emu.received) == 8
+
+
+async def test_a_retried_report_and_a_correction_never_count_twice(
+    service: Running, fcm_emulator: FcmEmulator
+) -> None:
+    emu = fcm_emulator
+    harim_1 = await register(service, emu, "harim-lead-1", "android", "en")
+    status, _ = await service.post("/v1/reports", report("x1", killed=3), key="observatory")
+    assert status == 202
+    status, body = await service.post("/v1/reports", report("x1", killed=3), key="observatory")
+    assert status == 200, "the same revision again is answered from the store"
+    assert body["status"] == "duplicate"
+    (first,) = await emu.wait_for(1, within=10)
+    assert first.token == harim_1
+    assert first.body.splitlines()[0] == "killed: 3 · injured: 0 · trapped: 0"
+
+    status, _ = await service.post(
+        "/v1/reports", report("x1", killed=5, revision=2), key="observatory"
+    )
+    assert status == 202
+    status, body = await service.post(
+        "/v1/reports", report("x1", killed=9, revision=1), key="observatory"
+    )
+    assert status == 200, "a late retry of revision 1 changes nothing"
+    assert body["report"]["casualties"]["killed"] == 3
+    second = (await emu.wait_for(2, within=10))[1]
+    assert second.title == "Harim · revised: 1"
+    assert second.body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0", "not 8"
+
+    status, body = await service.post(
+        "/v1/reports", report("y1", killed=1, revision=3), key="observatory"
+    )
+    assert status == 202
+    status, body = await service.post(
+        "/v1/reports", report("y1", killed=9, revision=2), key="observatory"
+    )
+    assert status == 409, "an older revision than the stored one"
+    assert body["stored"]["revision"] == 3
+    third = (await emu.wait_for(3, within=10))[2]
+    assert third.body.splitlines()[0] == "killed: 6 · injured: 0 · trapped: 0"
+
+    status, body = await service.get("/v1/reports/observatory/x1", key="reader")
+    assert status == 200
+    assert [r["casualties"]["killed"] for r in body["revisions"]] == [3, 5]
+    assert body["report"]["revision"] == 2
+
+
+async def test_writes_need_a_key_with_the_right_scope(service: Running) -> None:
+    status, body = await service.post("/v1/reports", report("a"), key=None)
+    assert status == 401
+    assert body["status"] == 401
+    status, _ = await service.post(
+        "/v1/reports", report("a"), key=None, headers={"Authorization": "Bearer nope"}
+    )
+    assert status == 401
+    status, body = await service.post("/v1/reports", report("a"), key="reader")
+    assert status == 403
+    assert "reports:write" in body["detail"]
+    status, body = await service.post(
+        "/v1/devices", {"token": "x" * 40, "platform": "android"}, key="observatory"
+    )
+    assert status == 403
+
+
+async def test_a_bad_report_is_refused_naming_each_field_and_nothing_is_stored(
+    service: Running,
+) -> None:
+    bad = report("bad", kind="meteor", colour="red")
+    bad["casualties"]["killed"] = -1
+    status, body = await service.post("/v1/reports", bad, key="observatory")
+    assert status == 422
+    assert sorted(e["field"] for e in body["errors"]) == ["casualties.killed", "colour", "kind"]
+    status, body = await service.post("/v1/reports", report("r", region="SY99"), key="observatory")
+    assert status == 422
+    assert body["errors"] == [{"field": "region", "message": "unknown region 'SY99'"}]
+    assert await service.service.store.count_reports() == 0
+
+
+async def test_health(service: Running) -> None:
+    status, body = await service.get("/healthz")
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["rules_version"] == service.service.rules.current.version
