@@ -96,7 +96,11 @@ def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
     specs = parse_regions(docs["regions.yaml"], str(folder / "regions.yaml"), c)
     teams, _ = parse_teams(docs["teams.yaml"], str(folder / "teams.yaml"), c)
     root = parse_routes(
-        docs["routes.yaml"], str(folder / "routes.yaml"), c, regions=specs, teams=teams
+        docs["routes.yaml"],
+        str(folder / "routes.yaml"),
+        c,
+        regions=specs if docs["regions.yaml"] is not None and specs else None,
+        teams=teams if docs["teams.yaml"] is not None and teams else None,
     )
     if problems.errors or root is None:
         return None, problems

@@ -297,9 +297,11 @@ def parse_routes(
     file: str,
     c: Checker,
     *,
-    regions: Iterable[str],
-    teams: Iterable[str],
+    regions: Iterable[str] | None,
+    teams: Iterable[str] | None,
 ) -> Route | None:
+    """The route tree. `regions` or `teams` is None when its file could not be read: then
+    references to it are not checked, rather than each reported as unknown."""
     if doc is None or not c.mapping(doc, "routes.yaml", ("route",), ("route",)):
         return None
     root = doc.value["route"]
@@ -312,7 +314,16 @@ def parse_routes(
                 )
     names: dict[str, Loc] = {}
     inherited = _Inherited(None, (), dict(DEFAULT_TIMINGS))
-    return _route(root, "root", inherited, c, set(regions), set(teams), names, is_root=True)
+    return _route(
+        root,
+        "root",
+        inherited,
+        c,
+        None if regions is None else set(regions),
+        None if teams is None else set(teams),
+        names,
+        is_root=True,
+    )
 
 
 def _route(
@@ -320,8 +331,8 @@ def _route(
     path: str,
     parent: _Inherited,
     c: Checker,
-    regions: set[str],
-    teams: set[str],
+    regions: set[str] | None,
+    teams: set[str] | None,
     names: dict[str, Loc],
     *,
     is_root: bool = False,
@@ -338,18 +349,22 @@ def _route(
             )
         names[name] = v["name"].loc
     receiver = c.string(v.get("receiver"), "receiver", pattern=ID) or parent.receiver
-    if "receiver" in v and receiver not in teams and receiver is not None:
+    if "receiver" in v and teams is not None and receiver is not None and receiver not in teams:
         c.p.error(v["receiver"].loc, f"unknown team '{receiver}'{suggest(receiver, teams)}")
     group_by = parent.group_by
     if "group_by" in v:
         labels = c.strings(v["group_by"], "group_by")
         for label, loc in labels:
             if not GROUP_BY.match(label):
+                hint = suggest(label, ("region", "kind", "source"))
                 c.p.error(
                     loc,
-                    f"cannot group by '{label}'"
-                    f"{suggest(label, ('region', 'kind', 'source'))}"
-                    "; use region, region:N (N = depth in the region tree), kind or source",
+                    f"cannot group by '{label}'{hint}"
+                    + (
+                        ""
+                        if hint
+                        else "; use region, region:N (N = depth in the region tree), kind or source"
+                    ),
                 )
         group_by = tuple(label for label, _ in labels if GROUP_BY.match(label))
     timings = dict(parent.timings)
@@ -362,7 +377,7 @@ def _route(
         m = v["match"].value
         wanted_regions = c.strings(m.get("regions"), "match.regions")
         for rid, loc in wanted_regions:
-            if rid not in regions:
+            if regions is not None and rid not in regions:
                 c.p.error(loc, f"unknown region '{rid}'{suggest(rid, regions)}")
         kinds = c.strings(m.get("kinds"), "match.kinds")
         for kind, loc in kinds:

@@ -36,6 +36,10 @@ class Y:
         return self.value
 
 
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
 def _loc(file: str, node: yaml.Node) -> Loc:
     return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -48,6 +52,16 @@ class _Builder:
 
     def build(self, node: yaml.Node) -> Y:
         loc = _loc(self.file, node)
+        expected = (
+            MAP_TAG
+            if isinstance(node, yaml.MappingNode)
+            else SEQ_TAG
+            if isinstance(node, yaml.SequenceNode)
+            else None
+        )
+        if expected is not None and node.tag != expected:
+            self.problems.error(loc, f"unsupported YAML tag '{node.tag}'; write plain values")
+            return Y(None, loc)
         if isinstance(node, yaml.MappingNode):
             self.constructor.flatten_mapping(node)  # YAML merge keys (<<)
             out: dict[str, Y] = {}
@@ -81,6 +95,8 @@ def load_marked(text: str, file: str, problems: Problems) -> Y | None:
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
         what = exc.problem or exc.context or "cannot parse"
+        if exc.context and exc.context_mark and exc.problem:
+            what += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
         problems.error(loc, f"YAML syntax: {what}")
         return None
     except yaml.YAMLError as exc:

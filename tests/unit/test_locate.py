@@ -1,0 +1,57 @@
+"""Where a report lands: the deepest region holding its point, or the region it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.model import UNASSIGNED
+from dispatcher.rules.load import RuleSet, load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> RuleSet:
+    return load_rules(ROOT / "rules")
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "region", "place"),
+    [
+        (35.93, 36.63, "SY0700", "Idleb city"),
+        (36.21, 36.52, "SY0703", "Harim town"),
+        (35.81, 36.32, "SY0704", "Jisr al-Shughur"),
+        (35.65, 36.68, "SY0701", "Maarat al-Numan"),
+        (36.20, 37.16, "SY0200", "Aleppo city"),
+        (36.51, 36.87, "SY0203", "Afrin"),
+        (36.15, 36.10, "SY07", "in the governorate, in no district drawn here"),
+        (33.51, 36.29, "SY", "Damascus: in Syria, in no governorate drawn here"),
+        (48.85, 2.35, UNASSIGNED, "Paris"),
+    ],
+)
+def test_points(shipped: RuleSet, lat: float, lon: float, region: str, place: str) -> None:
+    assert shipped.locate(None, lat, lon) == region, place
+
+
+@pytest.mark.parametrize(
+    ("given", "lat", "lon", "region", "why"),
+    [
+        ("SY0703", None, None, "SY0703", "a region code alone"),
+        ("SY07", 36.21, 36.52, "SY0703", "coordinates refine the governorate to its district"),
+        ("SY02", 36.21, 36.52, "SY02", "coordinates elsewhere do not override the code"),
+        ("SY0703", 48.85, 2.35, "SY0703", "coordinates off the map"),
+    ],
+)
+def test_codes_and_points(
+    shipped: RuleSet, given: str, lat: float | None, lon: float | None, region: str, why: str
+) -> None:
+    assert shipped.locate(given, lat, lon) == region, why
+
+
+def test_region_paths_run_from_the_top(shipped: RuleSet) -> None:
+    assert shipped.region_path("SY0703") == ("SY", "SY07", "SY0703")
+    assert shipped.region_path(UNASSIGNED) == ()
+    assert shipped.region_name("SY0703", "ar") == "حارم"
+    assert shipped.region_name(UNASSIGNED, "en") == "Unassigned area"

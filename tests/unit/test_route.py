@@ -1,0 +1,77 @@
+"""Which teams a report reaches: the route tree, as a table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dispatcher.model import UNASSIGNED, Report
+from dispatcher.rules.load import RuleSet, load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> RuleSet:
+    return load_rules(ROOT / "rules")
+
+
+def report(region: str, kind: str = "airstrike") -> Report:
+    return Report(source="s", id="1", kind=kind, occurred_at=T0, region=region)
+
+
+@pytest.mark.parametrize(
+    ("region", "receivers", "why"),
+    [
+        ("SY0703", ["harim-center", "idleb-center"], "continue: Harim goes on to Idleb"),
+        ("SY0700", ["idleb-center"], "a district matches its governorate's route"),
+        ("SY07", ["idleb-center"], "the governorate itself"),
+        ("SY0204", ["aleppo-center"], "first match in Aleppo"),
+        ("SY", ["central-desk"], "no child matches: the root takes it"),
+        (UNASSIGNED, ["central-desk"], "a report in no region reaches only the root"),
+    ],
+)
+def test_receivers(shipped: RuleSet, region: str, receivers: list[str], why: str) -> None:
+    assert [r.receiver for r in shipped.routes_for(report(region))] == receivers, why
+
+
+def test_children_inherit_and_override(shipped: RuleSet) -> None:
+    harim, idleb = shipped.routes_for(report("SY0703"))
+    assert harim.group_by == ("region",)
+    assert harim.group_wait == timedelta(seconds=15)
+    assert harim.group_interval == timedelta(minutes=2), "inherited from the root"
+    assert idleb.group_by == ("region:1",), "inherited from the root"
+
+
+@pytest.mark.parametrize(
+    ("region", "labels"),
+    [
+        ("SY0703", (("region", "SY07"),)),
+        ("SY07", (("region", "SY07"),)),
+        ("SY", (("region", "SY"),)),
+        (UNASSIGNED, (("region", UNASSIGNED),)),
+    ],
+)
+def test_region_depth_grouping(shipped: RuleSet, region: str, labels: tuple[object]) -> None:
+    root = shipped.root
+    assert shipped.group_labels(root, report(region)) == labels
+
+
+def test_kind_matchers(tmp_path: Path) -> None:
+    for name in ("regions.yaml", "teams.yaml"):
+        (tmp_path / name).write_text((ROOT / "tests/testdata/rules-e2e" / name).read_text())
+    (tmp_path / "routes.yaml").write_text(
+        "route:\n"
+        "  receiver: idleb-center\n"
+        "  routes:\n"
+        "    - {match: {kinds: [chemical]}, receiver: harim-center}\n"
+    )
+    rules = load_rules(tmp_path)
+    assert [r.receiver for r in rules.routes_for(report("SY07", "chemical"))] == ["harim-center"]
+    assert [r.receiver for r in rules.routes_for(report("SY07", "fire"))] == ["idleb-center"]
+    assert [r.receiver for r in rules.routes_for(report(UNASSIGNED, "chemical"))] == [
+        "harim-center"
+    ], "a kind-only route takes reports from anywhere"

@@ -1,0 +1,109 @@
+"""An operator's mistake is reported as file:line:column with a fix, all in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.rules.errors import RulesInvalid
+from dispatcher.rules.load import check_rules, load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = ROOT / "tests" / "testdata" / "rules-bad"
+
+
+def lines(case: str) -> list[str]:
+    return [str(p).removeprefix(f"{BAD / case}/") for p in check_rules(BAD / case)]
+
+
+CASES = {
+    "unknown-key": [
+        "routes.yaml:3:3: unknown key 'group_wiat' in a route; did you mean 'group_wait'?",
+        "routes.yaml:6:7: unknown key 'reciever' in a route; did you mean 'receiver'?",
+    ],
+    "unknown-team": [
+        "routes.yaml:5:17: unknown team 'idleb-centre'; did you mean 'idleb-center'?",
+    ],
+    "bad-duration": [
+        "routes.yaml:3:15: group_wait: '30 seconds' is not a duration; "
+        "write it like 30s, 2m, 1h30m or 500ms",
+        "routes.yaml:4:19: group_interval must be a duration like 30s, 2m or 1h30m",
+    ],
+    "duplicate-id": [
+        "teams.yaml:6:9: duplicate team id 'idleb-center' (first at line 2)",
+        "teams.yaml:13:14: duplicate leader id 'lead-1' (first at line 5); "
+        "a leader belongs to one team",
+        "teams.yaml:13:39: unknown locale 'fr'; use one of ar, en",
+    ],
+    "cycle": [
+        "regions.yaml:5:13: regions form a cycle: SY07 -> SY0703 -> SY07; "
+        "a region cannot be inside itself",
+    ],
+    "bowtie": [
+        "regions.yaml:5:14: polygon is not valid (Self-intersection[36.5 35.85]); "
+        "check the order of the points: the outline must not cross itself",
+        "regions.yaml:10:14: polygon must be a list of at least 3 [lon, lat] points",
+    ],
+    "yaml-syntax": [
+        "teams.yaml:5:3: YAML syntax: expected ',' or ']', but got '-' "
+        "(while parsing a flow sequence that starts at line 4)",
+    ],
+    "missing-file": [
+        "teams.yaml:1:1: missing file: the rules need regions.yaml, teams.yaml, routes.yaml",
+    ],
+    "many": [
+        "routes.yaml:3:14: cannot group by 'regoin'; did you mean 'region'?",
+        "routes.yaml:5:25: unknown region 'SY0730'; did you mean 'SY0703'?",
+        "routes.yaml:5:42: unknown kind 'airstrikes'; did you mean 'airstrike'?",
+        "routes.yaml:8:17: unknown team 'harim-centre'; did you mean 'harim-center'?",
+        "routes.yaml:9:23: group_interval: 'soon' is not a duration; "
+        "write it like 30s, 2m, 1h30m or 500ms",
+    ],
+    "shadowed": [
+        "routes.yaml:6:7: warning: route 'harim' can never match: the earlier route "
+        "'everything' (line 4) takes every report it would; move it up or set "
+        "'continue: true' on the earlier one",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_mistake_is_named_where_it_is(case: str) -> None:
+    assert lines(case) == CASES[case]
+
+
+def test_every_bad_fixture_has_a_case() -> None:
+    assert sorted(p.name for p in BAD.iterdir()) == sorted(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if c != "shadowed"))
+def test_errors_refuse_the_whole_rule_set(case: str) -> None:
+    with pytest.raises(RulesInvalid) as err:
+        load_rules(BAD / case)
+    assert len(err.value.errors) == len(CASES[case])
+
+
+def test_warnings_do_not_refuse_the_rules() -> None:
+    rules = load_rules(BAD / "shadowed")
+    assert [w.message.split(":")[0] for w in rules.warnings] == ["route 'harim' can never match"]
+
+
+def test_the_shipped_rules_are_clean() -> None:
+    assert check_rules(ROOT / "rules") == []
+    rules = load_rules(ROOT / "rules")
+    assert {"SY07", "SY0703", "SY02"} <= set(rules.regions)
+    assert rules.approximate == frozenset(rules.regions), "hand-drawn outlines are marked"
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
+    for name in ("regions.yaml", "teams.yaml", "routes.yaml"):
+        (tmp_path / name).write_text((ROOT / "tests/testdata/rules-e2e" / name).read_text())
+    (tmp_path / "teams.yaml").write_text("teams: !!python/object/apply:os.system ['true']\n")
+    problems = [str(p) for p in check_rules(tmp_path)]
+    assert problems[0] == (
+        f"{tmp_path}/teams.yaml:1:8: unsupported YAML tag "
+        "'tag:yaml.org,2002:python/object/apply:os.system'; write plain values"
+    )
+    (tmp_path / "teams.yaml").write_text("teams: !!python/name:os.system\n")
+    assert "python/name:os.system" in str(check_rules(tmp_path)[0])
