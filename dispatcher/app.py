@@ -59,8 +59,9 @@ class Service:
             f"rules: {', '.join(str(f) for f in rules.files)} (version {rules.version}: "
             f"{len(rules.regions)} regions, {len(rules.teams)} teams)",
             f"push: {self.channel.describe()}",
-            f"store: {storage.get_backend_name()} {storage.render_as_string(hide_password=True)}"
-            f" (schema {after}{'' if before == after else f', migrated from {before}'})",
+            f"store: {storage.render_as_string(hide_password=True)} (schema {after}"
+            + ("" if before == after else f", migrated from {before or 'an empty database'}")
+            + ")",
             f"auth: {keys} API key{'s' if keys != 1 else ''}"
             + ("" if keys else " - every write will be refused; see `dispatcher keys new`"),
         ]

@@ -67,7 +67,8 @@ class Delivery:
         sendable: list[Push] = []
         for p in due:
             if p.token is None:
-                outcomes.append(Outcome(p.id, "failed", error="device removed before delivery"))
+                # Written for a leader with no registered device: kept so operators see it.
+                outcomes.append(Outcome(p.id, "failed", error="no registered device"))
                 continue
             sendable.append(
                 Push(

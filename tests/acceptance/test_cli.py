@@ -104,7 +104,7 @@ async def test_serve_says_what_it_runs_and_accepts_a_report(tmp_path: Path) -> N
         assert url is not None, banner
         assert any(line.startswith("rules: ") and "routes.yaml" in line for line in banner)
         assert any("push: console (no FCM credentials" in line for line in banner)
-        assert any(line.startswith("store: sqlite") for line in banner)
+        assert any(line.startswith("store: sqlite+aiosqlite:///") for line in banner)
 
         token = "device-token-" + "q" * 60
         async with aiohttp.ClientSession() as http:
