@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.support.harness import TESTDATA
+from tests.support.process import serve_env, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,38 +71,13 @@ async def test_serve_says_what_it_runs_and_accepts_a_report(tmp_path: Path) -> N
     phone_key, phone_entry = new_key(
         "--name", "phone", "--scope", "devices:write", "--leader", "harim-lead-1"
     )
-    env = {
-        **os.environ,
-        "DISPATCHER_SERVER__PORT": "0",
-        "DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp_path / 'd.db'}",
-        "DISPATCHER_RULES__PATH": str(TESTDATA / "rules-e2e"),
-        "DISPATCHER_SCHEDULER__TICK": "100ms",
-        "DISPATCHER_AUTH__KEYS": json.dumps([entry, phone_entry]),
-    }
-    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    env.pop("DISPATCHER_PUSH__FCM__CREDENTIALS", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher",
-        "serve",
-        "--config",
-        str(ROOT / "config.yaml"),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    env = serve_env(
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'd.db'}",
+        rules=TESTDATA / "rules-e2e",
+        keys=[entry, phone_entry],
     )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    try:
-        banner = []
-        while not any(line.startswith("auth:") for line in banner):
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-            assert line, "the service exited before it started"
-            banner.append(line.decode().rstrip())
-        url = re.match(r"dispatcher listening on (http://127\.0\.0\.1:\d+)$", banner[0])
-        assert url is not None, banner
+    async with serving(env, tmp_path) as served:
+        banner = served.banner
         assert any(line.startswith("rules: ") and "routes.yaml" in line for line in banner)
         assert any("push: console (no FCM credentials" in line for line in banner)
         assert any(line.startswith("store: sqlite+aiosqlite:///") for line in banner)
@@ -109,13 +85,13 @@ async def test_serve_says_what_it_runs_and_accepts_a_report(tmp_path: Path) -> N
         token = "device-token-" + "q" * 60
         async with aiohttp.ClientSession() as http:
             async with http.post(
-                url.group(1) + "/v1/devices",
+                served.url + "/v1/devices",
                 json={"token": token, "platform": "android", "locale": "en"},
                 headers={"Authorization": f"Bearer {phone_key}"},
             ) as resp:
                 assert resp.status == 201
             async with http.post(
-                url.group(1) + "/v1/reports",
+                served.url + "/v1/reports",
                 json={
                     "id": "cli-1",
                     "source": "observatory",
@@ -127,15 +103,15 @@ async def test_serve_says_what_it_runs_and_accepts_a_report(tmp_path: Path) -> N
                 headers={"Authorization": f"Bearer {key}"},
             ) as resp:
                 assert resp.status == 202, await resp.text()
+        stderr = served.proc.stderr
+        assert stderr is not None
         log = b""
         while b"push to" not in log:
-            log += await asyncio.wait_for(proc.stderr.readline(), timeout=15)
+            log += await asyncio.wait_for(stderr.readline(), timeout=15)
         assert b"Harim" in log
         assert token.encode() not in log, "device tokens never appear in logs"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), timeout=15)
-    assert code == 0
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.proc.wait(), timeout=15) == 0
 
 
 def test_db_upgrade_is_repeatable(tmp_path: Path) -> None:
