@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from dispatcher.clock import Clock, system_clock
+from dispatcher.incidents import MergeRule
 from dispatcher.notify.base import Channel
 from dispatcher.notify.console import ConsoleChannel
 from dispatcher.notify.outbox import Delivery
@@ -101,7 +102,10 @@ async def build(
     except Exception:
         await engine.dispose()
         raise
-    store = Store(engine)
+    store = Store(
+        engine,
+        merge=MergeRule(settings.incidents.merge_radius_m, settings.incidents.merge_window),
+    )
     if channel is None:
         try:
             channel = await choose_channel(settings)

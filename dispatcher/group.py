@@ -7,11 +7,12 @@ timer; the scheduler asks `is_due`; the notify stage renders a `Summary` for eac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from dispatcher.incidents import IncidentCount, count
 from dispatcher.model import Casualties, Report
 
 
@@ -57,21 +58,32 @@ def report_key(report: Report) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """What one update of a group says: the change since the last update and the totals."""
+    """What one update of a group says: what changed since the last update, and the totals.
 
-    totals: Casualties  # over the live reports: latest revision, not retracted
+    Counts are per incident (the largest figure any live report gives, see `incidents`),
+    summed over the group's incidents. `state` is what the next update compares against.
+    """
+
+    totals: Casualties
+    incidents: int  # live incidents in the group
     live_reports: int
-    new: tuple[str, ...]  # report keys first seen in this update
-    revised: tuple[str, ...]  # reports whose numbers changed since the last update
-    retracted: tuple[str, ...]  # reports retracted since the last update
-    kinds: tuple[tuple[str, int], ...]  # live reports per kind, most first
-    regions: tuple[str, ...]  # regions of the live reports, most reported first
+    new: tuple[str, ...]  # incidents first counted in this update
+    revised: tuple[str, ...]  # incidents whose numbers changed since the last update
+    retracted: tuple[str, ...]  # incidents counted last time, with no live report now
+    confirmed: tuple[str, ...]  # incidents confirmed since the last update
+    kinds: tuple[tuple[str, int], ...]  # live incidents per kind, most first
+    regions: tuple[str, ...]  # regions of the live incidents, most first
     since: datetime | None  # time of the previous update, if any
-    revisions: Mapping[str, int] = field(default_factory=dict)  # key -> revision in this update
+    state: Mapping[str, list[int]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
-        return bool(self.new or self.revised or self.retracted)
+        return bool(self.new or self.revised or self.retracted or self.confirmed)
+
+    @property
+    def changed_incidents(self) -> tuple[str, ...]:
+        seen = dict.fromkeys(self.new + self.revised + self.confirmed + self.retracted)
+        return tuple(seen)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,14 +93,16 @@ class Summary:
                 "trapped": self.totals.trapped,
                 "rescued": self.totals.rescued,
             },
+            "incidents": self.incidents,
             "live_reports": self.live_reports,
             "new": list(self.new),
             "revised": list(self.revised),
             "retracted": list(self.retracted),
+            "confirmed": list(self.confirmed),
             "kinds": [list(k) for k in self.kinds],
             "regions": list(self.regions),
             "since": self.since.isoformat() if self.since else None,
-            "revisions": dict(self.revisions),
+            "state": {k: list(v) for k, v in self.state.items()},
         }
 
 
@@ -105,38 +119,43 @@ def latest_revisions(reports: Iterable[Report]) -> list[Report]:
 def summarize(
     reports: Iterable[Report],
     *,
-    previous_revisions: Mapping[str, int],
+    previous: Mapping[str, Sequence[int]],
     previous_at: datetime | None,
 ) -> Summary:
-    """Sum up a group's reports against what its previous update said.
+    """Sum up a group's reports against the state its previous update recorded.
 
-    Counts take each report's latest revision once, so a corrected report revises a number and
-    never adds twice; a retracted report counts for nothing.
+    Each report counts at its latest revision only, so a correction revises a number and
+    never adds twice; a retracted report counts for nothing; reports of one incident count
+    once, at the largest figure any of them gives.
     """
-    latest = latest_revisions(reports)
-    live = [r for r in latest if r.status != "retracted"]
-    totals = sum((r.casualties for r in live), Casualties())
-    new: list[str] = []
-    revised: list[str] = []
-    retracted: list[str] = []
-    for r in latest:
-        key = report_key(r)
-        before = previous_revisions.get(key)
-        if before is None:
-            if r.status != "retracted":
-                new.append(key)
-        elif r.revision > before:
-            (retracted if r.status == "retracted" else revised).append(key)
-    kinds = Counter(r.kind for r in live)
-    regions = Counter(r.region for r in live)
+    by_incident: dict[str, list[Report]] = {}
+    for r in latest_revisions(reports):
+        by_incident.setdefault(r.incident or f"report:{report_key(r)}", []).append(r)
+    live: dict[str, tuple[IncidentCount, list[Report]]] = {}
+    for incident, members in by_incident.items():
+        alive = [r for r in members if r.status != "retracted"]
+        if alive:
+            live[incident] = (count(alive), alive)
+    state = {inc: c.as_list() for inc, (c, _) in live.items()}
+    new = [inc for inc in live if inc not in previous]
+    revised = [inc for inc in live if inc in previous and list(previous[inc])[:4] != state[inc][:4]]
+    confirmed = [
+        inc for inc in live if state[inc][4] and (inc not in previous or not list(previous[inc])[4])
+    ]
+    retracted = [inc for inc in previous if inc not in live and inc in by_incident]
+    kinds = Counter(members[0].kind for _, members in live.values())
+    regions = Counter(Counter(r.region for r in members).most_common(1)[0][0]
+                      for _, members in live.values())  # fmt: skip
     return Summary(
-        totals=totals,
-        live_reports=len(live),
+        totals=sum((c.casualties for c, _ in live.values()), Casualties()),
+        incidents=len(live),
+        live_reports=sum(c.live_reports for c, _ in live.values()),
         new=tuple(new),
         revised=tuple(revised),
         retracted=tuple(retracted),
+        confirmed=tuple(confirmed),
         kinds=tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
         regions=tuple(r for r, _ in sorted(regions.items(), key=lambda kv: (-kv[1], kv[0]))),
         since=previous_at,
-        revisions={report_key(r): r.revision for r in latest},
+        state=state,
     )

@@ -59,6 +59,7 @@ class ReportIn(_Wire):
     status: Status = "unconfirmed"
     revision: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
     notes: Annotated[str, Field(max_length=MAX_NOTES)] | None = None
+    incident: Ident | None = None  # join this incident (created if new) instead of matching
 
     @model_validator(mode="after")
     def _placed(self) -> ReportIn:
@@ -131,7 +132,12 @@ def to_report(wire: ReportIn, *, region: str) -> Report:
         location=Point(wire.location.lat, wire.location.lon) if wire.location else None,
         given_region=wire.region,
         notes=wire.notes,
+        incident=wire.incident,
     )
+
+
+def report_json_casualties(c: Casualties) -> dict[str, int]:
+    return {"killed": c.killed, "injured": c.injured, "trapped": c.trapped, "rescued": c.rescued}
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -141,12 +147,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "source": report.source,
         "kind": report.kind,
         "occurred_at": report.occurred_at.isoformat(),
-        "casualties": {
-            "killed": report.casualties.killed,
-            "injured": report.casualties.injured,
-            "trapped": report.casualties.trapped,
-            "rescued": report.casualties.rescued,
-        },
+        "casualties": report_json_casualties(report.casualties),
         "status": report.status,
         "revision": report.revision,
         "region": report.region,
@@ -157,4 +158,6 @@ def report_json(report: Report) -> dict[str, Any]:
         out["given_region"] = report.given_region
     if report.notes is not None:
         out["notes"] = report.notes
+    if report.incident is not None:
+        out["incident"] = report.incident
     return out

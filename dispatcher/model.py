@@ -76,6 +76,7 @@ class Report:
     location: Point | None = None
     given_region: str | None = None
     notes: str | None = None
+    incident: str | None = None  # named by the reporter, or assigned when stored
 
 
 @dataclass(frozen=True, slots=True)

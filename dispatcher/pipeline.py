@@ -24,7 +24,7 @@ from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult,
 
 log = logging.getLogger("dispatcher.pipeline")
 
-MAX_REPORT_KEYS_IN_PAYLOAD = 20  # keeps the data payload far below FCM's 4 KB
+MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far below FCM's 4 KB
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +107,8 @@ class Pipeline:
         now = self.clock()
         reports = await self.store.group_reports(group.id)
         last = await self.store.last_update(group.id)
-        previous: dict[str, int] = dict(last[1].get("revisions", {})) if last else {}
-        summary = summarize(
-            reports, previous_revisions=previous, previous_at=last[0] if last else None
-        )
+        previous: dict[str, list[int]] = dict(last[1].get("state", {})) if last else {}
+        summary = summarize(reports, previous=previous, previous_at=last[0] if last else None)
         leaders = rules.leaders_of(group.receiver)
         outbox: list[OutboxItem] = []
         if summary.changed:
@@ -146,12 +144,12 @@ class Pipeline:
         return rules.region_name(region, locale)
 
     def _payload(self, group: GroupRow, summary: Summary) -> dict[str, str]:
-        changed = list(summary.new + summary.revised + summary.retracted)
+        changed = summary.changed_incidents
         return {
             "group_id": group.id,
             "seq": str(group.seq + 1),
-            "reports": ",".join(changed[:MAX_REPORT_KEYS_IN_PAYLOAD]),
-            "more_reports": str(max(0, len(changed) - MAX_REPORT_KEYS_IN_PAYLOAD)),
+            "incidents": ",".join(changed[:MAX_IDS_IN_PAYLOAD]),
+            "more_incidents": str(max(0, len(changed) - MAX_IDS_IN_PAYLOAD)),
         }
 
     def _item(

@@ -47,7 +47,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-            async with self._running:  # let a tick in progress finish its transaction
-                pass
+            # Shutting down cancels running jobs: let a tick in progress finish first.
+            async with self._running:
+                self._scheduler.shutdown(wait=False)
+                self._scheduler = None

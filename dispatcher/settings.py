@@ -87,6 +87,13 @@ class AlertsSettings(_Section):
         return value
 
 
+class IncidentSettings(_Section):
+    # Reports of one kind from different sources within this distance and time are one
+    # incident (see dispatcher/incidents.py).
+    merge_radius_m: float = Field(500.0, ge=0)
+    merge_window: Duration = timedelta(minutes=15)
+
+
 class ApiKey(_Section):
     name: str = Field(min_length=1)
     sha256: str
@@ -119,6 +126,7 @@ class Settings(BaseSettings):
     push: PushSettings = PushSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     alerts: AlertsSettings = AlertsSettings()
+    incidents: IncidentSettings = IncidentSettings()
     auth: AuthSettings = AuthSettings()
 
     @classmethod

@@ -47,25 +47,27 @@ KIND_NAMES: dict[str, dict[str, str]] = {
 
 WORDS: dict[str, dict[str, str]] = {
     "en": {
-        "new": "new reports",
+        "new": "new incidents",
         "revised": "revised",
         "retracted": "retracted",
+        "confirmed": "confirmed",
         "update": "update",
         "killed": "killed",
         "injured": "injured",
         "trapped": "trapped",
-        "reports": "reports in this alert",
+        "incidents": "incidents in this alert",
         "since": "since",
     },
     "ar": {
-        "new": "بلاغات جديدة",
+        "new": "حوادث جديدة",
         "revised": "معدّلة",
         "retracted": "مسحوبة",
+        "confirmed": "مؤكدة",
         "update": "تحديث",
         "killed": "قتلى",
         "injured": "جرحى",
         "trapped": "عالقون",
-        "reports": "بلاغات هذا التنبيه",
+        "incidents": "حوادث هذا التنبيه",
         "since": "منذ",
     },
 }
@@ -92,12 +94,14 @@ def render(summary: Summary, *, place: str, locale: str, tz: tzinfo) -> Rendered
         changes.append(f"{w['revised']}: {len(summary.revised)}")
     if summary.retracted:
         changes.append(f"{w['retracted']}: {len(summary.retracted)}")
+    if summary.confirmed:
+        changes.append(f"{w['confirmed']}: {len(summary.confirmed)}")
     title = f"{place} · " + (" · ".join(changes) if changes else w["update"])
     t = summary.totals
     lines = [
         f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}",
         " · ".join(f"{kinds.get(k, k)}: {n}" for k, n in summary.kinds[:3]),
-        f"{w['reports']}: {summary.live_reports}"
+        f"{w['incidents']}: {summary.incidents}"
         + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else ""),
     ]
     body = "\n".join(line for line in lines if line)

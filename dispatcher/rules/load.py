@@ -50,6 +50,10 @@ class RuleSet:
             return region
         return placed or UNASSIGNED
 
+    def subtree(self, region_id: str) -> frozenset[str]:
+        """The region and every region inside it."""
+        return frozenset(rid for rid, path in self._paths.items() if region_id in path)
+
     def routes_for(self, report: Report) -> list[Route]:
         return match(self.root, report, self.region_path(report.region))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,12 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dispatcher.group import Timing, first_flush, next_flush_after_report
+from dispatcher.incidents import Candidate, MergeRule, bounding_box, pick
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store.tables import (
     alert_groups,
     devices,
     group_reports,
     group_updates,
+    incidents,
     notifications,
     reports,
 )
@@ -57,6 +59,18 @@ class SaveResult:
     outcome: Literal["created", "duplicate", "stale"]
     stored: StoredReport  # the new row, the one already held, or (stale) the newer one
     group_ids: tuple[str, ...] = ()
+    merged: bool = False  # joined an incident another report had opened
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    id: str
+    kind: str
+    region: str
+    location: Point | None
+    occurred_at: datetime
+    named: bool
+    reports: tuple[StoredReport, ...]  # every revision of every report that joined it
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +155,7 @@ def _report_from_row(row: Any) -> StoredReport:
         location=location,
         given_region=row.given_region,
         notes=row.notes,
+        incident=row.incident_id,
     )
     return StoredReport(report, row.pk, row.received_at, row.key_name, row.rules_version)
 
@@ -166,8 +181,9 @@ def _group_from_row(row: Any) -> GroupRow:
 class Store:
     """All reads and writes of the service, one transaction per method."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, merge: MergeRule | None = None) -> None:
         self.engine = engine
+        self.merge = merge or MergeRule()
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -242,12 +258,86 @@ class Store:
             if same is not None:
                 return SaveResult("duplicate", same)
             return SaveResult("stale", latest)
+        incident, merged = await self._assign_incident(conn, report, latest, now)
+        report = replace(report, incident=incident)
         pk = await self._insert_report(conn, report, now, key_name, rules_version)
         group_ids = [
             await self._join_group(conn, target, pk, now, rules_version) for target in targets
         ]
         stored = StoredReport(report, pk, now, key_name, rules_version)
-        return SaveResult("created", stored, tuple(group_ids))
+        return SaveResult("created", stored, tuple(group_ids), merged)
+
+    async def _assign_incident(
+        self,
+        conn: AsyncConnection,
+        report: Report,
+        latest: StoredReport | None,
+        now: datetime,
+    ) -> tuple[str, bool]:
+        """The incident a new revision belongs to, and whether it joined another report's."""
+        if report.incident is not None:
+            exists = (
+                await conn.execute(select(incidents.c.id).where(incidents.c.id == report.incident))
+            ).first()
+            if exists is None:
+                await self._new_incident(conn, report, now, report.incident, named=True)
+            return report.incident, exists is not None
+        if latest is not None and latest.report.incident is not None:
+            return latest.report.incident, False  # a revision stays with its incident
+        if report.location is not None:
+            window = self.merge.window
+            lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)
+            rows = (
+                await conn.execute(
+                    select(incidents).where(
+                        incidents.c.kind == report.kind,
+                        incidents.c.occurred_at.between(
+                            report.occurred_at - window, report.occurred_at + window
+                        ),
+                        incidents.c.lat.between(lat0, lat1),
+                        incidents.c.lon.between(lon0, lon1),
+                    )
+                )
+            ).all()
+            if rows:
+                sources: dict[str, set[str]] = {row.id: set() for row in rows}
+                for inc, source in await conn.execute(
+                    select(reports.c.incident_id, reports.c.source)
+                    .where(reports.c.incident_id.in_(list(sources)))
+                    .distinct()
+                ):
+                    sources[inc].add(source)
+                candidates = [
+                    Candidate(
+                        row.id,
+                        row.kind,
+                        Point(row.lat, row.lon),
+                        row.occurred_at,
+                        frozenset(sources[row.id]),
+                    )
+                    for row in rows
+                ]
+                chosen = pick(report, candidates, self.merge)
+                if chosen is not None:
+                    return chosen, True
+        return await self._new_incident(conn, report, now, uuid.uuid4().hex, named=False), False
+
+    async def _new_incident(
+        self, conn: AsyncConnection, report: Report, now: datetime, incident_id: str, *, named: bool
+    ) -> str:
+        await conn.execute(
+            incidents.insert().values(
+                id=incident_id,
+                kind=report.kind,
+                region=report.region,
+                lat=report.location.lat if report.location else None,
+                lon=report.location.lon if report.location else None,
+                occurred_at=report.occurred_at,
+                created_at=now,
+                named=named,
+            )
+        )
+        return incident_id
 
     async def _insert_report(
         self,
@@ -275,6 +365,7 @@ class Store:
                 trapped=r.casualties.trapped,
                 rescued=r.casualties.rescued,
                 notes=r.notes,
+                incident_id=r.incident,
                 key_name=key_name,
                 rules_version=rules_version,
             )
@@ -318,6 +409,54 @@ class Store:
                 .order_by(reports.c.revision)
             )
             return [_report_from_row(row) for row in rows]
+
+    async def list_incidents(
+        self,
+        *,
+        regions: frozenset[str] | None,
+        kind: str | None,
+        since: datetime | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+    ) -> list[IncidentRow]:
+        """Incidents, newest first, with their reports; `before` is the last one of the
+        previous page (keyset pagination, stable while reports arrive)."""
+        query = select(incidents)
+        if regions is not None:
+            query = query.where(incidents.c.region.in_(sorted(regions)))
+        if kind is not None:
+            query = query.where(incidents.c.kind == kind)
+        if since is not None:
+            query = query.where(incidents.c.occurred_at >= since)
+        if before is not None:
+            at, iid = before
+            query = query.where(
+                (incidents.c.occurred_at < at)
+                | ((incidents.c.occurred_at == at) & (incidents.c.id < iid))
+            )
+        query = query.order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            members: dict[str, list[StoredReport]] = {row.id: [] for row in rows}
+            if members:
+                for r in await conn.execute(
+                    select(reports)
+                    .where(reports.c.incident_id.in_(list(members)))
+                    .order_by(reports.c.pk)
+                ):
+                    members[r.incident_id].append(_report_from_row(r))
+        return [
+            IncidentRow(
+                id=row.id,
+                kind=row.kind,
+                region=row.region,
+                location=Point(row.lat, row.lon) if row.lat is not None else None,
+                occurred_at=row.occurred_at,
+                named=row.named,
+                reports=tuple(members[row.id]),
+            )
+            for row in rows
+        ]
 
     async def count_reports(self) -> int:
         async with self.engine.connect() as conn:

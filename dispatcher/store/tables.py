@@ -65,6 +65,21 @@ metadata = MetaData(
     }
 )
 
+# One event, however many reports describe it (see dispatcher.incidents for the merge rule).
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("occurred_at", Time, nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("named", Boolean, nullable=False),  # created by a reporter naming it
+)
+Index("ix_incidents_kind_occurred_at", incidents.c.kind, incidents.c.occurred_at)
+
 # Every revision of every report, as received. The live revision of (source, ext_id) is the
 # highest one; nothing is ever updated in place, so who said what and when is kept.
 reports = Table(
@@ -89,8 +104,10 @@ reports = Table(
     Column("notes", Text, nullable=True),
     Column("key_name", String(100), nullable=False),
     Column("rules_version", String(64), nullable=False),
+    Column("incident_id", String(200), ForeignKey("incidents.id"), nullable=True),
     UniqueConstraint("source", "ext_id", "revision", name="uq_reports_source_ext_id_revision"),
 )
+Index("ix_reports_incident_id", reports.c.incident_id)
 
 # One alert group per (route, group_by values) while it is open. Its timer lives here, not in
 # memory, so a restart resumes every group where it was.

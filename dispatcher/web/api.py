@@ -7,13 +7,24 @@ revision older than the stored one.
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dispatcher.intake import FieldError, field_errors, parse_report, report_json
+from dispatcher.group import latest_revisions
+from dispatcher.incidents import count
+from dispatcher.intake import (
+    FieldError,
+    field_errors,
+    parse_report,
+    report_json,
+    report_json_casualties,
+)
+from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
 from dispatcher.pipeline import Accepted, Pipeline
 from dispatcher.rules.load import RuleSet
@@ -26,6 +37,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 MAX_BATCH = 1000
+MAX_PAGE = 500
 
 STATUS_WORD = {"created": "accepted", "duplicate": "duplicate", "stale": "stale"}
 HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409}
@@ -71,6 +83,7 @@ def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
         },
     }
     if result.outcome == "created":
+        body["merged"] = result.merged
         body["routes"] = list(accepted.routes)
         body["groups"] = list(result.group_ids)
     return body
@@ -158,6 +171,89 @@ async def get_report(request: web.Request) -> web.Response:
     )
 
 
+def _cursor(at: datetime, incident_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{incident_id}".encode()).decode()
+
+
+def _parse_cursor(text: str) -> tuple[datetime, str] | None:
+    try:
+        at, _, iid = base64.urlsafe_b64decode(text.encode()).decode().partition("|")
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return (parsed, iid) if iid and parsed.tzinfo else None
+
+
+@requires("read")
+async def list_incidents(request: web.Request) -> web.Response:
+    """Incidents with their merged counts, their reports and region path, newest first."""
+    pipeline = request.app[PIPELINE]
+    rules = pipeline.rules.current
+    q = request.query
+    errors = []
+    region = q.get("region")
+    if region is not None and region not in rules.regions:
+        errors.append(FieldError("region", f"unknown region {region!r}"))
+    kind = q.get("kind")
+    if kind is not None and kind not in KINDS:
+        errors.append(FieldError("kind", f"unknown kind {kind!r}"))
+    since = None
+    if "since" in q:
+        try:
+            since = datetime.fromisoformat(q["since"])
+        except ValueError:
+            since = None
+        if since is None or since.tzinfo is None:
+            errors.append(FieldError("since", "must be an RFC 3339 time with an offset"))
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_PAGE:
+        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE}"))
+    before = _parse_cursor(q["cursor"]) if "cursor" in q else None
+    if "cursor" in q and before is None:
+        errors.append(FieldError("cursor", "not a cursor this API gave"))
+    if errors:
+        return problem(400, "Bad query", errors=errors)
+    rows = await pipeline.store.list_incidents(
+        regions=rules.subtree(region) if region else None,
+        kind=kind,
+        since=since,
+        limit=limit,
+        before=before,
+    )
+    items = []
+    for row in rows:
+        latest = latest_revisions(r.report for r in row.reports)
+        merged = count(r for r in latest if r.status != "retracted")
+        items.append(
+            {
+                "id": row.id,
+                "kind": row.kind,
+                "occurred_at": row.occurred_at.isoformat(),
+                "region": {
+                    "id": row.region,
+                    "path": list(rules.region_path(row.region)),
+                    "name": rules.region_name(row.region, "en"),
+                    "name_ar": rules.region_name(row.region, "ar"),
+                },
+                "location": (
+                    {"lat": row.location.lat, "lon": row.location.lon} if row.location else None
+                ),
+                "named": row.named,
+                "casualties": report_json_casualties(merged.casualties),
+                "confirmed": merged.confirmed,
+                "live_reports": merged.live_reports,
+                "reports": [report_json(r) for r in latest],
+            }
+        )
+    body: dict[str, Any] = {"incidents": items}
+    if len(rows) == limit:
+        body["next_cursor"] = _cursor(rows[-1].occurred_at, rows[-1].id)
+    return _json(body)
+
+
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -221,5 +317,6 @@ async def healthz(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/reports", post_report)
     app.router.add_get("/v1/reports/{source}/{id}", get_report)
+    app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_post("/v1/devices", post_device)
     app.router.add_get("/healthz", healthz)

@@ -29,6 +29,7 @@ def report(rid: str, **more: Any) -> dict[str, Any]:
 async def service(tmp_path: Path, db_url: str) -> Running:
     keys = Keys()
     keys.add("spotter", "reports:write")
+    keys.add("reader", "read")
     settings = settings_for(tmp_path, keys, db_url=db_url, server={"max_body_bytes": 64 * 1024})
     async with running(settings, keys) as svc:
         yield svc  # type: ignore[misc]
@@ -87,3 +88,73 @@ async def test_refusals_are_problem_documents_and_store_nothing(service: Running
     assert status == 422
 
     assert await service.service.store.count_reports() == 0
+
+
+def sighting(rid: str, source: str, lat: float, **more: Any) -> dict[str, Any]:
+    body = report(rid, source=source, location={"lat": lat, "lon": 36.52}, **more)
+    del body["region"]
+    return body
+
+
+async def test_two_observers_of_one_strike_are_one_incident(service: Running) -> None:
+    status, first = await service.post(
+        "/v1/reports",
+        sighting("o-1", "observatory", 36.12, casualties={"killed": 3, "injured": 2}),
+        key="spotter",
+    )
+    assert status == 202
+    assert first["merged"] is False
+    status, second = await service.post(
+        "/v1/reports",
+        sighting("s-1", "spotter-7", 36.121, status="confirmed",
+                 casualties={"killed": 2, "injured": 6}),
+        key="spotter",
+    )  # fmt: skip
+    assert status == 202
+    assert second["merged"] is True, "111 m away, same kind and time, another source"
+    assert second["report"]["incident"] == first["report"]["incident"]
+    status, _ = await service.post(
+        "/v1/reports", sighting("f-1", "field-app", 36.2, kind="fire"), key="spotter"
+    )
+    assert status == 202
+
+    status, body = await service.get("/v1/incidents?region=SY07", key="spotter")
+    assert status == 403, "listing needs the read scope"
+    status, body = await service.get("/v1/incidents?region=SY07&kind=shelling", key="reader")
+    assert status == 200
+    (incident,) = body["incidents"]
+    assert incident["id"] == first["report"]["incident"]
+    assert incident["casualties"] == {"killed": 3, "injured": 6, "trapped": 0, "rescued": 0}
+    assert incident["confirmed"] is True
+    assert incident["region"]["path"] == ["SY07", "SY0703"]
+    assert sorted(r["source"] for r in incident["reports"]) == ["observatory", "spotter-7"]
+
+    status, body = await service.get("/v1/incidents?kind=fire", key="reader")
+    assert [i["kind"] for i in body["incidents"]] == ["fire"]
+
+
+async def test_incidents_page_newest_first(service: Running) -> None:
+    for i in range(5):
+        when = (datetime.now(UTC) - timedelta(minutes=50 - i)).isoformat()
+        status, _ = await service.post(
+            "/v1/reports", report(f"p{i}", occurred_at=when), key="spotter"
+        )
+        assert status == 202
+    seen: list[str] = []
+    path = "/v1/incidents?limit=2"
+    while True:
+        status, body = await service.get(path, key="reader")
+        assert status == 200
+        seen += [i["reports"][0]["id"] for i in body["incidents"]]
+        if "next_cursor" not in body:
+            break
+        path = f"/v1/incidents?limit=2&cursor={body['next_cursor']}"
+    assert seen == ["p4", "p3", "p2", "p1", "p0"]
+    since = (datetime.now(UTC) - timedelta(minutes=47, seconds=30)).isoformat()
+    status, body = await service.get(
+        "/v1/incidents?since=" + since.replace("+", "%2B"), key="reader"
+    )
+    assert [i["reports"][0]["id"] for i in body["incidents"]] == ["p4", "p3"]
+    status, body = await service.get("/v1/incidents?limit=0&kind=meteor", key="reader")
+    assert status == 400
+    assert sorted(e["field"] for e in body["errors"]) == ["kind", "limit"]

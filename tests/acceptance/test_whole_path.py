@@ -95,9 +95,9 @@ async def test_a_report_reaches_every_leader_once_per_group_interval(
     first = await emu.wait_for(4, within=10)
     pushes = by_token(first)
     assert set(pushes) == {idleb_1_phone, idleb_1_tablet, idleb_2, harim_1}
-    assert pushes[idleb_2].title == "Idleb · new reports: 1"
+    assert pushes[idleb_2].title == "Idleb · new incidents: 1"
     assert pushes[idleb_2].body.splitlines()[0] == "killed: 2 · injured: 5 · trapped: 0"
-    assert pushes[harim_1].title == "Harim · new reports: 1"
+    assert pushes[harim_1].title == "Harim · new incidents: 1"
     assert "إدلب" in pushes[idleb_1_phone].title, "the Idleb team's group is the governorate's"
     assert "حارم" not in pushes[idleb_1_phone].title
     assert "قتلى: 2" in pushes[idleb_1_phone].body
@@ -109,7 +109,7 @@ async def test_a_report_reaches_every_leader_once_per_group_interval(
     assert pushes[idleb_1_tablet].apns["headers"]["apns-collapse-id"] == idleb_group
     assert pushes[harim_1].android["collapse_key"] == harim_group
     assert {p.data["seq"] for p in first} == {"1"}
-    assert pushes[idleb_2].data["reports"] == "observatory/r1"
+    assert pushes[idleb_2].data["incidents"] == body["report"]["incident"]
 
     # Three more reports in the same groups: one update per device, not one per report.
     for rid, killed in (("r2", 1), ("r3", 0), ("r4", 4)):
@@ -120,7 +120,7 @@ async def test_a_report_reaches_every_leader_once_per_group_interval(
     both = await emu.wait_for(8, within=10)
     second = by_token(both[4:])
     assert set(second) == {idleb_1_phone, idleb_1_tablet, idleb_2, harim_1}
-    assert second[idleb_2].title == "Idleb · new reports: 3"
+    assert second[idleb_2].title == "Idleb · new incidents: 3"
     assert second[idleb_2].body.splitlines()[0] == "killed: 7 · injured: 5 · trapped: 3"
     assert second[idleb_2].data["seq"] == "2"
     assert second[idleb_2].data["group_id"] == idleb_group

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
 from dispatcher.group import Timing
-from dispatcher.model import Casualties, Report
+from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db
 from dispatcher.store.repo import GroupTarget, OutboxItem, Outcome, Store
 from dispatcher.store.tables import metadata
@@ -137,3 +137,41 @@ async def test_devices_move_between_leaders_and_outbox_records_outcomes(store: S
     assert await store.due_pushes(T0 + 40 * S) == []
     assert await store.active_devices(["b"]) == [], "a dead token is disabled"
     assert await store.notification_counts() == {"failed": 1}
+
+
+def sighting(
+    rid: str, source: str, *, lat: float = 35.93, killed: int = 0, **more: object
+) -> Report:
+    fields: dict[str, object] = {
+        "source": source,
+        "id": rid,
+        "kind": "airstrike",
+        "occurred_at": T0,
+        "region": "SY0700",
+        "casualties": Casualties(killed=killed),
+        "location": Point(lat, 36.63),
+    }
+    fields.update(more)
+    return Report(**fields)  # type: ignore[arg-type]
+
+
+async def test_reports_of_one_strike_share_an_incident(store: Store) -> None:
+    first = await save(store, sighting("o-1", "observatory", killed=3))
+    assert first.stored.report.incident is not None
+    assert not first.merged
+    second = await save(store, sighting("s-9", "spotter", lat=35.932, killed=2))
+    assert second.merged, "another source, 220 m away, same time: the same strike"
+    assert second.stored.report.incident == first.stored.report.incident
+    same_source = await save(store, sighting("o-2", "observatory"))
+    assert same_source.stored.report.incident != first.stored.report.incident
+    far = await save(store, sighting("f-1", "field-app", lat=35.95))
+    assert far.stored.report.incident not in {
+        first.stored.report.incident,
+        same_source.stored.report.incident,
+    }, "2 km away is another strike"
+    revised = await save(store, sighting("s-9", "spotter", revision=2, lat=35.99))
+    assert revised.stored.report.incident == first.stored.report.incident, "a revision stays"
+    named = await save(store, sighting("n-1", "hospital", incident="idleb-market-strike"))
+    again = await save(store, sighting("n-2", "radio", lat=36.2, incident="idleb-market-strike"))
+    assert named.stored.report.incident == again.stored.report.incident == "idleb-market-strike"
+    assert again.merged

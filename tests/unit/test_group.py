@@ -65,6 +65,7 @@ def report(
     source: str = "obs",
     kind: str = "airstrike",
     region: str = "SY0703",
+    incident: str | None = None,
 ) -> Report:
     return Report(
         source=source,
@@ -75,6 +76,7 @@ def report(
         casualties=Casualties(killed=killed, injured=injured),
         status=status,
         revision=revision,
+        incident=incident or f"inc-{rid}",
     )
 
 
@@ -84,10 +86,22 @@ def test_summary_counts_each_report_once_at_its_latest_revision() -> None:
         report("a", revision=2, killed=3, injured=4),  # a correction, not a second strike
         report("b", killed=1),
     ]
-    s = summarize(reports, previous_revisions={}, previous_at=None)
+    s = summarize(reports, previous={}, previous_at=None)
     assert s.totals == Casualties(killed=4, injured=4)
-    assert s.live_reports == 2
-    assert s.new == ("obs/a", "obs/b")
+    assert (s.incidents, s.live_reports) == (2, 2)
+    assert s.new == ("inc-a", "inc-b")
+
+
+def test_two_observers_of_one_incident_count_once_at_the_larger_figure() -> None:
+    reports = [
+        report("a", source="obs", killed=3, injured=2, incident="strike"),
+        report("x", source="spotter", killed=2, injured=6, incident="strike"),
+        report("y", source="spotter", killed=1, status="confirmed", incident="strike"),
+    ]
+    s = summarize(reports, previous={}, previous_at=None)
+    assert s.totals == Casualties(killed=3, injured=6), "largest per field, not the sum"
+    assert (s.incidents, s.live_reports) == (1, 3)
+    assert s.confirmed == ("strike",)
 
 
 def test_summary_says_what_changed_since_the_last_update() -> None:
@@ -97,23 +111,28 @@ def test_summary_says_what_changed_since_the_last_update() -> None:
         report("b", killed=1),
         report("b", revision=2, killed=1, status="retracted"),
         report("c", injured=7),
+        report("d", killed=1),
+        report("d", revision=2, killed=1, status="confirmed"),
     ]
-    s = summarize(reports, previous_revisions={"obs/a": 1, "obs/b": 1}, previous_at=T0)
-    assert s.new == ("obs/c",)
-    assert s.revised == ("obs/a",)
-    assert s.retracted == ("obs/b",)
-    assert s.totals == Casualties(killed=3, injured=7)
+    previous = {"inc-a": [2, 0, 0, 0, 0], "inc-b": [1, 0, 0, 0, 0], "inc-d": [1, 0, 0, 0, 0]}
+    s = summarize(reports, previous=previous, previous_at=T0)
+    assert s.new == ("inc-c",)
+    assert s.revised == ("inc-a",)
+    assert s.retracted == ("inc-b",)
+    assert s.confirmed == ("inc-d",)
+    assert s.totals == Casualties(killed=4, injured=7)
     assert s.changed
     assert s.since == T0
+    assert s.changed_incidents == ("inc-c", "inc-a", "inc-d", "inc-b")
 
 
 def test_summary_with_nothing_new_is_unchanged() -> None:
-    s = summarize([report("a")], previous_revisions={"obs/a": 1}, previous_at=T0)
+    s = summarize([report("a")], previous={"inc-a": [0, 0, 0, 0, 0]}, previous_at=T0)
     assert not s.changed
-    assert s.revisions == {"obs/a": 1}
+    assert s.state == {"inc-a": [0, 0, 0, 0, 0]}
 
 
 def test_summary_orders_kinds_by_count() -> None:
     reports = [report("a", kind="shelling"), report("b"), report("c"), report("d", kind="fire")]
-    s = summarize(reports, previous_revisions={}, previous_at=None)
+    s = summarize(reports, previous={}, previous_at=None)
     assert s.kinds == (("airstrike", 2), ("fire", 1), ("shelling", 1))

@@ -22,34 +22,35 @@ def reports(n: int, *, killed: int = 1, injured: int = 2, trapped: int = 1) -> l
             occurred_at=T0,
             region="SY0703",
             casualties=Casualties(killed, injured, trapped),
+            incident=f"inc-{i}",
         )
         for i in range(n)
     ]
 
 
 def test_english_update_says_what_is_new_and_the_totals() -> None:
-    s = summarize(reports(3), previous_revisions={}, previous_at=None)
+    s = summarize(reports(3), previous={}, previous_at=None)
     r = render(s, place="Harim", locale="en", tz=DAMASCUS)
-    assert r.title == "Harim · new reports: 3"
+    assert r.title == "Harim · new incidents: 3"
     assert r.body.splitlines() == [
         "killed: 3 · injured: 6 · trapped: 3",
         "airstrike: 2 · barrel bomb: 1",
-        "reports in this alert: 3",
+        "incidents in this alert: 3",
     ]
 
 
 def test_later_update_names_the_time_of_the_previous_one_in_local_time() -> None:
     rs = reports(2)
-    s = summarize(rs, previous_revisions={"obs/r0": 1}, previous_at=T0)
+    s = summarize(rs, previous={"inc-0": [1, 2, 1, 0, 0]}, previous_at=T0)
     r = render(s, place="Harim", locale="en", tz=DAMASCUS)
-    assert r.title == "Harim · new reports: 1"
-    assert r.body.endswith("reports in this alert: 2 · since 14:02")
+    assert r.title == "Harim · new incidents: 1"
+    assert r.body.endswith("incidents in this alert: 2 · since 14:02")
 
 
 def test_arabic_update_is_wrapped_right_to_left_line_by_line() -> None:
-    s = summarize(reports(2), previous_revisions={}, previous_at=None)
+    s = summarize(reports(2), previous={}, previous_at=None)
     r = render(s, place="حارم", locale="ar", tz=DAMASCUS)
-    assert r.title == f"{RLE}حارم · بلاغات جديدة: 2{PDF}"
+    assert r.title == f"{RLE}حارم · حوادث جديدة: 2{PDF}"
     lines = r.body.splitlines()
     assert all(line.startswith(RLE) and line.endswith(PDF) for line in lines)
     assert "قتلى: 2" in lines[0]
@@ -57,7 +58,7 @@ def test_arabic_update_is_wrapped_right_to_left_line_by_line() -> None:
 
 
 def test_long_texts_are_cut_to_what_a_phone_shows() -> None:
-    s = summarize(reports(1), previous_revisions={}, previous_at=None)
+    s = summarize(reports(1), previous={}, previous_at=None)
     r = render(s, place="X" * 200, locale="en", tz=DAMASCUS)
     assert len(r.title) == TITLE_MAX
     assert r.title.endswith("…")
