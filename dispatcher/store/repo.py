@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,6 +29,10 @@ from dispatcher.store.tables import (
     notifications,
     reports,
 )
+
+# Incidents considered for a merge: the most recent ones of the kind nearby. A surge puts
+# many incidents in one square kilometre; a few dozen is still far more than a real overlap.
+MAX_CANDIDATES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,12 +280,12 @@ class Store:
     ) -> tuple[str, bool]:
         """The incident a new revision belongs to, and whether it joined another report's."""
         if report.incident is not None:
-            exists = (
+            found = (
                 await conn.execute(select(incidents.c.id).where(incidents.c.id == report.incident))
             ).first()
-            if exists is None:
+            if found is None:
                 await self._new_incident(conn, report, now, report.incident, named=True)
-            return report.incident, exists is not None
+            return report.incident, found is not None
         if latest is not None and latest.report.incident is not None:
             return latest.report.incident, False  # a revision stays with its incident
         if report.location is not None:
@@ -289,14 +293,22 @@ class Store:
             lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)
             rows = (
                 await conn.execute(
-                    select(incidents).where(
+                    select(incidents)
+                    .where(
                         incidents.c.kind == report.kind,
                         incidents.c.occurred_at.between(
                             report.occurred_at - window, report.occurred_at + window
                         ),
                         incidents.c.lat.between(lat0, lat1),
                         incidents.c.lon.between(lon0, lon1),
+                        # One source reporting twice has seen two events.
+                        ~exists().where(
+                            reports.c.incident_id == incidents.c.id,
+                            reports.c.source == report.source,
+                        ),
                     )
+                    .order_by(incidents.c.occurred_at.desc())
+                    .limit(MAX_CANDIDATES)
                 )
             ).all()
             if rows:

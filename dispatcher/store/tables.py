@@ -78,7 +78,9 @@ incidents = Table(
     Column("created_at", Time, nullable=False),
     Column("named", Boolean, nullable=False),  # created by a reporter naming it
 )
-Index("ix_incidents_kind_occurred_at", incidents.c.kind, incidents.c.occurred_at)
+# Merge candidates are looked up by kind and a latitude band (about 1 km); listings by time.
+Index("ix_incidents_kind_lat", incidents.c.kind, incidents.c.lat)
+Index("ix_incidents_occurred_at", incidents.c.occurred_at)
 
 # Every revision of every report, as received. The live revision of (source, ext_id) is the
 # highest one; nothing is ever updated in place, so who said what and when is kept.

@@ -31,9 +31,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_incidents")),
     )
     with op.batch_alter_table("incidents", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_incidents_kind_occurred_at", ["kind", "occurred_at"], unique=False
-        )
+        batch_op.create_index("ix_incidents_kind_lat", ["kind", "lat"], unique=False)
+        batch_op.create_index("ix_incidents_occurred_at", ["occurred_at"], unique=False)
 
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.add_column(sa.Column("incident_id", sa.String(length=200), nullable=True))
@@ -53,7 +52,8 @@ def downgrade() -> None:
         batch_op.drop_column("incident_id")
 
     with op.batch_alter_table("incidents", schema=None) as batch_op:
-        batch_op.drop_index("ix_incidents_kind_occurred_at")
+        batch_op.drop_index("ix_incidents_occurred_at")
+        batch_op.drop_index("ix_incidents_kind_lat")
 
     op.drop_table("incidents")
     # ### end Alembic commands ###
