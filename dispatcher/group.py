@@ -52,6 +52,9 @@ def is_due(*, pending: bool, next_flush_at: datetime | None, now: datetime) -> b
     return pending and next_flush_at is not None and next_flush_at <= now
 
 
+COUNT_FIELDS = ("killed", "injured", "trapped", "rescued")
+
+
 def report_key(report: Report) -> str:
     return f"{report.source}/{report.id}"
 
@@ -75,6 +78,8 @@ class Summary:
     regions: tuple[str, ...]  # regions of the live incidents, most first
     since: datetime | None  # time of the previous update, if any
     state: Mapping[str, list[int]] = field(default_factory=dict)
+    # For revised incidents, each count that changed: (incident, field, before, now).
+    revisions: tuple[tuple[str, str, int, int], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -103,6 +108,7 @@ class Summary:
             "regions": list(self.regions),
             "since": self.since.isoformat() if self.since else None,
             "state": {k: list(v) for k, v in self.state.items()},
+            "revisions": [list(r) for r in self.revisions],
         }
 
 
@@ -143,6 +149,12 @@ def summarize(
         inc for inc in live if state[inc][4] and (inc not in previous or not list(previous[inc])[4])
     ]
     retracted = [inc for inc in previous if inc not in live and inc in by_incident]
+    revisions = tuple(
+        (inc, name, before, after)
+        for inc in revised
+        for name, before, after in zip(COUNT_FIELDS, previous[inc], state[inc], strict=False)
+        if before != after
+    )
     kinds = Counter(members[0].kind for _, members in live.values())
     regions = Counter(Counter(r.region for r in members).most_common(1)[0][0]
                       for _, members in live.values())  # fmt: skip
@@ -158,4 +170,5 @@ def summarize(
         regions=tuple(r for r, _ in sorted(regions.items(), key=lambda kv: (-kv[1], kv[0]))),
         since=previous_at,
         state=state,
+        revisions=revisions,
     )

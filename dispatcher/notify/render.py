@@ -98,8 +98,14 @@ def render(summary: Summary, *, place: str, locale: str, tz: tzinfo) -> Rendered
         changes.append(f"{w['confirmed']}: {len(summary.confirmed)}")
     title = f"{place} · " + (" · ".join(changes) if changes else w["update"])
     t = summary.totals
+    revised = [
+        f"{w[name]} {before}→{after}" if locale != "ar" else f"{w[name]}: من {before} إلى {after}"
+        for _, name, before, after in summary.revisions[:3]
+        if name in w
+    ]
     lines = [
         f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}",
+        (f"{w['revised']}: " + ", ".join(revised)) if revised else "",
         " · ".join(f"{kinds.get(k, k)}: {n}" for k, n in summary.kinds[:3]),
         f"{w['incidents']}: {summary.incidents}"
         + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else ""),

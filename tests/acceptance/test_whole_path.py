@@ -156,7 +156,10 @@ async def test_a_retried_report_and_a_correction_never_count_twice(
     assert body["report"]["casualties"]["killed"] == 3
     second = (await emu.wait_for(2, within=10))[1]
     assert second.title == "Harim · revised: 1"
-    assert second.body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0", "not 8"
+    assert second.body.splitlines()[:2] == [
+        "killed: 5 · injured: 0 · trapped: 0",  # not 8: a revision replaces, never adds
+        "revised: killed 3→5",
+    ]
 
     status, body = await service.post(
         "/v1/reports", report("y1", killed=1, revision=3), key="observatory"
@@ -169,6 +172,14 @@ async def test_a_retried_report_and_a_correction_never_count_twice(
     assert body["stored"]["revision"] == 3
     third = (await emu.wait_for(3, within=10))[2]
     assert third.body.splitlines()[0] == "killed: 6 · injured: 0 · trapped: 0"
+
+    status, _ = await service.post(
+        "/v1/reports", report("y1", killed=1, revision=4, status="retracted"), key="observatory"
+    )
+    assert status == 202
+    fourth = (await emu.wait_for(4, within=10))[3]
+    assert fourth.title == "Harim · retracted: 1"
+    assert fourth.body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
 
     status, body = await service.get("/v1/reports/observatory/x1", key="reader")
     assert status == 200

@@ -63,3 +63,29 @@ def test_long_texts_are_cut_to_what_a_phone_shows() -> None:
     assert len(r.title) == TITLE_MAX
     assert r.title.endswith("…")
     assert len(r.body) <= BODY_MAX
+
+
+def test_a_revision_says_which_counts_changed() -> None:
+    rs = reports(1)
+    corrected = [
+        rs[0],
+        Report(
+            source="obs",
+            id="r0",
+            kind="airstrike",
+            occurred_at=T0,
+            region="SY0703",
+            casualties=Casualties(killed=3, injured=2, trapped=1),
+            revision=2,
+            incident="inc-0",
+        ),
+    ]
+    s = summarize(corrected, previous={"inc-0": [1, 2, 1, 0, 0]}, previous_at=T0)
+    en = render(s, place="Harim", locale="en", tz=DAMASCUS)
+    assert en.title == "Harim · revised: 1"
+    assert en.body.splitlines()[:2] == [
+        "killed: 3 · injured: 2 · trapped: 1",
+        "revised: killed 1→3",
+    ]
+    ar = render(s, place="حارم", locale="ar", tz=DAMASCUS)
+    assert ar.body.splitlines()[1] == f"{RLE}معدّلة: قتلى: من 1 إلى 3{PDF}"
