@@ -11,14 +11,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any
 
 from dispatcher.clock import Clock
 from dispatcher.group import Summary, Timing, summarize
 from dispatcher.intake import ReportIn, to_report
+from dispatcher.model import UNASSIGNED
 from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
-from dispatcher.notify.render import render
+from dispatcher.notify.render import Rendered, render
 from dispatcher.rules.live import LiveRules
 from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult, Store
 
@@ -109,24 +109,42 @@ class Pipeline:
         last = await self.store.last_update(group.id)
         previous: dict[str, list[int]] = dict(last[1].get("state", {})) if last else {}
         summary = summarize(reports, previous=previous, previous_at=last[0] if last else None)
+        if not summary.changed:
+            # E.g. a second sighting below the incident's figures: nothing new to tell.
+            return await self.store.settle(group)
         leaders = rules.leaders_of(group.receiver)
+        if not leaders:
+            log.error("group %s: team %s has no leaders in the rules", group.id, group.receiver)
+        devices = await self.store.active_devices([leader.id for leader in leaders])
+        data = self._payload(group, summary)
+        rendered: dict[str, Rendered] = {}
+
+        def item(leader_id: str, device_id: int | None, locale: str) -> OutboxItem:
+            if locale not in rendered:
+                place = self._place(group, summary, locale)
+                rendered[locale] = render(summary, place=place, locale=locale, tz=self.display_tz)
+            text = rendered[locale]
+            return OutboxItem(
+                leader_id=leader_id,
+                device_id=device_id,
+                channel=self.channel.name,
+                title=text.title,
+                body=text.body,
+                data=data,
+                collapse_key=group.id,
+                priority="normal",
+            )
+
         outbox: list[OutboxItem] = []
-        if summary.changed:
-            devices = await self.store.active_devices([leader.id for leader in leaders])
-            by_leader = {
-                leader.id: [d for d in devices if d.leader_id == leader.id] for leader in leaders
-            }
-            data = self._payload(group, summary)
-            for leader in leaders:
-                if not by_leader[leader.id]:
-                    log.warning(
-                        "leader %s of team %s has no registered device", leader.id, group.receiver
-                    )
-                    outbox.append(self._item(group, summary, leader.id, None, leader.locale, data))
-                for device in by_leader[leader.id]:
-                    outbox.append(
-                        self._item(group, summary, leader.id, device.id, device.locale, data)
-                    )
+        for leader in leaders:
+            own = [d for d in devices if d.leader_id == leader.id]
+            if not own:
+                # Kept in the outbox as failed, so operators can see who was not reached.
+                log.warning(
+                    "leader %s of team %s has no registered device", leader.id, group.receiver
+                )
+                outbox.append(item(leader.id, None, leader.locale))
+            outbox.extend(item(leader.id, d.id, d.locale) for d in own)
         return await self.store.record_update(
             group,
             now=now,
@@ -140,7 +158,7 @@ class Pipeline:
         labels = dict(group.labels)
         region = labels.get("region") or next(iter(summary.regions), None)
         if region is None:
-            return rules.region_name("unassigned", locale)
+            return rules.region_name(UNASSIGNED, locale)
         return rules.region_name(region, locale)
 
     def _payload(self, group: GroupRow, summary: Summary) -> dict[str, str]:
@@ -151,26 +169,3 @@ class Pipeline:
             "incidents": ",".join(changed[:MAX_IDS_IN_PAYLOAD]),
             "more_incidents": str(max(0, len(changed) - MAX_IDS_IN_PAYLOAD)),
         }
-
-    def _item(
-        self,
-        group: GroupRow,
-        summary: Summary,
-        leader_id: str,
-        device_id: int | None,
-        locale: str,
-        data: dict[str, Any],
-    ) -> OutboxItem:
-        rendered = render(
-            summary, place=self._place(group, summary, locale), locale=locale, tz=self.display_tz
-        )
-        return OutboxItem(
-            leader_id=leader_id,
-            device_id=device_id,
-            channel=self.channel.name,
-            title=rendered.title,
-            body=rendered.body,
-            data=data,
-            collapse_key=group.id,
-            priority="normal",
-        )

@@ -634,6 +634,16 @@ class Store:
                 )
             return True
 
+    async def settle(self, group: GroupRow) -> bool:
+        """Clear a group's pending change that needs no update (nothing a leader would see)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(alert_groups)
+                .where(alert_groups.c.id == group.id, alert_groups.c.seq == group.seq)
+                .values(pending=False, next_flush_at=None)
+            )
+            return result.rowcount == 1
+
     # --- devices -------------------------------------------------------------------------
 
     async def register_device(

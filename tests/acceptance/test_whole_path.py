@@ -127,6 +127,12 @@ async def test_a_report_reaches_every_leader_once_per_group_interval(
     gap = second[idleb_2].received_at - pushes[idleb_2].received_at
     assert gap >= timedelta(seconds=2.9), "at most one update per group_interval"
 
+    # A second observer of one of those strikes, with lower figures: the same incident, the
+    # same counts, so no update goes out.
+    second_sighting = {**report("s1", killed=1), "source": "spotter"}
+    status, body = await service.post("/v1/reports", second_sighting, key="observatory")
+    assert status == 202
+    assert body["merged"] is True
     await asyncio.sleep(4)  # more than a group_interval: nothing changed, nothing is sent
     assert len(emu.received) == 8
 
