@@ -61,11 +61,22 @@ async def _read_json(request: web.Request, *, ndjson: bool = False) -> Any | web
     raw = await request.read()  # raises 413 past the configured size
     try:
         if request.content_type in NDJSON_TYPES:
-            lines = raw.decode().splitlines()
-            return [json.loads(line) for line in lines if line.strip()]
+            return [_ndjson_line(line) for line in raw.decode().splitlines() if line.strip()]
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return problem(400, "Bad Request", f"the body is not valid JSON: {exc}")
+
+
+def _ndjson_line(line: str) -> Any:
+    """One NDJSON line; a broken line becomes that item's error, not the whole batch's."""
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        return [FieldError("(line)", f"not valid JSON: {exc}")]
+
+
+def _is_errors(item: Any) -> bool:
+    return isinstance(item, list) and all(isinstance(e, FieldError) for e in item) and bool(item)
 
 
 def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
@@ -107,7 +118,10 @@ async def post_report(request: web.Request) -> web.Response:
     rules = pipeline.rules.current
     now = pipeline.clock()
     parsed = [
-        parse_report(item, now=now, known_region=rules.regions.__contains__) for item in items
+        item
+        if _is_errors(item)
+        else parse_report(item, now=now, known_region=rules.regions.__contains__)
+        for item in items
     ]
     valid = [p for p in parsed if not isinstance(p, list)]
     key: ApiKey = request[KEY]

@@ -48,7 +48,8 @@ async def test_a_batch_gives_each_report_its_own_result(service: Running) -> Non
 
 
 async def test_ndjson_batches_are_accepted(service: Running) -> None:
-    lines = "\n".join(json.dumps(report(f"n{i}")) for i in range(50)) + "\n"
+    lines = "\n".join(json.dumps(report(f"n{i}")) for i in range(50)) + '\n{"id": "cut-off\n'
+
     async with service.http.post(
         service.url + "/v1/reports",
         data=lines.encode(),
@@ -60,6 +61,8 @@ async def test_ndjson_batches_are_accepted(service: Running) -> None:
         assert resp.status == 200
         body = await resp.json()
     assert body["accepted"] == 50
+    assert body["invalid"] == 1, "a line cut off by a bad link fails alone"
+    assert body["results"][50]["errors"][0]["field"] == "(line)"
     assert await service.service.store.count_reports() == 50
 
 
