@@ -93,7 +93,8 @@ async def build(
 ) -> Service:
     """Open the store (migrating it), load the rules, choose the push channel."""
     rules_path = Path(settings.rules.path)
-    ruleset = await asyncio.to_thread(load_rules, rules_path)
+    live = LiveRules(await asyncio.to_thread(load_rules, rules_path), rules_path, clock())
+    await live.remember_files()
     engine = db.create_engine(
         settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
     )
@@ -112,7 +113,6 @@ async def build(
         except Exception:
             await store.close()
             raise
-    live = LiveRules(ruleset, rules_path, clock())
     delivery = Delivery(
         store,
         channel,
@@ -129,7 +129,11 @@ async def build(
         clock=clock,
         display_tz=ZoneInfo(settings.alerts.timezone),
     )
-    scheduler = Scheduler(pipeline.tick, settings.scheduler.tick)
+    scheduler = Scheduler(
+        pipeline.tick,
+        settings.scheduler.tick,
+        watch=(lambda: live.reload_if_changed(clock)) if settings.rules.watch else None,
+    )
     return Service(settings, store, live, channel, pipeline, scheduler, migrated)
 
 

@@ -17,9 +17,16 @@ log = logging.getLogger("dispatcher.scheduler")
 
 
 class Scheduler:
-    def __init__(self, tick: Callable[[], Awaitable[None]], every: timedelta) -> None:
+    def __init__(
+        self,
+        tick: Callable[[], Awaitable[None]],
+        every: timedelta,
+        *,
+        watch: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._tick = tick
         self._every = every
+        self._watch = watch
         self._scheduler: AsyncIOScheduler | None = None
         self._running = asyncio.Lock()
 
@@ -42,8 +49,24 @@ class Scheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
+        if self._watch is not None:
+            scheduler.add_job(
+                self._run_watch,
+                "interval",
+                seconds=1,
+                id="rules-watch",
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self._scheduler = scheduler
+
+    async def _run_watch(self) -> None:
+        assert self._watch is not None
+        try:
+            await self._watch()
+        except Exception:
+            log.exception("watching the rules failed")
 
     async def stop(self) -> None:
         if self._scheduler is not None:

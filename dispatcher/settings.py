@@ -54,6 +54,7 @@ class StorageSettings(_Section):
 
 class RulesSettings(_Section):
     path: Path = Path("rules")
+    watch: bool = True  # apply edits under `path` within a second or two
 
 
 class FcmSettings(_Section):

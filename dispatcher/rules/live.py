@@ -1,12 +1,23 @@
-"""The rule set in force: what every request and tick reads, swapped whole on reload."""
+"""The rule set in force: what every request and tick reads, swapped whole on reload.
+
+A reload does everything that can fail (read, parse, check, build the spatial index) before
+it touches the rule set in force, so a broken edit leaves the last good rules serving. Its
+errors are kept for `GET /v1/rules/status` and written to the log.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from dispatcher.rules.load import RuleSet
+from dispatcher.clock import Clock
+from dispatcher.rules.errors import RulesInvalid
+from dispatcher.rules.load import FILES, RuleSet, load_rules
+
+log = logging.getLogger("dispatcher.rules")
 
 
 @dataclass
@@ -16,3 +27,51 @@ class LiveRules:
     loaded_at: datetime
     how: str = "start-up"
     last_errors: list[str] = field(default_factory=list)
+    last_attempt_at: datetime | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _stamps: tuple[tuple[int, int], ...] = ()
+
+    async def reload(self, how: str, clock: Clock) -> bool:
+        """Load the rules again; swap them in if they are valid. True if applied."""
+        async with self._lock:
+            self.last_attempt_at = clock()
+            # Stamps first: an edit saved while we load is seen by the next look.
+            self._stamps = await asyncio.to_thread(self._file_stamps)
+            try:
+                ruleset = await asyncio.to_thread(load_rules, self.path)
+            except RulesInvalid as exc:
+                self.last_errors = [str(e) for e in exc.errors]
+                log.error(
+                    "rules reload (%s) refused, still serving version %s:\n  %s",
+                    how,
+                    self.current.version,
+                    "\n  ".join(self.last_errors),
+                )
+                return False
+            self.last_errors = []
+            if ruleset.version == self.current.version:
+                return True
+            before = self.current.version
+            self.current, self.loaded_at, self.how = ruleset, clock(), how
+            log.info("rules version %s applied (%s), was %s", ruleset.version, how, before)
+            return True
+
+    def _file_stamps(self) -> tuple[tuple[int, int], ...]:
+        stamps = []
+        for name in FILES:
+            try:
+                st = (self.path / name).stat()
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append((0, 0))
+        return tuple(stamps)
+
+    async def remember_files(self) -> None:
+        """Note the files' state as loaded, so the watch sees the next edit as a change."""
+        self._stamps = await asyncio.to_thread(self._file_stamps)
+
+    async def reload_if_changed(self, clock: Clock) -> bool | None:
+        """Reload when a rules file changed since the last look; None if nothing changed."""
+        if await asyncio.to_thread(self._file_stamps) == self._stamps:
+            return None
+        return await self.reload("file change", clock)

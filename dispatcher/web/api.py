@@ -318,6 +318,45 @@ async def post_device(request: web.Request) -> web.Response:
     )
 
 
+def _rules_status(pipeline: Pipeline) -> dict[str, Any]:
+    live = pipeline.rules
+    rules = live.current
+    return {
+        "version": rules.version,
+        "applied_at": live.loaded_at.isoformat(),
+        "applied_by": live.how,
+        "files": [str(f) for f in rules.files],
+        "regions": len(rules.regions),
+        "teams": len(rules.teams),
+        "warnings": [str(w) for w in rules.warnings],
+        "last_attempt_at": live.last_attempt_at.isoformat() if live.last_attempt_at else None,
+        "last_errors": list(live.last_errors),
+    }
+
+
+@requires("read")
+async def rules_status(request: web.Request) -> web.Response:
+    """The rules in force, and why the last reload was refused, if it was."""
+    return _json(_rules_status(request.app[PIPELINE]))
+
+
+@requires("admin")
+async def rules_reload(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    key: ApiKey = request[KEY]
+    applied = await pipeline.rules.reload(f"API by key '{key.name}'", pipeline.clock)
+    status = _rules_status(pipeline)
+    if not applied:
+        return problem(
+            422,
+            "Rules refused",
+            f"the edited rules have errors; version {status['version']} keeps serving",
+            rule_errors=status["last_errors"],
+            serving=status["version"],
+        )
+    return _json(status)
+
+
 @requires(PUBLIC)
 async def healthz(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
@@ -333,4 +372,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/reports/{source}/{id}", get_report)
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_post("/v1/devices", post_device)
+    app.router.add_get("/v1/rules/status", rules_status)
+    app.router.add_post("/v1/admin/rules/reload", rules_reload)
     app.router.add_get("/healthz", healthz)
