@@ -8,35 +8,100 @@ the match. Children inherit receiver, group_by and timings from their parent.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from dispatcher.model import UNASSIGNED, Report
 
+OPERATORS: dict[str, Callable[[int, int], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+COUNTS = ("killed", "injured", "trapped", "rescued")
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    field: str  # one of COUNTS
+    op: str  # one of OPERATORS
+    value: int
+
+    def holds(self, report: Report) -> bool:
+        return OPERATORS[self.op](getattr(report.casualties, self.field), self.value)
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.op} {self.value}"
+
 
 @dataclass(frozen=True, slots=True)
 class Matchers:
-    """What a route asks of a report; an empty matcher asks nothing.
+    """What a route asks of a report; an empty matcher asks nothing. Every part must hold.
 
     `regions` match a region and everything below it; a report in no region ("unassigned")
-    matches only routes that ask nothing of the region.
+    matches only routes that ask nothing of the region. The `not_` sets exclude: a report in
+    a region below a `not_regions` entry, or of a `not_kinds` kind, does not match.
     """
 
     regions: frozenset[str] = frozenset()
     kinds: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()
+    thresholds: tuple[Threshold, ...] = ()
+    not_regions: frozenset[str] = frozenset()
+    not_kinds: frozenset[str] = frozenset()
+    not_statuses: frozenset[str] = frozenset()
+    not_sources: frozenset[str] = frozenset()
 
     def is_empty(self) -> bool:
-        return not (self.regions or self.kinds)
+        return self == Matchers()
+
+    def only_regions_and_kinds(self) -> bool:
+        return self == Matchers(regions=self.regions, kinds=self.kinds)
 
     def matches(self, report: Report, region_path: tuple[str, ...]) -> bool:
         if self.kinds and report.kind not in self.kinds:
+            return False
+        if self.statuses and report.status not in self.statuses:
+            return False
+        if self.sources and report.source not in self.sources:
             return False
         if self.regions:
             if report.region == UNASSIGNED:
                 return False
             if not self.regions.intersection(region_path):
                 return False
-        return True
+        if report.kind in self.not_kinds or report.status in self.not_statuses:
+            return False
+        if report.source in self.not_sources or self.not_regions.intersection(region_path):
+            return False
+        return all(t.holds(report) for t in self.thresholds)
+
+    def describe(self) -> str:
+        parts = []
+        for name, values in (
+            ("regions", self.regions),
+            ("kinds", self.kinds),
+            ("statuses", self.statuses),
+            ("sources", self.sources),
+        ):
+            if values:
+                parts.append(f"{name} in {sorted(values)}")
+        parts.extend(str(t) for t in self.thresholds)
+        for name, values in (
+            ("regions", self.not_regions),
+            ("kinds", self.not_kinds),
+            ("statuses", self.not_statuses),
+            ("sources", self.not_sources),
+        ):
+            if values:
+                parts.append(f"{name} not in {sorted(values)}")
+        return ", ".join(parts) or "every report"
 
 
 @dataclass(frozen=True, slots=True)

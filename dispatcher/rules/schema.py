@@ -16,8 +16,8 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from dispatcher.model import KINDS, LOCALES, Leader, Region, Team
-from dispatcher.route import Matchers, Route
+from dispatcher.model import KINDS, LOCALES, STATUSES, Leader, Region, Team
+from dispatcher.route import COUNTS, Matchers, Route, Threshold
 from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.errors import Loc, Problems, suggest
 from dispatcher.rules.yamlmarks import Y
@@ -39,7 +39,9 @@ ROUTE_KEYS = (
     "continue",
     "routes",
 )
-MATCH_KEYS = ("regions", "kinds")
+MATCH_KEYS = ("regions", "kinds", "statuses", "sources", *COUNTS, "not")
+NOT_KEYS = ("regions", "kinds", "statuses", "sources")
+THRESHOLD = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(\d+)\s*$")
 DEFAULT_TIMINGS = {
     "group_wait": timedelta(seconds=30),
     "group_interval": timedelta(minutes=5),
@@ -375,19 +377,17 @@ def _route(
     matchers = Matchers()
     if "match" in v and c.mapping(v["match"], "match", MATCH_KEYS):
         m = v["match"].value
-        wanted_regions = c.strings(m.get("regions"), "match.regions")
-        for rid, loc in wanted_regions:
-            if regions is not None and rid not in regions:
-                c.p.error(loc, f"unknown region '{rid}'{suggest(rid, regions)}")
-        kinds = c.strings(m.get("kinds"), "match.kinds")
-        for kind, loc in kinds:
-            if kind not in KINDS:
-                c.p.error(
-                    loc,
-                    f"unknown kind '{kind}'{suggest(kind, KINDS)}"
-                    + ("" if suggest(kind, KINDS) else f"; kinds are {', '.join(KINDS)}"),
-                )
-        matchers = Matchers(frozenset(r for r, _ in wanted_regions), frozenset(k for k, _ in kinds))
+        regions_, kinds_, statuses_, sources_ = _sets(m, "match", c, regions)
+        thresholds = []
+        for count_field in COUNTS:
+            if count_field in m:
+                t = _threshold(m[count_field], count_field, c)
+                if t is not None:
+                    thresholds.append(t)
+        negated: tuple[frozenset[str], ...] = (frozenset(),) * 4
+        if "not" in m and c.mapping(m["not"], "match.not", NOT_KEYS):
+            negated = _sets(m["not"].value, "match.not", c, regions)
+        matchers = Matchers(regions_, kinds_, statuses_, sources_, tuple(thresholds), *negated)
     cont = c.boolean(v.get("continue"), "continue", False)
     here = _Inherited(receiver, group_by, timings)
     children: list[Route] = []
@@ -416,12 +416,59 @@ def _route(
     )
 
 
+def _sets(
+    m: dict[str, Y], where: str, c: Checker, regions: set[str] | None
+) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+    """regions, kinds, statuses and sources of a match (or match.not) block, checked."""
+    wanted_regions = c.strings(m.get("regions"), f"{where}.regions")
+    for rid, loc in wanted_regions:
+        if regions is not None and rid not in regions:
+            c.p.error(loc, f"unknown region '{rid}'{suggest(rid, regions)}")
+    kinds = c.strings(m.get("kinds"), f"{where}.kinds")
+    for kind, loc in kinds:
+        if kind not in KINDS:
+            c.p.error(
+                loc,
+                f"unknown kind '{kind}'{suggest(kind, KINDS)}"
+                + ("" if suggest(kind, KINDS) else f"; kinds are {', '.join(KINDS)}"),
+            )
+    statuses = c.strings(m.get("statuses"), f"{where}.statuses")
+    for status, loc in statuses:
+        if status not in STATUSES:
+            hint = suggest(status, STATUSES) or f"; use {', '.join(STATUSES)}"
+            c.p.error(loc, f"unknown status '{status}'{hint}")
+    sources = c.strings(m.get("sources"), f"{where}.sources")
+    return (
+        frozenset(r for r, _ in wanted_regions),
+        frozenset(k for k, _ in kinds),
+        frozenset(s for s, _ in statuses),
+        frozenset(s for s, _ in sources),
+    )
+
+
+def _threshold(y: Y, name: str, c: Checker) -> Threshold | None:
+    """`killed: 5` (at least 5) or `killed: ">= 5"`, `"> 0"`, `"< 3"`, `"== 0"`, `"!= 0"`."""
+    raw = y.value
+    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
+    found = THRESHOLD.match(text) if text is not None else None
+    if found is None:
+        c.p.error(
+            y.loc,
+            f'{name} must be a count like 5 (at least 5) or a comparison like ">= 5" '
+            "(quote it in YAML)",
+        )
+        return None
+    return Threshold(name, found.group(1) or ">=", int(found.group(2)))
+
+
 def _check_shadowed(children: list[Route], c: Checker) -> None:
     """Warn about a route that no report can reach: an earlier sibling without `continue`
     takes everything it would."""
     for i, later in enumerate(children):
         for earlier in children[:i]:
-            if earlier.continue_:
+            if earlier.continue_ or not earlier.matchers.only_regions_and_kinds():
+                continue
+            if not later.matchers.only_regions_and_kinds():
                 continue
             m, n = earlier.matchers, later.matchers
             covers = (not m.regions or (n.regions and n.regions <= m.regions)) and (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.model import UNASSIGNED, Report
+from dispatcher.model import UNASSIGNED, Casualties, Report
 from dispatcher.rules.load import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,8 +19,23 @@ def shipped() -> RuleSet:
     return load_rules(ROOT / "rules")
 
 
-def report(region: str, kind: str = "airstrike") -> Report:
-    return Report(source="s", id="1", kind=kind, occurred_at=T0, region=region)
+def report(
+    region: str,
+    kind: str = "airstrike",
+    *,
+    killed: int = 0,
+    status: str = "unconfirmed",
+    source: str = "s",
+) -> Report:
+    return Report(
+        source=source,
+        id="1",
+        kind=kind,
+        occurred_at=T0,
+        region=region,
+        casualties=Casualties(killed=killed),
+        status=status,
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,3 +90,40 @@ def test_kind_matchers(tmp_path: Path) -> None:
     assert [r.receiver for r in rules.routes_for(report(UNASSIGNED, "chemical"))] == [
         "harim-center"
     ], "a kind-only route takes reports from anywhere"
+
+
+MATCHERS = """\
+route:
+  receiver: idleb-center
+  routes:
+    - {name: mass-casualty, match: {killed: ">= 5", not: {statuses: [retracted]}},
+       receiver: harim-center, continue: true}
+    - {name: confirmed-only, match: {statuses: [confirmed], sources: [observatory]},
+       receiver: harim-center}
+    - {name: outside-harim, match: {regions: [SY07], not: {regions: [SY0703]}, injured: 1},
+       receiver: harim-center}
+"""
+
+
+@pytest.mark.parametrize(
+    ("region", "kwargs", "routes"),
+    [
+        ("SY0703", {"killed": 5}, ["mass-casualty"]),
+        ("SY0703", {"killed": 4}, ["root"]),
+        ("SY0703", {"killed": 9, "status": "retracted"}, ["root"]),
+        ("SY0703", {"status": "confirmed", "source": "observatory"}, ["confirmed-only"]),
+        ("SY0703", {"status": "confirmed", "source": "spotter"}, ["root"]),
+        ("SY0703", {"killed": 7, "status": "confirmed", "source": "observatory"},
+         ["mass-casualty", "confirmed-only"]),
+        ("SY07", {}, ["root"]),
+    ],
+)  # fmt: skip
+def test_status_source_threshold_and_negated_matchers(
+    tmp_path: Path, region: str, kwargs: dict[str, object], routes: list[str]
+) -> None:
+    for name in ("regions.yaml", "teams.yaml"):
+        (tmp_path / name).write_text((ROOT / "tests/testdata/rules-e2e" / name).read_text())
+    (tmp_path / "routes.yaml").write_text(MATCHERS)
+    rules = load_rules(tmp_path)
+    got = rules.routes_for(report(region, **kwargs))  # type: ignore[arg-type]
+    assert [r.id for r in got] == routes

@@ -60,6 +60,14 @@ CASES = {
         "routes.yaml:9:23: group_interval: 'soon' is not a duration; "
         "write it like 30s, 2m, 1h30m or 500ms",
     ],
+    "bad-matchers": [
+        'routes.yaml:4:23: killed must be a count like 5 (at least 5) or a comparison like ">= 5"'
+        " (quote it in YAML)",
+        "routes.yaml:4:48: unknown status 'confirmd'; did you mean 'confirmed'?",
+        "routes.yaml:6:31: unknown region 'SY0730'; did you mean 'SY0703'?",
+        "routes.yaml:6:40: unknown key 'colour' in match.not; "
+        "allowed: regions, kinds, statuses, sources",
+    ],
     "shadowed": [
         "routes.yaml:6:7: warning: route 'harim' can never match: the earlier route "
         "'everything' (line 4) takes every report it would; move it up or set "
