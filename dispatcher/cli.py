@@ -14,9 +14,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatcher import __version__
 from dispatcher.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from dispatcher.rules.load import RuleSet
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -110,6 +114,69 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _rules_or_fail(args: argparse.Namespace) -> RuleSet | None:
+    from dispatcher.rules.errors import RulesInvalid
+    from dispatcher.rules.load import load_rules
+
+    path = args.path or _settings(args.config).rules.path
+    try:
+        return load_rules(path)
+    except RulesInvalid as exc:
+        _fail([str(e) for e in exc.errors], header=f"dispatcher: {path} has errors:")
+        return None
+
+
+def cmd_rules_show(args: argparse.Namespace) -> int:
+    from dispatcher.rules.explain import show
+
+    rules = _rules_or_fail(args)
+    if rules is None:
+        return 1
+    print("\n".join(show(rules)))
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """Where a report would go, without sending anything."""
+    from datetime import UTC, datetime
+
+    from dispatcher.intake import parse_report, to_report
+    from dispatcher.rules.explain import explain, explain_text
+
+    rules = _rules_or_fail(args)
+    if rules is None:
+        return 1
+    if args.report is not None:
+        data = json.loads(args.report.read_text(encoding="utf-8"))
+    else:
+        data = {
+            "id": "dry-run",
+            "source": args.source,
+            "kind": args.kind,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "status": args.status,
+            "casualties": {
+                "killed": args.killed,
+                "injured": args.injured,
+                "trapped": args.trapped,
+            },
+        }
+        if args.region:
+            data["region"] = args.region
+        if args.lat is not None and args.lon is not None:
+            data["location"] = {"lat": args.lat, "lon": args.lon}
+    parsed = parse_report(data, now=datetime.now(UTC), known_region=rules.regions.__contains__)
+    if isinstance(parsed, list):
+        return _fail([f"{e.field}: {e.message}" for e in parsed], header="the report is invalid:")
+    lat = parsed.location.lat if parsed.location else None
+    lon = parsed.location.lon if parsed.location else None
+    report = to_report(parsed, region=rules.locate(parsed.region, lat, lon))
+    result = explain(rules, report)
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else
+          "\n".join(explain_text(result)))  # fmt: skip
+    return 0
+
+
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
     from dispatcher.store import db
 
@@ -163,6 +230,26 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path)
     with_config(check)
     check.set_defaults(func=cmd_rules_check)
+
+    show = rules.add_parser("show", help="print the route tree")
+    show.add_argument("path", nargs="?", type=Path)
+    with_config(show)
+    show.set_defaults(func=cmd_rules_show)
+
+    test = rules.add_parser("test", help="where would a report go? (a dry run, sends nothing)")
+    test.add_argument("path", nargs="?", type=Path)
+    with_config(test)
+    test.add_argument("--report", type=Path, help="a report as JSON, as a reporter posts it")
+    test.add_argument("--region", help="a region id")
+    test.add_argument("--lat", type=float)
+    test.add_argument("--lon", type=float)
+    test.add_argument("--kind", default="airstrike")
+    test.add_argument("--status", default="unconfirmed")
+    test.add_argument("--source", default="dry-run")
+    for count in ("killed", "injured", "trapped"):
+        test.add_argument(f"--{count}", type=int, default=0)
+    test.add_argument("--json", action="store_true", help="machine-readable output")
+    test.set_defaults(func=cmd_rules_test)
 
     dbp = sub.add_parser("db", help="the store").add_subparsers(dest="db_cmd", required=True)
     upgrade = dbp.add_parser("upgrade", help="apply schema migrations")

@@ -121,3 +121,38 @@ def test_db_upgrade_is_repeatable(tmp_path: Path) -> None:
     assert "was None" in first.stdout
     second = run("db", "upgrade", env=env)
     assert second.stdout.strip() == first.stdout.strip().split(" (")[0]
+
+
+def test_rules_check_test_and_show_as_an_operator_runs_them(tmp_path: Path) -> None:
+    good = str(TESTDATA / "rules-e2e")
+    checked = run("rules", "check", good)
+    assert (checked.returncode, checked.stdout.strip()) == (0, f"{good}: 0 error(s), 0 warning(s)")
+    bad = run("rules", "check", str(TESTDATA / "rules-bad" / "unknown-team"))
+    assert bad.returncode == 1
+    assert "did you mean 'idleb-center'?" in bad.stdout
+    warned = run("rules", "check", str(TESTDATA / "rules-bad" / "shadowed"))
+    assert warned.returncode == 0, "warnings alone do not fail the check"
+
+    dry = run("rules", "test", good, "--lat", "36.12", "--lon", "36.52", "--killed", "2", "--json")
+    assert dry.returncode == 0, dry.stderr
+    result = json.loads(dry.stdout)
+    assert result["region"]["path"] == ["SY07", "SY0703"]
+    assert [(r["path"], r["receiver"]) for r in result["routes"]] == [
+        (["root", "harim"], "harim-center"),
+        (["root", "idleb"], "idleb-center"),
+    ]
+    assert [x["id"] for x in result["routes"][1]["leaders"]] == ["idleb-lead-1", "idleb-lead-2"]
+
+    report = tmp_path / "report.json"
+    fire = {"id": "x", "source": "s", "kind": "fire", "occurred_at": "2026-11-24T10:00:00Z"}
+    report.write_text(json.dumps({**fire, "region": "SY07"}))
+    text = run("rules", "test", good, "--report", str(report))
+    assert text.stdout.splitlines()[1] == "route root > idleb: team idleb-center [region=SY07]"
+    refused = run("rules", "test", good, "--region", "SY99")
+    assert refused.returncode == 1
+    assert "region: unknown region 'SY99'" in refused.stderr
+
+    shown = run("rules", "show", good)
+    assert shown.stdout.splitlines()[2].startswith("  harim: regions in ['SY0703'] -> harim-center")
+    broken = run("rules", "show", str(TESTDATA / "rules-bad" / "cycle"))
+    assert broken.returncode == 1

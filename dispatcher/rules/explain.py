@@ -1,0 +1,84 @@
+"""What a rule set does, shown to an operator: the tree, and where a report would go.
+
+Pure: used by `dispatcher rules show` and `dispatcher rules test` (the dry run, like
+Alertmanager's `amtool config routes test`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from dispatcher.model import Report
+from dispatcher.route import Route
+from dispatcher.rules.durations import format_duration
+from dispatcher.rules.load import RuleSet
+
+
+def walk(node: Route, trail: tuple[Route, ...] = ()) -> Iterator[tuple[Route, tuple[Route, ...]]]:
+    """Every route with the routes above it, in tree order."""
+    yield node, trail
+    for child in node.children:
+        yield from walk(child, (*trail, node))
+
+
+def show(rules: RuleSet) -> list[str]:
+    """The route tree, one line per route."""
+    lines = [f"rules version {rules.version}"]
+    for route, trail in walk(rules.root):
+        m = route.matchers.describe()
+        timing = (
+            f"wait {format_duration(route.group_wait)}, "
+            f"every {format_duration(route.group_interval)}, "
+            f"repeat {format_duration(route.repeat_interval)}"
+        )
+        extra = " (continue)" if route.continue_ else ""
+        lines.append(
+            f"{'  ' * len(trail)}{route.id}: {m} -> {route.receiver}{extra}"
+            f" [group by {', '.join(route.group_by) or 'nothing'}; {timing}]"
+        )
+    return lines
+
+
+def explain(rules: RuleSet, report: Report) -> dict[str, Any]:
+    """Where `report` goes: its region, each route it reaches with the path to it, and the
+    team and leaders each route alerts."""
+    matched = {id(r) for r in rules.routes_for(report)}
+    routes = []
+    for route, trail in walk(rules.root):
+        if id(route) not in matched:
+            continue
+        team = rules.teams.get(route.receiver)
+        routes.append(
+            {
+                "route": route.id,
+                "path": [r.id for r in trail] + [route.id],
+                "receiver": route.receiver,
+                "team": team.name if team else None,
+                "leaders": [
+                    {"id": leader.id, "name": leader.name, "locale": leader.locale}
+                    for leader in rules.leaders_of(route.receiver)
+                ],
+                "group": dict(rules.group_labels(route, report)),
+            }
+        )
+    return {
+        "rules_version": rules.version,
+        "region": {
+            "id": report.region,
+            "path": list(rules.region_path(report.region)),
+            "name": rules.region_name(report.region, "en"),
+        },
+        "routes": routes,
+    }
+
+
+def explain_text(result: dict[str, Any]) -> list[str]:
+    region = result["region"]
+    lines = [f"region: {region['id']} ({region['name']}), path {' > '.join(region['path']) or '-'}"]
+    for r in result["routes"]:
+        leaders = ", ".join(f"{x['name']} ({x['id']}, {x['locale']})" for x in r["leaders"])
+        group = ", ".join(f"{k}={v}" for k, v in r["group"].items()) or "one group"
+        lines.append(f"route {' > '.join(r['path'])}: team {r['receiver']} [{group}]")
+        lines.append(f"  leaders: {leaders or 'none'}")
+    return lines
