@@ -106,6 +106,9 @@ async def build(
     store = Store(
         engine,
         merge=MergeRule(settings.incidents.merge_radius_m, settings.incidents.merge_window),
+        writer=db.create_writer(
+            settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
+        ),
     )
     if channel is None:
         try:

@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -34,17 +35,36 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     # One connection: SQLite has one writer at a time anyway, and a single connection makes
     # writers queue in the pool instead of failing with "database is locked".
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    _sqlite_pragmas(engine.sync_engine, sqlite_synchronous)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | None:
+    """For SQLite, a plain (sync) engine on the same file for report writes, which the store
+    runs whole in a worker thread: aiosqlite would hop threads for every statement. None for
+    other databases, whose async drivers need no such help."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    engine = create_sync_engine(
+        parsed.set(drivername="sqlite"),
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},  # used from worker threads, one at a time
+    )
+    _sqlite_pragmas(engine, sqlite_synchronous)
+    return engine
+
+
+def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
-
-    return engine
 
 
 def _alembic_config(connection: Connection) -> Config:

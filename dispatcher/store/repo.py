@@ -6,16 +6,18 @@ values back; nothing above this module sees SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.group import Timing, first_flush, next_flush_after_report
 from dispatcher.incidents import Candidate, MergeRule, bounding_box, pick
@@ -185,12 +187,22 @@ def _group_from_row(row: Any) -> GroupRow:
 class Store:
     """All reads and writes of the service, one transaction per method."""
 
-    def __init__(self, engine: AsyncEngine, *, merge: MergeRule | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        merge: MergeRule | None = None,
+        writer: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.merge = merge or MergeRule()
+        self.writer = writer  # SQLite: a sync engine for report writes (see db.create_writer)
+        self._write_lock = threading.Lock()
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.dispose)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -239,41 +251,50 @@ class Store:
         key_name: str,
         rules_version: str,
     ) -> list[SaveResult]:
-        async with self.engine.begin() as conn:
+        def write(conn: Connection) -> list[SaveResult]:
             return [
-                await self._save_one(conn, report, targets, now, key_name, rules_version)
+                self._save_one(conn, report, targets, now, key_name, rules_version)
                 for report, targets in items
             ]
 
-    async def _save_one(
+        if self.writer is not None:
+            # SQLite: the whole transaction in one worker-thread hop, not one per statement.
+            return await asyncio.to_thread(self._write_sync, write)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(write)
+
+    def _write_sync(self, write: Callable[[Connection], list[SaveResult]]) -> list[SaveResult]:
+        assert self.writer is not None
+        with self._write_lock, self.writer.begin() as conn:
+            return write(conn)
+
+    def _save_one(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         report: Report,
         targets: Sequence[GroupTarget],
         now: datetime,
         key_name: str,
         rules_version: str,
     ) -> SaveResult:
-        latest = await self._latest_revision(conn, report.source, report.id)
+        latest = self._latest_revision(conn, report.source, report.id)
         if latest is not None and latest.report.revision >= report.revision:
             # A retry of a revision we hold (even an old one, delayed by a bad link) is a
             # duplicate; a revision older than ours that we never saw is stale.
-            same = await self._revision(conn, report.source, report.id, report.revision)
+            same = self._revision(conn, report.source, report.id, report.revision)
             if same is not None:
                 return SaveResult("duplicate", same)
             return SaveResult("stale", latest)
-        incident, merged = await self._assign_incident(conn, report, latest, now)
+        incident, merged = self._assign_incident(conn, report, latest, now)
         report = replace(report, incident=incident)
-        pk = await self._insert_report(conn, report, now, key_name, rules_version)
-        group_ids = [
-            await self._join_group(conn, target, pk, now, rules_version) for target in targets
-        ]
+        pk = self._insert_report(conn, report, now, key_name, rules_version)
+        group_ids = [self._join_group(conn, target, pk, now, rules_version) for target in targets]
         stored = StoredReport(report, pk, now, key_name, rules_version)
         return SaveResult("created", stored, tuple(group_ids), merged)
 
-    async def _assign_incident(
+    def _assign_incident(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         report: Report,
         latest: StoredReport | None,
         now: datetime,
@@ -281,10 +302,10 @@ class Store:
         """The incident a new revision belongs to, and whether it joined another report's."""
         if report.incident is not None:
             found = (
-                await conn.execute(select(incidents.c.id).where(incidents.c.id == report.incident))
+                conn.execute(select(incidents.c.id).where(incidents.c.id == report.incident))
             ).first()
             if found is None:
-                await self._new_incident(conn, report, now, report.incident, named=True)
+                self._new_incident(conn, report, now, report.incident, named=True)
             return report.incident, found is not None
         if latest is not None and latest.report.incident is not None:
             return latest.report.incident, False  # a revision stays with its incident
@@ -292,7 +313,7 @@ class Store:
             window = self.merge.window
             lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)
             rows = (
-                await conn.execute(
+                conn.execute(
                     select(incidents)
                     .where(
                         incidents.c.kind == report.kind,
@@ -313,7 +334,7 @@ class Store:
             ).all()
             if rows:
                 sources: dict[str, set[str]] = {row.id: set() for row in rows}
-                for inc, source in await conn.execute(
+                for inc, source in conn.execute(
                     select(reports.c.incident_id, reports.c.source)
                     .where(reports.c.incident_id.in_(list(sources)))
                     .distinct()
@@ -332,12 +353,12 @@ class Store:
                 chosen = pick(report, candidates, self.merge)
                 if chosen is not None:
                     return chosen, True
-        return await self._new_incident(conn, report, now, uuid.uuid4().hex, named=False), False
+        return self._new_incident(conn, report, now, uuid.uuid4().hex, named=False), False
 
-    async def _new_incident(
-        self, conn: AsyncConnection, report: Report, now: datetime, incident_id: str, *, named: bool
+    def _new_incident(
+        self, conn: Connection, report: Report, now: datetime, incident_id: str, *, named: bool
     ) -> str:
-        await conn.execute(
+        conn.execute(
             incidents.insert().values(
                 id=incident_id,
                 kind=report.kind,
@@ -351,15 +372,15 @@ class Store:
         )
         return incident_id
 
-    async def _insert_report(
+    def _insert_report(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         r: Report,
         now: datetime,
         key_name: str,
         rules_version: str,
     ) -> int:
-        result = await conn.execute(
+        result = conn.execute(
             reports.insert().values(
                 source=r.source,
                 ext_id=r.id,
@@ -386,11 +407,9 @@ class Store:
         assert pk is not None
         return int(pk[0])
 
-    async def _latest_revision(
-        self, conn: AsyncConnection, source: str, ext_id: str
-    ) -> StoredReport | None:
+    def _latest_revision(self, conn: Connection, source: str, ext_id: str) -> StoredReport | None:
         row = (
-            await conn.execute(
+            conn.execute(
                 select(reports)
                 .where(reports.c.source == source, reports.c.ext_id == ext_id)
                 .order_by(reports.c.revision.desc())
@@ -399,11 +418,11 @@ class Store:
         ).first()
         return _report_from_row(row) if row is not None else None
 
-    async def _revision(
-        self, conn: AsyncConnection, source: str, ext_id: str, revision: int
+    def _revision(
+        self, conn: Connection, source: str, ext_id: str, revision: int
     ) -> StoredReport | None:
         row = (
-            await conn.execute(
+            conn.execute(
                 select(reports).where(
                     reports.c.source == source,
                     reports.c.ext_id == ext_id,
@@ -476,16 +495,16 @@ class Store:
 
     # --- alert groups --------------------------------------------------------------------
 
-    async def _join_group(
+    def _join_group(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         target: GroupTarget,
         report_pk: int,
         now: datetime,
         rules_version: str,
     ) -> str:
         row = (
-            await conn.execute(
+            conn.execute(
                 select(alert_groups).where(
                     alert_groups.c.route_id == target.route_id,
                     alert_groups.c.group_key == target.group_key,
@@ -495,7 +514,7 @@ class Store:
         ).first()
         if row is None:
             group_id = uuid.uuid4().hex
-            await conn.execute(
+            conn.execute(
                 alert_groups.insert().values(
                     id=group_id,
                     route_id=target.route_id,
@@ -520,12 +539,12 @@ class Store:
                 next_flush_at=row.next_flush_at,
                 last_flush_at=row.last_flush_at,
             )
-            await conn.execute(
+            conn.execute(
                 update(alert_groups)
                 .where(alert_groups.c.id == group_id)
                 .values(pending=True, next_flush_at=due, receiver=target.receiver)
             )
-        await conn.execute(
+        conn.execute(
             group_reports.insert().values(group_id=group_id, report_pk=report_pk, added_at=now)
         )
         return group_id
