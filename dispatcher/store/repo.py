@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -184,6 +183,22 @@ def _group_from_row(row: Any) -> GroupRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _WriteRequest:
+    """The reports of one API request, saved in order within a transaction."""
+
+    items: Sequence[tuple[Report, Sequence[GroupTarget]]]
+    now: datetime
+    key_name: str
+    rules_version: str
+
+    def write(self, conn: Connection, store: Store) -> list[SaveResult]:
+        return [
+            store._save_one(conn, report, targets, self.now, self.key_name, self.rules_version)
+            for report, targets in self.items
+        ]
+
+
 class Store:
     """All reads and writes of the service, one transaction per method."""
 
@@ -197,9 +212,12 @@ class Store:
         self.engine = engine
         self.merge = merge or MergeRule()
         self.writer = writer  # SQLite: a sync engine for report writes (see db.create_writer)
-        self._write_lock = threading.Lock()
+        self._queued: list[tuple[_WriteRequest, asyncio.Future[list[SaveResult]]]] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._drainer is not None:
+            await self._drainer  # answer what was accepted before closing
         await self.engine.dispose()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.dispose)
@@ -251,22 +269,45 @@ class Store:
         key_name: str,
         rules_version: str,
     ) -> list[SaveResult]:
-        def write(conn: Connection) -> list[SaveResult]:
-            return [
-                self._save_one(conn, report, targets, now, key_name, rules_version)
-                for report, targets in items
-            ]
+        request = _WriteRequest(items, now, key_name, rules_version)
+        if self.writer is None:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(request.write, self)
+        # SQLite has one writer. Requests that arrive while it is busy are committed together
+        # in its next transaction (group commit), each answered only after that commit.
+        future: asyncio.Future[list[SaveResult]] = asyncio.get_running_loop().create_future()
+        self._queued.append((request, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
 
-        if self.writer is not None:
-            # SQLite: the whole transaction in one worker-thread hop, not one per statement.
-            return await asyncio.to_thread(self._write_sync, write)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(write)
+    async def _drain(self) -> None:
+        while self._queued:
+            taken, self._queued = self._queued, []
+            try:
+                results = await asyncio.to_thread(self._commit, [r for r, _ in taken])
+            except Exception:
+                # The shared transaction failed: commit each request alone, so that a bad one
+                # fails by itself and the others still get their answer.
+                for request, future in taken:
+                    try:
+                        (result,) = await asyncio.to_thread(self._commit, [request])
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(taken, results, strict=True):
+                if not future.done():  # the client may have gone away
+                    future.set_result(result)
 
-    def _write_sync(self, write: Callable[[Connection], list[SaveResult]]) -> list[SaveResult]:
+    def _commit(self, requests: list[_WriteRequest]) -> list[list[SaveResult]]:
+        """One SQLite transaction for several requests, run in a worker thread."""
         assert self.writer is not None
-        with self._write_lock, self.writer.begin() as conn:
-            return write(conn)
+        with self.writer.begin() as conn:
+            return [request.write(conn, self) for request in requests]
 
     def _save_one(
         self,

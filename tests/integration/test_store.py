@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -175,3 +176,21 @@ async def test_reports_of_one_strike_share_an_incident(store: Store) -> None:
     again = await save(store, sighting("n-2", "radio", lat=36.2, incident="idleb-market-strike"))
     assert named.stored.report.incident == again.stored.report.incident == "idleb-market-strike"
     assert again.merged
+
+
+async def test_requests_committed_together_fail_alone(store: Store) -> None:
+    broken = Report(
+        source="obs",
+        id="bad",
+        kind=None,
+        occurred_at=T0,
+        region="SY0703",  # type: ignore[arg-type]
+    )
+    results = await asyncio.gather(
+        save(store, report("g1")),
+        save(store, broken),
+        save(store, report("g2")),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["SaveResult", "IntegrityError", "SaveResult"]
+    assert await store.count_reports() == 2
