@@ -145,7 +145,8 @@ async def post_report(request: web.Request) -> web.Response:
     results: list[dict[str, Any]] = []
     for index, p in enumerate(parsed):
         if isinstance(p, list):
-            results.append({"index": index, "status": 422, "errors": [e.to_json() for e in p]})
+            errors = [e.to_json() for e in p]
+            results.append({"index": index, "status": 422, "outcome": "invalid", "errors": errors})
         else:
             a = next(accepted)
             item = _result_json(a, rules)

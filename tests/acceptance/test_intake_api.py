@@ -40,6 +40,12 @@ async def test_a_batch_gives_each_report_its_own_result(service: Running) -> Non
     status, body = await service.post("/v1/reports", batch, key="spotter")
     assert status == 200
     assert [r["status"] for r in body["results"]] == [202, 422, 200, 202]
+    assert [r["outcome"] for r in body["results"]] == [
+        "accepted",
+        "invalid",
+        "duplicate",
+        "accepted",
+    ]
     assert body["results"][1]["errors"] == [
         {"field": "kind", "message": body["results"][1]["errors"][0]["message"]}
     ]
