@@ -8,13 +8,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Loc:
+class Loc(NamedTuple):
+    """Where a value stands: a tuple, so cheap to make for every node of a large file."""
+
     file: str
     line: int  # 1-based
     column: int  # 1-based

@@ -463,23 +463,26 @@ def _threshold(y: Y, name: str, c: Checker) -> Threshold | None:
 
 def _check_shadowed(children: list[Route], c: Checker) -> None:
     """Warn about a route that no report can reach: an earlier sibling without `continue`
-    takes everything it would."""
-    for i, later in enumerate(children):
-        for earlier in children[:i]:
-            if earlier.continue_ or not earlier.matchers.only_regions_and_kinds():
-                continue
-            if not later.matchers.only_regions_and_kinds():
-                continue
-            m, n = earlier.matchers, later.matchers
-            covers = (not m.regions or (n.regions and n.regions <= m.regions)) and (
-                not m.kinds or (n.kinds and n.kinds <= m.kinds)
+    takes everything it would. Only siblings with plain region and kind matchers are judged
+    (elsewhere it is not certain), which also keeps a large tree cheap to check."""
+    blocking: list[Route] = []
+    for later in children:
+        if not later.matchers.only_regions_and_kinds():
+            continue
+        earlier = next((e for e in blocking if _covers(e.matchers, later.matchers)), None)
+        if earlier is not None:
+            file, line, col = later.where.rsplit(":", 2)
+            c.p.warning(
+                Loc(file, int(line), int(col)),
+                f"route '{later.id}' can never match: the earlier route '{earlier.id}' "
+                "(line " + earlier.where.rsplit(":", 2)[1] + ") takes every report it "
+                "would; move it up or set 'continue: true' on the earlier one",
             )
-            if covers:
-                file, line, col = later.where.rsplit(":", 2)
-                c.p.warning(
-                    Loc(file, int(line), int(col)),
-                    f"route '{later.id}' can never match: the earlier route '{earlier.id}' "
-                    "(line " + earlier.where.rsplit(":", 2)[1] + ") takes every report it "
-                    "would; move it up or set 'continue: true' on the earlier one",
-                )
-                break
+        if not later.continue_:
+            blocking.append(later)
+
+
+def _covers(m: Matchers, n: Matchers) -> bool:
+    """Every report `n` matches, `m` matches too (for region and kind matchers)."""
+    regions = not m.regions or bool(n.regions and n.regions <= m.regions)
+    return regions and (not m.kinds or bool(n.kinds and n.kinds <= m.kinds))
