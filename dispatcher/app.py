@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from dispatcher.notify.console import ConsoleChannel
 from dispatcher.notify.outbox import Delivery
 from dispatcher.pipeline import Pipeline
 from dispatcher.rules.live import LiveRules
-from dispatcher.rules.load import load_rules
+from dispatcher.rules.load import RuleSet, load_rules
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import ConfigError, Settings
 from dispatcher.store import db
@@ -110,6 +111,14 @@ async def build(
             settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
         ),
     )
+
+    async def record(ruleset: RuleSet, how: str, at: datetime) -> None:
+        await store.record_rule_set(
+            version=ruleset.version, sha256=ruleset.sha256, applied_at=at, how=how
+        )
+
+    live.on_applied = record
+    await record(live.current, live.how, live.loaded_at)
     if channel is None:
         try:
             channel = await choose_channel(settings)

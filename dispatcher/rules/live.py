@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,8 @@ class LiveRules:
     how: str = "start-up"
     last_errors: list[str] = field(default_factory=list)
     last_attempt_at: datetime | None = None
+    # Called with each rule set applied after start-up (the store records it).
+    on_applied: Callable[[RuleSet, str, datetime], Awaitable[None]] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _stamps: tuple[tuple[int, int], ...] = ()
 
@@ -54,6 +57,8 @@ class LiveRules:
             before = self.current.version
             self.current, self.loaded_at, self.how = ruleset, clock(), how
             log.info("rules version %s applied (%s), was %s", ruleset.version, how, before)
+            if self.on_applied is not None:
+                await self.on_applied(ruleset, how, self.loaded_at)
             return True
 
     def _file_stamps(self) -> tuple[tuple[int, int], ...]:

@@ -28,8 +28,9 @@ class RuleSet:
     teams: dict[str, Team]
     root: Route
     files: tuple[Path, ...]
-    version: str
+    version: str  # the first 12 hex digits of sha256
     index: RegionIndex
+    sha256: str = ""  # of the three files' names and contents
     approximate: frozenset[str] = frozenset()
     warnings: tuple[RuleError, ...] = ()
     leaders: dict[str, Leader] = field(default_factory=dict)
@@ -89,13 +90,13 @@ def _read(folder: Path, problems: Problems) -> tuple[dict[str, Y | None], str]:
             continue
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
         docs[name] = load_marked(text, shown, problems)
-    return docs, digest.hexdigest()[:12]
+    return docs, digest.hexdigest()
 
 
 def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
     problems = Problems()
     folder = Path(folder)
-    docs, version = _read(folder, problems)
+    docs, sha256 = _read(folder, problems)
     c = Checker(problems)
     specs = parse_regions(docs["regions.yaml"], str(folder / "regions.yaml"), c)
     teams, _ = parse_teams(docs["teams.yaml"], str(folder / "teams.yaml"), c)
@@ -124,7 +125,8 @@ def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
         teams=teams,
         root=root,
         files=tuple(folder / name for name in FILES),
-        version=version,
+        version=sha256[:12],
+        sha256=sha256,
         index=index,
         approximate=frozenset(rid for rid, s in specs.items() if s.approximate),
         warnings=tuple(problems.warnings),

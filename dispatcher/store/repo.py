@@ -29,6 +29,7 @@ from dispatcher.store.tables import (
     incidents,
     notifications,
     reports,
+    rule_sets,
 )
 
 # Incidents considered for a merge: the most recent ones of the kind nearby. A surge puts
@@ -533,6 +534,29 @@ class Store:
     async def count_reports(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(reports))).scalar_one())
+
+    # --- rule sets -----------------------------------------------------------------------
+
+    async def record_rule_set(
+        self, *, version: str, sha256: str, applied_at: datetime, how: str
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                rule_sets.insert().values(
+                    version=version, sha256=sha256, applied_at=applied_at, how=how[:200]
+                )
+            )
+
+    async def rule_set_history(self, limit: int = 10) -> list[dict[str, str]]:
+        """The rule sets applied most recently, newest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(rule_sets).order_by(rule_sets.c.id.desc()).limit(limit)
+            )
+            return [
+                {"version": r.version, "applied_at": r.applied_at.isoformat(), "how": r.how}
+                for r in rows
+            ]
 
     # --- alert groups --------------------------------------------------------------------
 

@@ -201,3 +201,16 @@ notifications = Table(
 )
 Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
 Index("ix_notifications_group_id", notifications.c.group_id)
+
+# Every rule set the service applied: which version, when, and how (start-up, file change,
+# SIGHUP, API by key ...). Reports and group updates name the version that routed them.
+rule_sets = Table(
+    "rule_sets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("version", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("applied_at", Time, nullable=False),
+    Column("how", String(200), nullable=False),
+)
+Index("ix_rule_sets_applied_at", rule_sets.c.applied_at)

@@ -337,8 +337,10 @@ def _rules_status(pipeline: Pipeline) -> dict[str, Any]:
 
 @requires("read")
 async def rules_status(request: web.Request) -> web.Response:
-    """The rules in force, and why the last reload was refused, if it was."""
-    return _json(_rules_status(request.app[PIPELINE]))
+    """The rules in force, why the last reload was refused if it was, and what was applied."""
+    pipeline = request.app[PIPELINE]
+    history = await pipeline.store.rule_set_history()
+    return _json({**_rules_status(pipeline), "history": history})
 
 
 @requires("admin")

@@ -80,6 +80,11 @@ async def test_a_broken_edit_is_refused_and_the_last_good_rules_serve(
     assert body["applied_by"] == "API by key 'desk'"
     status, accepted = await service.post("/v1/reports", report("b"), key="obs")
     assert accepted["routes"] == ["harim"], "no longer continues to Idleb"
+    _, now = await service.get("/v1/rules/status", key="reader")
+    assert [(h["version"], h["how"]) for h in now["history"]] == [
+        (body["version"], "API by key 'desk'"),
+        (before["version"], "start-up"),
+    ], "every applied rule set is recorded; the refused one is not"
 
 
 async def test_reload_needs_the_admin_scope(service: Running) -> None:
