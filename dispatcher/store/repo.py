@@ -765,6 +765,22 @@ class Store:
             )
             return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False
 
+    async def remove_device(
+        self, *, leader_id: str, token: str, now: datetime, reason: str
+    ) -> bool:
+        """Stop pushing to a leader's token; the row is kept (disabled) for the record."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(devices)
+                .where(
+                    devices.c.token == token,
+                    devices.c.leader_id == leader_id,
+                    devices.c.disabled_at.is_(None),
+                )
+                .values(disabled_at=now, disabled_reason=reason)
+            )
+            return result.rowcount == 1
+
     async def active_devices(self, leader_ids: Sequence[str]) -> list[DeviceRow]:
         if not leader_ids:
             return []

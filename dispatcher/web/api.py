@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -269,37 +269,88 @@ async def list_incidents(request: web.Request) -> web.Response:
     return _json(body)
 
 
+Token = Annotated[str, Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")]
+
+
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    token: Annotated[str, Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")]
+    token: Token
     platform: Literal["android", "ios"]
     locale: Literal["ar", "en"] = "ar"
+    replaces: Token | None = None  # the token FCM refreshed, if the app still has it
 
 
-@requires("devices:write")
-async def post_device(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
+class DeviceGone(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: Token
+
+
+def _device_leader(request: web.Request) -> str | web.Response:
+    """The leader a device key registers phones for, or the problem to answer."""
     key: ApiKey = request[KEY]
     if key.leader is None:
         return problem(403, "Forbidden", f"the key '{key.name}' is not bound to a leader")
-    if key.leader not in pipeline.rules.current.leaders:
+    if key.leader not in request.app[PIPELINE].rules.current.leaders:
         return problem(
             403,
             "Forbidden",
             f"the key '{key.name}' is bound to leader '{key.leader}', who is not in the rules",
         )
+    return key.leader
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _device_body(request: web.Request, model: type[M]) -> M | web.Response:
     data = await _read_json(request)
     if isinstance(data, web.Response):
         return data
     if not isinstance(data, dict):
         return problem(422, "Invalid device", errors=[FieldError("(device)", "must be an object")])
     try:
-        device_in = DeviceIn.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         return problem(422, "Invalid device", "nothing was stored", errors=field_errors(exc))
+
+
+@requires("devices:write")
+async def delete_device(request: web.Request) -> web.Response:
+    """The phone signs out (or changes hands): stop pushing to this token."""
+    pipeline = request.app[PIPELINE]
+    leader = _device_leader(request)
+    if isinstance(leader, web.Response):
+        return leader
+    gone = await _device_body(request, DeviceGone)
+    if isinstance(gone, web.Response):
+        return gone
+    if not await pipeline.store.remove_device(
+        leader_id=leader, token=gone.token, now=pipeline.clock(), reason="signed out"
+    ):
+        return problem(404, "Not Found", "no device with that token for this leader")
+    return web.Response(status=204)
+
+
+@requires("devices:write")
+async def post_device(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    leader = _device_leader(request)
+    if isinstance(leader, web.Response):
+        return leader
+    device_in = await _device_body(request, DeviceIn)
+    if isinstance(device_in, web.Response):
+        return device_in
+    if device_in.replaces is not None and device_in.replaces != device_in.token:
+        await pipeline.store.remove_device(
+            leader_id=leader,
+            token=device_in.replaces,
+            now=pipeline.clock(),
+            reason="token refreshed",
+        )
     device, created = await pipeline.store.register_device(
-        leader_id=key.leader,
+        leader_id=leader,
         token=device_in.token,
         platform=device_in.platform,
         locale=device_in.locale,
@@ -375,6 +426,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/reports/{source}/{id}", get_report)
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_post("/v1/devices", post_device)
+    app.router.add_delete("/v1/devices", delete_device)
     app.router.add_get("/v1/rules/status", rules_status)
     app.router.add_post("/v1/admin/rules/reload", rules_reload)
     app.router.add_get("/healthz", healthz)

@@ -229,3 +229,36 @@ async def test_health(service: Running) -> None:
     assert status == 200
     assert body["status"] == "ok"
     assert body["rules_version"] == service.service.rules.current.version
+
+
+async def test_phones_sign_out_and_refresh_their_tokens(
+    service: Running, fcm_emulator: FcmEmulator
+) -> None:
+    emu = fcm_emulator
+    old_phone = await register(service, emu, "harim-lead-1", "android", "en")
+    tablet = await register(service, emu, "harim-lead-1", "ios", "en")
+    new_phone = emu.issue_token("android")
+    status, body = await service.post(
+        "/v1/devices",
+        {"token": new_phone, "platform": "android", "locale": "en", "replaces": old_phone},
+        key="phone-harim-lead-1",
+    )
+    assert status == 201, body
+
+    async def delete(token: str, key: str) -> int:
+        headers = {"Authorization": f"Bearer {service.keys.plain[key]}"}
+        async with service.http.delete(
+            service.url + "/v1/devices", json={"token": token}, headers=headers
+        ) as resp:
+            return resp.status
+
+    assert await delete(tablet, "phone-idleb-lead-1") == 404, "not another leader's phone"
+    assert await delete(tablet, "phone-harim-lead-1") == 204
+    assert await delete(tablet, "phone-harim-lead-1") == 404, "already signed out"
+
+    status, _ = await service.post("/v1/reports", report("z1", killed=1), key="observatory")
+    assert status == 202
+    (push,) = await emu.wait_for(1, within=10)
+    assert push.token == new_phone, "only the current token of the phone still signed in"
+    await asyncio.sleep(0.5)
+    assert len(emu.received) == 1
