@@ -72,6 +72,9 @@ async def _serve(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
     from dispatcher.rules.errors import RulesInvalid
 
     try:
@@ -81,6 +84,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail(exc.problems, header="dispatcher: the configuration has problems:")
     except RulesInvalid as exc:
         return _fail([str(e) for e in exc.errors], header="dispatcher: the rules have errors:")
+    except (OperationalError, OSError) as exc:
+        where = make_url(settings.storage.url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return _fail(
+            [f"storage.url {where}: {reason}"],
+            header="dispatcher: cannot open the store (or listen); is the database running?",
+        )
     return 0
 
 

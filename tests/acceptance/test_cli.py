@@ -156,3 +156,17 @@ def test_rules_check_test_and_show_as_an_operator_runs_them(tmp_path: Path) -> N
     assert shown.stdout.splitlines()[2].startswith("  harim: regions in ['SY0703'] -> harim-center")
     broken = run("rules", "show", str(TESTDATA / "rules-bad" / "cycle"))
     assert broken.returncode == 1
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    done = run(
+        "serve",
+        env={
+            "DISPATCHER_STORAGE__URL": "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere",
+            "DISPATCHER_SERVER__PORT": "0",
+        },
+    )
+    assert done.returncode == 1
+    assert "cannot open the store" in done.stderr
+    assert "127.0.0.1:1/nowhere" in done.stderr
+    assert "Traceback" not in done.stderr
