@@ -161,6 +161,7 @@ def make_app(service: Service) -> web.Application:
         service.scheduler.start()
         yield
         await service.scheduler.stop()
+        await service.pipeline.drain()
 
     app.cleanup_ctx.append(scheduler_ctx)
     return app

@@ -175,7 +175,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             data["region"] = args.region
         if args.lat is not None and args.lon is not None:
             data["location"] = {"lat": args.lat, "lon": args.lon}
-    parsed = parse_report(data, now=datetime.now(UTC), known_region=rules.regions.__contains__)
+    parsed = parse_report(data, now=datetime.now(UTC), resolve_region=rules.resolve_region)
     if isinstance(parsed, list):
         return _fail([f"{e.field}: {e.message}" for e in parsed], header="the report is invalid:")
     lat = parsed.location.lat if parsed.location else None

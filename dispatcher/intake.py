@@ -6,6 +6,7 @@ list of `FieldError`s naming each bad field. Placement in a region is the locate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -98,9 +99,10 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
 
 
 def parse_report(
-    data: Any, *, now: datetime, known_region: Any = None
+    data: Any, *, now: datetime, resolve_region: Callable[[str], str | list[str]] | None = None
 ) -> ReportIn | list[FieldError]:
-    """Validate one decoded JSON report. `known_region(id) -> bool` checks region ids."""
+    """Validate one decoded JSON report. `resolve_region(text)` turns a region id, name or
+    alias into an id (a list: the candidates, none if unknown); the report keeps the id."""
     if not isinstance(data, dict):
         return [FieldError("(report)", "a report must be a JSON object")]
     try:
@@ -112,8 +114,21 @@ def parse_report(
         errors.append(
             FieldError("occurred_at", "is more than 10 minutes in the future; check the clock")
         )
-    if report.region is not None and known_region is not None and not known_region(report.region):
-        errors.append(FieldError("region", f"unknown region {report.region!r}"))
+    if report.region is not None and resolve_region is not None:
+        found = resolve_region(report.region)
+        if isinstance(found, str):
+            if found != report.region:
+                report = report.model_copy(update={"region": found})
+        elif found:
+            errors.append(
+                FieldError(
+                    "region",
+                    f"{report.region!r} names several regions ({', '.join(found)}); "
+                    "send the region id",
+                )
+            )
+        else:
+            errors.append(FieldError("region", f"unknown region {report.region!r}"))
     return errors or report
 
 

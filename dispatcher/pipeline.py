@@ -7,6 +7,7 @@ Decisions stay in the pure modules; this one sequences them and does the I/O thr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Pipeline:
         self.delivery = delivery
         self.clock = clock
         self.display_tz = display_tz
+        self._background: set[asyncio.Task[None]] = set()
 
     async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         """Place, route and store validated reports in one transaction; returns once committed."""
@@ -66,7 +68,9 @@ class Pipeline:
                     route_id=route.id,
                     labels=rules.group_labels(route, report),
                     receiver=route.receiver,
-                    timing=Timing(route.group_wait, route.group_interval, route.repeat_interval),
+                    timing=Timing(
+                        route.effective_wait, route.effective_interval, route.repeat_interval
+                    ),
                 )
                 for route in routes
             ]
@@ -77,10 +81,39 @@ class Pipeline:
             key_name=key_name,
             rules_version=rules.version,
         )
+        urgent = [
+            group_id
+            for result, (_, _, route_ids) in zip(results, prepared, strict=True)
+            if result.outcome == "created"
+            for group_id, route_id in zip(result.group_ids, route_ids, strict=True)
+            if (route := rules.route(route_id)) is not None and route.immediate
+        ]
+        if urgent:
+            # The groups are committed as due now, so a crash before this runs only delays
+            # the push to the next tick.
+            task = asyncio.create_task(self.push_now(urgent))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return [
             Accepted(result, rules.region_path(report.region), route_ids)
             for result, (report, _, route_ids) in zip(results, prepared, strict=True)
         ]
+
+    async def push_now(self, group_ids: Sequence[str]) -> None:
+        """Flush groups of immediate routes and deliver at once, without waiting for a tick."""
+        try:
+            for group_id in dict.fromkeys(group_ids):
+                group = await self.store.get_group(group_id)
+                if group is not None and group.pending:
+                    await self._flush(group)
+            await self.delivery.run_once()
+        except Exception:
+            log.exception("immediate push failed; the next tick sends it")
+
+    async def drain(self) -> None:
+        """Wait for immediate pushes in flight (at shutdown, and in tests)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def accept(self, wire: ReportIn, *, key_name: str) -> Accepted:
         (accepted,) = await self.accept_many([wire], key_name=key_name)
@@ -114,7 +147,9 @@ class Pipeline:
             return await self.store.settle(group)
         leaders = rules.leaders_of(group.receiver)
         if not leaders:
-            log.error("group %s: team %s has no leaders in the rules", group.id, group.receiver)
+            log.error("group %s: receiver %s has no leaders in the rules", group.id, group.receiver)
+        route = rules.route(group.route_id)
+        priority = "high" if route is not None and route.immediate else "normal"
         devices = await self.store.active_devices([leader.id for leader in leaders])
         data = self._payload(group, summary)
         rendered: dict[str, Rendered] = {}
@@ -132,7 +167,7 @@ class Pipeline:
                 body=text.body,
                 data=data,
                 collapse_key=group.id,
-                priority="normal",
+                priority=priority,
             )
 
         outbox: list[OutboxItem] = []
@@ -141,7 +176,7 @@ class Pipeline:
             if not own:
                 # Kept in the outbox as failed, so operators can see who was not reached.
                 log.warning(
-                    "leader %s of team %s has no registered device", leader.id, group.receiver
+                    "leader %s (receiver %s) has no registered device", leader.id, group.receiver
                 )
                 outbox.append(item(leader.id, None, leader.locale))
             outbox.extend(item(leader.id, d.id, d.locale) for d in own)

@@ -107,7 +107,7 @@ class Matchers:
 @dataclass(frozen=True, slots=True)
 class Route:
     id: str  # the route's name, or its path in the tree ("root", "root.0.1")
-    receiver: str  # a team id
+    receiver: str  # a team id, or one leader's id
     group_by: tuple[str, ...]
     group_wait: timedelta
     group_interval: timedelta
@@ -116,6 +116,15 @@ class Route:
     continue_: bool = False
     children: tuple[Route, ...] = field(default_factory=tuple)
     where: str = ""  # file:line of the route, for messages
+    immediate: bool = False  # push each report at once, high priority, no group_wait
+
+    @property
+    def effective_wait(self) -> timedelta:
+        return timedelta(0) if self.immediate else self.group_wait
+
+    @property
+    def effective_interval(self) -> timedelta:
+        return timedelta(0) if self.immediate else self.group_interval
 
 
 def match(root: Route, report: Report, region_path: tuple[str, ...]) -> list[Route]:

@@ -7,6 +7,7 @@ attempts. A push is never dropped silently: it ends as sent or as failed with a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections import defaultdict
@@ -55,9 +56,16 @@ class Delivery:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.batch = batch
+        # The tick and an immediate push may both deliver: one at a time, so no push is
+        # read as due by both and sent twice.
+        self._lock = asyncio.Lock()
 
     async def run_once(self) -> int:
         """Send every due push once; return how many were attempted."""
+        async with self._lock:
+            return await self._run_once()
+
+    async def _run_once(self) -> int:
         now = self.clock()
         due = await self.store.due_pushes(now, limit=self.batch)
         if not due:

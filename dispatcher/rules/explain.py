@@ -28,7 +28,9 @@ def show(rules: RuleSet) -> list[str]:
     for route, trail in walk(rules.root):
         m = route.matchers.describe()
         timing = (
-            f"wait {format_duration(route.group_wait)}, "
+            "immediate, each report at once"
+            if route.immediate
+            else f"wait {format_duration(route.group_wait)}, "
             f"every {format_duration(route.group_interval)}, "
             f"repeat {format_duration(route.repeat_interval)}"
         )
@@ -48,13 +50,13 @@ def explain(rules: RuleSet, report: Report) -> dict[str, Any]:
     for route, trail in walk(rules.root):
         if id(route) not in matched:
             continue
-        team = rules.teams.get(route.receiver)
         routes.append(
             {
                 "route": route.id,
                 "path": [r.id for r in trail] + [route.id],
                 "receiver": route.receiver,
-                "team": team.name if team else None,
+                "receiver_name": rules.receiver_name(route.receiver),
+                "immediate": route.immediate,
                 "leaders": [
                     {"id": leader.id, "name": leader.name, "locale": leader.locale}
                     for leader in rules.leaders_of(route.receiver)
@@ -79,6 +81,9 @@ def explain_text(result: dict[str, Any]) -> list[str]:
     for r in result["routes"]:
         leaders = ", ".join(f"{x['name']} ({x['id']}, {x['locale']})" for x in r["leaders"])
         group = ", ".join(f"{k}={v}" for k, v in r["group"].items()) or "one group"
-        lines.append(f"route {' > '.join(r['path'])}: team {r['receiver']} [{group}]")
+        how = "immediate" if r["immediate"] else f"grouped by {group}"
+        lines.append(
+            f"route {' > '.join(r['path'])}: {r['receiver_name']} ({r['receiver']}) [{how}]"
+        )
         lines.append(f"  leaders: {leaders or 'none'}")
     return lines

@@ -15,7 +15,15 @@ from dispatcher.locate import RegionIndex
 from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
 from dispatcher.route import Route, group_labels, match
 from dispatcher.rules.errors import Loc, Problems, RuleError, RulesInvalid
-from dispatcher.rules.schema import Checker, parse_regions, parse_routes, parse_teams
+from dispatcher.rules.schema import (
+    LEADER_MARK,
+    Checker,
+    name_key,
+    parse_regions,
+    parse_routes,
+    parse_teams,
+    region_names,
+)
 from dispatcher.rules.yamlmarks import Y, load_marked
 
 FILES = ("regions.yaml", "teams.yaml", "routes.yaml")
@@ -35,6 +43,8 @@ class RuleSet:
     warnings: tuple[RuleError, ...] = ()
     leaders: dict[str, Leader] = field(default_factory=dict)
     _paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _routes: dict[str, Route] = field(default_factory=dict)
+    _names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def region_path(self, region_id: str) -> tuple[str, ...]:
         """The region and its ancestors, top first; () for an unassigned report."""
@@ -51,6 +61,20 @@ class RuleSet:
             return region
         return placed or UNASSIGNED
 
+    def resolve_region(self, text: str) -> str | list[str]:
+        """The region id a reporter meant: an id, or a name, Arabic name or alias in any
+        case and spelling of hamza. Of several regions with that name the shallowest wins
+        (Idleb the governorate over Idleb the district); a tie returns every candidate,
+        an unknown name returns []."""
+        if text in self.regions:
+            return text
+        found = self._names.get(name_key(text), ())
+        if not found:
+            return []
+        top = min(len(self._paths[rid]) for rid in found)
+        best = [rid for rid in found if len(self._paths[rid]) == top]
+        return best[0] if len(best) == 1 else sorted(best)
+
     def subtree(self, region_id: str) -> frozenset[str]:
         """The region and every region inside it."""
         return frozenset(rid for rid, path in self._paths.items() if region_id in path)
@@ -61,9 +85,23 @@ class RuleSet:
     def group_labels(self, route: Route, report: Report) -> tuple[tuple[str, str], ...]:
         return group_labels(route, report, self.region_path(report.region))
 
-    def leaders_of(self, team_id: str) -> tuple[Leader, ...]:
-        team = self.teams.get(team_id)
-        return team.leaders if team else ()
+    def leaders_of(self, receiver: str) -> tuple[Leader, ...]:
+        """The leaders a receiver names: a team's leaders, or one leader."""
+        team = self.teams.get(receiver)
+        if team is not None:
+            return team.leaders
+        leader = self.leaders.get(receiver)
+        return (leader,) if leader is not None else ()
+
+    def receiver_name(self, receiver: str) -> str:
+        team = self.teams.get(receiver)
+        if team is not None:
+            return team.name
+        leader = self.leaders.get(receiver)
+        return f"{leader.name} (leader, {self.teams[leader.team].name})" if leader else receiver
+
+    def route(self, route_id: str) -> Route | None:
+        return self._routes.get(route_id)
 
     def region_name(self, region_id: str, locale: str) -> str:
         region = self.regions.get(region_id)
@@ -105,7 +143,11 @@ def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
         str(folder / "routes.yaml"),
         c,
         regions=specs if docs["regions.yaml"] is not None and specs else None,
-        teams=teams if docs["teams.yaml"] is not None and teams else None,
+        teams=(
+            {*teams, *(LEADER_MARK + lead.id for team in teams.values() for lead in team.leaders)}
+            if docs["teams.yaml"] is not None and teams
+            else None
+        ),
     )
     if problems.errors or root is None:
         return None, problems
@@ -132,8 +174,17 @@ def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
         warnings=tuple(problems.warnings),
         leaders={leader.id: leader for team in teams.values() for leader in team.leaders},
         _paths=paths,
+        _routes={route.id: route for route in _walk(root)},
+        _names=region_names(regions.values()),
     )
     return ruleset, problems
+
+
+def _walk(node: Route) -> list[Route]:
+    out = [node]
+    for child in node.children:
+        out.extend(_walk(child))
+    return out
 
 
 def load_rules(folder: str | Path) -> RuleSet:

@@ -6,6 +6,7 @@ and how to fix it, with a close match for misspelt keys, kinds, regions and team
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ ROUTE_KEYS = (
     "group_interval",
     "repeat_interval",
     "continue",
+    "immediate",
     "routes",
 )
 MATCH_KEYS = ("regions", "kinds", "statuses", "sources", *COUNTS, "not")
 NOT_KEYS = ("regions", "kinds", "statuses", "sources")
+LEADER_MARK = "leader:"  # marks leader ids among the receivers parse_routes is given
 THRESHOLD = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(\d+)\s*$")
 DEFAULT_TIMINGS = {
     "group_wait": timedelta(seconds=30),
@@ -138,6 +141,26 @@ def _describe(value: Any) -> str:
     return f"'{value}'"
 
 
+# Arabic spellings vary in the hamza on alef, in tatweel and in short-vowel marks.
+_ARABIC_FOLD = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ـ": None})
+_HARAKAT = re.compile("[\u064b-\u0652\u0670]")
+
+
+def name_key(name: str) -> str:
+    """A region name reduced so that spellings a reporter may use compare equal."""
+    folded = _HARAKAT.sub("", name.translate(_ARABIC_FOLD))
+    return " ".join(folded.casefold().replace("'", "").replace("’", "").split())
+
+
+def region_names(regions: Iterable[Region]) -> dict[str, tuple[str, ...]]:
+    """Every name, Arabic name and alias (by `name_key`) and the regions that carry it."""
+    out: dict[str, list[str]] = {}
+    for region in regions:
+        for name in {name_key(n) for n in (region.name, region.name_ar, *region.aliases)}:
+            out.setdefault(name, []).append(region.id)
+    return {name: tuple(ids) for name, ids in out.items()}
+
+
 @dataclass
 class RegionSpec:
     region: Region
@@ -177,7 +200,34 @@ def parse_regions(doc: Y | None, file: str, c: Checker) -> dict[str, RegionSpec]
         region = Region(rid, name, name_ar, parent, aliases)
         out[rid] = RegionSpec(region, v["id"].loc, parent_loc, polygon, approximate)
     _check_parents(out, c)
+    _check_names(out, c)
     return out
+
+
+def _check_names(regions: dict[str, RegionSpec], c: Checker) -> None:
+    """Warn where one name means two regions at the same depth: a report naming it cannot
+    be placed by name and is refused (ids and coordinates still work)."""
+    depth: dict[str, int] = {}
+
+    def depth_of(rid: str) -> int:
+        if rid not in depth:
+            parent = regions[rid].region.parent
+            depth[rid] = 0  # guards against cycles, which _check_parents reports
+            depth[rid] = 1 + depth_of(parent) if parent in regions else 0
+        return depth[rid]
+
+    for name, ids in region_names(s.region for s in regions.values()).items():
+        by_depth: dict[int, list[str]] = {}
+        for rid in ids:
+            by_depth.setdefault(depth_of(rid), []).append(rid)
+        top = by_depth[min(by_depth)]
+        if len(top) > 1:
+            c.p.warning(
+                regions[top[1]].loc,
+                f"the name '{name}' belongs to regions {', '.join(top)} at the same level; "
+                "reports giving that name will be refused as ambiguous: make it an alias of "
+                "one of them only",
+            )
 
 
 def _polygon(y: Y, c: Checker) -> BaseGeometry | None:
@@ -284,6 +334,13 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
             continue
         teams[tid] = Team(tid, name, tuple(leaders))
         locs[tid] = v["id"].loc
+    for tid, loc in locs.items():
+        if tid in leader_locs:
+            c.p.error(
+                loc,
+                f"team id '{tid}' is also a leader's id (line {leader_locs[tid].line}); a route's "
+                "receiver names either, so give one of them another id",
+            )
     return teams, locs
 
 
@@ -292,6 +349,7 @@ class _Inherited:
     receiver: str | None
     group_by: tuple[str, ...]
     timings: dict[str, timedelta] = field(default_factory=dict)
+    immediate: bool = False
 
 
 def parse_routes(
@@ -302,8 +360,9 @@ def parse_routes(
     regions: Iterable[str] | None,
     teams: Iterable[str] | None,
 ) -> Route | None:
-    """The route tree. `regions` or `teams` is None when its file could not be read: then
-    references to it are not checked, rather than each reported as unknown."""
+    """The route tree. A receiver is a team id or a single leader's id. `regions` or `teams`
+    (team ids, and leader ids marked with LEADER_MARK) is None when its file could not be
+    read: then references to it are not checked, rather than each reported as unknown."""
     if doc is None or not c.mapping(doc, "routes.yaml", ("route",), ("route",)):
         return None
     root = doc.value["route"]
@@ -351,8 +410,13 @@ def _route(
             )
         names[name] = v["name"].loc
     receiver = c.string(v.get("receiver"), "receiver", pattern=ID) or parent.receiver
-    if "receiver" in v and teams is not None and receiver is not None and receiver not in teams:
-        c.p.error(v["receiver"].loc, f"unknown team '{receiver}'{suggest(receiver, teams)}")
+    known = teams is not None and (receiver in teams or f"{LEADER_MARK}{receiver}" in teams)
+    if "receiver" in v and teams is not None and receiver is not None and not known:
+        names = {t.removeprefix(LEADER_MARK): t.startswith(LEADER_MARK) for t in teams}
+        close = difflib.get_close_matches(receiver, list(names), n=1, cutoff=0.6)
+        what = "team or leader" if not close or names[close[0]] else "team"
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        c.p.error(v["receiver"].loc, f"unknown {what} '{receiver}'{hint}")
     group_by = parent.group_by
     if "group_by" in v:
         labels = c.strings(v["group_by"], "group_by")
@@ -389,7 +453,15 @@ def _route(
             negated = _sets(m["not"].value, "match.not", c, regions)
         matchers = Matchers(regions_, kinds_, statuses_, sources_, tuple(thresholds), *negated)
     cont = c.boolean(v.get("continue"), "continue", False)
-    here = _Inherited(receiver, group_by, timings)
+    immediate = c.boolean(v.get("immediate"), "immediate", parent.immediate)
+    if immediate and "immediate" in v:
+        for key in ("group_wait", "group_interval"):
+            if key in v:
+                c.p.warning(
+                    v[key].loc,
+                    f"{key} has no effect on an immediate route: each report is pushed at once",
+                )
+    here = _Inherited(receiver, group_by, timings, immediate)
     children: list[Route] = []
     if "routes" in v:
         if not v["routes"].is_list():
@@ -413,6 +485,7 @@ def _route(
         continue_=cont,
         children=tuple(children),
         where=str(y.loc),
+        immediate=immediate,
     )
 
 

@@ -38,6 +38,7 @@ class Y:
 
 MAP_TAG = "tag:yaml.org,2002:map"
 SEQ_TAG = "tag:yaml.org,2002:seq"
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 def _loc(file: str, node: yaml.Node) -> Loc:
@@ -84,6 +85,8 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return Y([self.build(item) for item in node.value], loc)
         assert isinstance(node, yaml.ScalarNode)
+        if node.tag == STR_TAG:
+            return Y(node.value, loc)  # most scalars: skip the constructor's generic path
         return Y(self.constructor.construct_object(node, deep=True), loc)
 
 

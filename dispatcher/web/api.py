@@ -120,7 +120,7 @@ async def post_report(request: web.Request) -> web.Response:
     parsed = [
         item
         if _is_errors(item)
-        else parse_report(item, now=now, known_region=rules.regions.__contains__)
+        else parse_report(item, now=now, resolve_region=rules.resolve_region)
         for item in items
     ]
     valid = [p for p in parsed if not isinstance(p, list)]
@@ -207,8 +207,12 @@ async def list_incidents(request: web.Request) -> web.Response:
     q = request.query
     errors = []
     region = q.get("region")
-    if region is not None and region not in rules.regions:
-        errors.append(FieldError("region", f"unknown region {region!r}"))
+    if region is not None:
+        found = rules.resolve_region(region)
+        if isinstance(found, str):
+            region = found
+        else:
+            errors.append(FieldError("region", f"unknown or ambiguous region {region!r}"))
     kind = q.get("kind")
     if kind is not None and kind not in KINDS:
         errors.append(FieldError("kind", f"unknown kind {kind!r}"))

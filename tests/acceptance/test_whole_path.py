@@ -262,3 +262,41 @@ async def test_phones_sign_out_and_refresh_their_tokens(
     assert push.token == new_phone, "only the current token of the phone still signed in"
     await asyncio.sleep(0.5)
     assert len(emu.received) == 1
+
+
+async def test_an_immediate_route_pushes_each_report_at_once_to_one_leader(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    # A tick of a minute: anything that arrives within seconds was pushed without waiting.
+    settings = settings_for(
+        tmp_path,
+        keys,
+        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+        scheduler={"tick": "60s"},
+    )
+    emu = fcm_emulator
+    async with running(settings, keys) as svc:
+        idleb_2 = await register(svc, emu, "idleb-lead-2", "android", "en")
+        harim_1 = await register(svc, emu, "harim-lead-1", "android", "en")
+
+        status, _ = await svc.post("/v1/reports", report("m1", killed=12), key="observatory")
+        assert status == 202
+        (first,) = await emu.wait_for(1, within=5)
+        assert first.token == idleb_2, "the route's receiver is one leader, not a team"
+        assert first.android["priority"] == "high"
+        assert first.body.splitlines()[0] == "killed: 12 · injured: 0 · trapped: 0"
+
+        # Each qualifying report is its own push, with no group_interval between them.
+        status, _ = await svc.post("/v1/reports", report("m2", killed=15), key="observatory")
+        assert status == 202
+        second = (await emu.wait_for(2, within=5))[1]
+        assert second.token == idleb_2
+        assert second.data["seq"] == "2"
+        assert second.body.splitlines()[0] == "killed: 27 · injured: 0 · trapped: 0"
+
+        # Below the threshold: only the digest routes take it, and they wait for the tick.
+        status, _ = await svc.post("/v1/reports", report("m3", killed=1), key="observatory")
+        assert status == 202
+        await asyncio.sleep(1.5)
+        assert [m.token for m in emu.received] == [idleb_2, idleb_2]
+        assert harim_1 not in {m.token for m in emu.received}

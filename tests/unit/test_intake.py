@@ -85,8 +85,17 @@ def test_a_report_from_the_future_is_refused() -> None:
 
 
 def test_an_unknown_region_is_refused() -> None:
-    result = parse_report(good(region="SY99"), now=NOW, known_region={"SY07"}.__contains__)
+    def resolve(text: str) -> str | list[str]:
+        return {"SY07": "SY07", "Idlib": "SY07", "Harem": ["SY0703", "SY0799"]}.get(text, [])
+
+    result = parse_report(good(region="SY99"), now=NOW, resolve_region=resolve)
     assert fields(result) == ["region"]
+    named = parse_report(good(region="Idlib"), now=NOW, resolve_region=resolve)
+    assert isinstance(named, ReportIn)
+    assert named.region == "SY07", "a name becomes its id"
+    ambiguous = parse_report(good(region="Harem"), now=NOW, resolve_region=resolve)
+    assert isinstance(ambiguous, list)
+    assert "SY0703, SY0799" in ambiguous[0].message
 
 
 def test_a_non_object_is_refused() -> None:

@@ -55,3 +55,43 @@ def test_region_paths_run_from_the_top(shipped: RuleSet) -> None:
     assert shipped.region_path(UNASSIGNED) == ()
     assert shipped.region_name("SY0703", "ar") == "حارم"
     assert shipped.region_name(UNASSIGNED, "en") == "Unassigned area"
+
+
+@pytest.mark.parametrize(
+    ("given", "region"),
+    [
+        ("SY0703", "SY0703"),
+        ("Harim", "SY0703"),
+        ("harem", "SY0703"),
+        ("حارم", "SY0703"),
+        ("Idlib", "SY07"),  # the governorate, not Idleb district (deeper, same name)
+        ("إدلب", "SY07"),
+        ("ادلب", "SY07"),  # written without the hamza
+        ("  IDLEB ", "SY07"),
+        ("Maarat al-Numan", "SY0701"),
+        ("Ma’arrat an-Nu’man", "SY0701"),
+        ("Azaz", "SY0204"),
+        ("Atlantis", []),
+    ],
+)
+def test_names_and_aliases_resolve_to_an_id(
+    shipped: RuleSet, given: str, region: str | list[str]
+) -> None:
+    assert shipped.resolve_region(given) == region
+
+
+def test_a_name_two_regions_share_at_one_level_is_ambiguous(tmp_path: Path) -> None:
+    (tmp_path / "regions.yaml").write_text(
+        "regions:\n"
+        "  - {id: A, name: Top, name_ar: ق}\n"
+        "  - {id: A1, name: Al Bab, name_ar: الباب, parent: A}\n"
+        "  - {id: A2, name: Bab, name_ar: باب, aliases: [Al Bab], parent: A}\n"
+    )
+    (tmp_path / "teams.yaml").write_text("teams: [{id: t, name: T, leaders: [{id: l, name: L}]}]\n")
+    (tmp_path / "routes.yaml").write_text("route: {receiver: t}\n")
+    rules = load_rules(tmp_path)
+    assert rules.resolve_region("al bab") == ["A1", "A2"]
+    assert rules.resolve_region("Bab") == "A2"
+    (warning,) = rules.warnings
+    assert warning.loc.line == 4
+    assert "'al bab' belongs to regions A1, A2" in warning.message

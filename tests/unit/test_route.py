@@ -127,3 +127,36 @@ def test_status_source_threshold_and_negated_matchers(
     rules = load_rules(tmp_path)
     got = rules.routes_for(report(region, **kwargs))  # type: ignore[arg-type]
     assert [r.id for r in got] == routes
+
+
+def test_immediate_routes_and_single_leader_receivers(tmp_path: Path) -> None:
+    for name in ("regions.yaml", "teams.yaml"):
+        (tmp_path / name).write_text((ROOT / "tests/testdata/rules-e2e" / name).read_text())
+    (tmp_path / "routes.yaml").write_text(
+        "route:\n"
+        "  receiver: idleb-center\n"
+        "  group_wait: 30s\n"
+        "  routes:\n"
+        "    - name: critical\n"
+        "      match: {killed: 10}\n"
+        "      receiver: harim-lead-1\n"
+        "      immediate: true\n"
+        "      routes:\n"
+        "        - {name: critical-chemical, match: {kinds: [chemical]}}\n"
+        "        - {name: critical-fire, match: {kinds: [fire]}, immediate: false}\n"
+    )
+    rules = load_rules(tmp_path)
+    (chemical,) = rules.routes_for(report("SY07", "chemical", killed=12))
+    assert chemical.id == "critical-chemical"
+    assert chemical.immediate, "children inherit immediate"
+    assert chemical.effective_wait == timedelta(0)
+    assert chemical.effective_interval == timedelta(0)
+    (fire,) = rules.routes_for(report("SY07", "fire", killed=12))
+    assert not fire.immediate
+    assert fire.effective_wait == timedelta(seconds=30)
+    assert [leader.id for leader in rules.leaders_of(chemical.receiver)] == ["harim-lead-1"]
+    assert rules.receiver_name("harim-lead-1") == "Omar (leader, Harim Center)"
+    assert [leader.id for leader in rules.leaders_of("idleb-center")] == [
+        "idleb-lead-1",
+        "idleb-lead-2",
+    ]

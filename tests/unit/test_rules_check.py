@@ -68,6 +68,13 @@ CASES = {
         "routes.yaml:6:40: unknown key 'colour' in match.not; "
         "allowed: regions, kinds, statuses, sources",
     ],
+    "receivers": [
+        "routes.yaml:5:17: unknown team or leader 'idleb-lead-one'; did you mean 'idleb-lead-1'?",
+        "routes.yaml:7:19: warning: group_wait has no effect on an immediate route: each "
+        "report is pushed at once",
+        "teams.yaml:6:9: team id 'harim-lead' is also a leader's id (line 9); a route's "
+        "receiver names either, so give one of them another id",
+    ],
     "shadowed": [
         "routes.yaml:6:7: warning: route 'harim' can never match: the earlier route "
         "'everything' (line 4) takes every report it would; move it up or set "
@@ -89,7 +96,7 @@ def test_every_bad_fixture_has_a_case() -> None:
 def test_errors_refuse_the_whole_rule_set(case: str) -> None:
     with pytest.raises(RulesInvalid) as err:
         load_rules(BAD / case)
-    assert len(err.value.errors) == len(CASES[case])
+    assert len(err.value.errors) == len([c for c in CASES[case] if ": warning: " not in c])
 
 
 def test_warnings_do_not_refuse_the_rules() -> None:
