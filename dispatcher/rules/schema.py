@@ -412,9 +412,9 @@ def _route(
     receiver = c.string(v.get("receiver"), "receiver", pattern=ID) or parent.receiver
     known = teams is not None and (receiver in teams or f"{LEADER_MARK}{receiver}" in teams)
     if "receiver" in v and teams is not None and receiver is not None and not known:
-        names = {t.removeprefix(LEADER_MARK): t.startswith(LEADER_MARK) for t in teams}
-        close = difflib.get_close_matches(receiver, list(names), n=1, cutoff=0.6)
-        what = "team or leader" if not close or names[close[0]] else "team"
+        is_leader = {t.removeprefix(LEADER_MARK): t.startswith(LEADER_MARK) for t in teams}
+        close = difflib.get_close_matches(receiver, list(is_leader), n=1, cutoff=0.6)
+        what = "team or leader" if not close or is_leader[close[0]] else "team"
         hint = f"; did you mean '{close[0]}'?" if close else ""
         c.p.error(v["receiver"].loc, f"unknown {what} '{receiver}'{hint}")
     group_by = parent.group_by
