@@ -1,4 +1,5 @@
-"""The `dispatcher` command: serve, keys, rules check, db upgrade.
+"""The `dispatcher` command: serve, keys, rules check/show/test/diff, regions import,
+db upgrade.
 
 Each subcommand is a thin shell over the library: it reads settings, calls one function,
 prints for a person, and exits 0 on success, 1 on a problem the operator must fix.
@@ -187,6 +188,47 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_regions_import(args: argparse.Namespace) -> int:
+    """A COD-AB or geoBoundaries layer into region entries with GeoJSON outlines."""
+    from dispatcher.rules.boundaries import Fields, ImportError_
+    from dispatcher.rules.regions_import import import_regions
+
+    folder = Path(args.rules or _settings(args.config).rules.path)
+    fields = Fields(
+        id=args.id_field,
+        name=args.name_field,
+        name_ar=args.name_ar_field,
+        parent=args.parent_field,
+        aliases=tuple(args.alias_field or ()),
+    )
+    try:
+        result = import_regions(
+            folder,
+            args.file,
+            fields,
+            parent=args.parent,
+            name=args.name,
+            precision=args.precision,
+            replace_existing=args.replace,
+        )
+    except (OSError, ValueError, ImportError_) as exc:
+        return _fail([str(exc)], header=f"dispatcher: cannot import {args.file}:")
+    if result.errors:
+        return _fail(
+            [str(e) for e in result.errors],
+            header=f"dispatcher: nothing imported; the rules would have errors "
+            f"(fix them, or use --replace for regions already in {folder / 'regions.yaml'}):",
+        )
+    print(
+        f"imported {len(result.regions)} regions into {folder / 'regions.yaml'}, "
+        f"outlines in {result.boundary}"
+        + (f"; replaced {', '.join(result.replaced)}" if result.replaced else "")
+    )
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
     from dispatcher.store import db
 
@@ -260,6 +302,37 @@ def parser() -> argparse.ArgumentParser:
         test.add_argument(f"--{count}", type=int, default=0)
     test.add_argument("--json", action="store_true", help="machine-readable output")
     test.set_defaults(func=cmd_rules_test)
+
+    regions = sub.add_parser("regions", help="the region tree").add_subparsers(
+        dest="regions_cmd", required=True
+    )
+    imp = regions.add_parser(
+        "import",
+        help="turn a GeoJSON boundary layer (OCHA COD-AB, geoBoundaries) into regions",
+    )
+    imp.add_argument("file", type=Path, help="a GeoJSON FeatureCollection of (multi)polygons")
+    imp.add_argument("--id-field", required=True, help="e.g. ADM2_PCODE (COD-AB), shapeID")
+    imp.add_argument("--name-field", required=True, help="e.g. ADM2_EN, shapeName")
+    imp.add_argument("--name-ar-field", help="e.g. ADM2_AR")
+    imp.add_argument("--alias-field", action="append", help="more names, e.g. ADM2_REF")
+    parent = imp.add_mutually_exclusive_group(required=True)
+    parent.add_argument("--parent-field", help="e.g. ADM1_PCODE: each feature's parent")
+    parent.add_argument("--parent", help="one parent region id for every feature")
+    imp.add_argument("--name", help="the boundary file's name (default: the layer's)")
+    imp.add_argument(
+        "--precision",
+        type=float,
+        default=1e-5,
+        help="round outlines to this many degrees (default 0.00001, about 1 m; 0 keeps all)",
+    )
+    imp.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace regions already in regions.yaml with the same id (their aliases stay)",
+    )
+    imp.add_argument("--rules", type=Path, help="the rules folder (default: from the config)")
+    with_config(imp)
+    imp.set_defaults(func=cmd_regions_import)
 
     dbp = sub.add_parser("db", help="the store").add_subparsers(dest="db_cmd", required=True)
     upgrade = dbp.add_parser("upgrade", help="apply schema migrations")

@@ -32,7 +32,7 @@ class LiveRules:
     # Called with each rule set applied after start-up (the store records it).
     on_applied: Callable[[RuleSet, str, datetime], Awaitable[None]] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    _stamps: tuple[tuple[int, int], ...] = ()
+    _stamps: tuple[tuple[str, int, int], ...] = ()
 
     async def reload(self, how: str, clock: Clock) -> bool:
         """Load the rules again; swap them in if they are valid. True if applied."""
@@ -61,14 +61,16 @@ class LiveRules:
                 await self.on_applied(ruleset, how, self.loaded_at)
             return True
 
-    def _file_stamps(self) -> tuple[tuple[int, int], ...]:
+    def _file_stamps(self) -> tuple[tuple[str, int, int], ...]:
+        """The rule files' and boundary files' names, times and sizes."""
         stamps = []
-        for name in FILES:
+        paths = [self.path / name for name in FILES] + sorted(self.path.rglob("*.geojson"))
+        for path in paths:
             try:
-                st = (self.path / name).stat()
-                stamps.append((st.st_mtime_ns, st.st_size))
+                st = path.stat()
+                stamps.append((str(path), st.st_mtime_ns, st.st_size))
             except OSError:
-                stamps.append((0, 0))
+                stamps.append((str(path), 0, 0))
         return tuple(stamps)
 
     async def remember_files(self) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from dispatcher.locate import RegionIndex
 from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
 from dispatcher.route import Route, group_labels, match
+from dispatcher.rules.boundaries import read_outlines
 from dispatcher.rules.errors import Loc, Problems, RuleError, RulesInvalid
 from dispatcher.rules.schema import (
     LEADER_MARK,
@@ -149,6 +150,16 @@ def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
             else None
         ),
     )
+    wanted: dict[str, list[tuple[str, Loc]]] = {}
+    for rid, spec in specs.items():
+        if spec.boundary is not None:
+            wanted.setdefault(spec.boundary[0], []).append((rid, spec.boundary[1]))
+    outlines, contents = read_outlines(folder, wanted, problems)
+    if contents:
+        digest = hashlib.sha256(sha256.encode())
+        for ref, raw in contents:
+            digest.update(ref.encode() + b"\0" + raw + b"\0")
+        sha256 = digest.hexdigest()
     if problems.errors or root is None:
         return None, problems
     regions = {rid: spec.region for rid, spec in specs.items()}
@@ -161,6 +172,7 @@ def _build(folder: Path) -> tuple[RuleSet | None, Problems]:
             node = regions[node].parent
         paths[rid] = tuple(reversed(chain))
     polygons = {rid: s.polygon for rid, s in specs.items() if s.polygon is not None}
+    polygons.update(outlines)
     index = RegionIndex(polygons, {rid: len(paths[rid]) for rid in polygons})
     ruleset = RuleSet(
         regions=regions,

@@ -26,7 +26,16 @@ from dispatcher.rules.yamlmarks import Y
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 GROUP_BY = re.compile(r"^(region|region:\d+|kind|source)$")
 
-REGION_KEYS = ("id", "name", "name_ar", "parent", "aliases", "approximate", "polygon")
+REGION_KEYS = (
+    "id",
+    "name",
+    "name_ar",
+    "parent",
+    "aliases",
+    "approximate",
+    "polygon",
+    "boundary",
+)
 TEAM_KEYS = ("id", "name", "leaders")
 LEADER_KEYS = ("id", "name", "locale")
 ROUTE_KEYS = (
@@ -168,6 +177,7 @@ class RegionSpec:
     parent_loc: Loc | None
     polygon: BaseGeometry | None
     approximate: bool
+    boundary: tuple[str, Loc] | None = None  # a GeoJSON file holding the outline
 
 
 def parse_regions(doc: Y | None, file: str, c: Checker) -> dict[str, RegionSpec]:
@@ -189,6 +199,13 @@ def parse_regions(doc: Y | None, file: str, c: Checker) -> dict[str, RegionSpec]
         aliases = tuple(a for a, _ in c.strings(v.get("aliases"), "aliases"))
         approximate = c.boolean(v.get("approximate"), "approximate", False)
         polygon = _polygon(v.get("polygon"), c) if "polygon" in v else None
+        ref = c.string(v.get("boundary"), "boundary")
+        boundary = (ref, v["boundary"].loc) if ref is not None else None
+        if "polygon" in v and "boundary" in v:
+            c.p.error(
+                y.key_locs["boundary"],
+                "a region has a polygon or a boundary file, not both; remove one",
+            )
         if rid is None or name is None or name_ar is None:
             continue
         if rid in out:
@@ -198,7 +215,7 @@ def parse_regions(doc: Y | None, file: str, c: Checker) -> dict[str, RegionSpec]
             continue
         parent_loc = v["parent"].loc if "parent" in v else None
         region = Region(rid, name, name_ar, parent, aliases)
-        out[rid] = RegionSpec(region, v["id"].loc, parent_loc, polygon, approximate)
+        out[rid] = RegionSpec(region, v["id"].loc, parent_loc, polygon, approximate, boundary)
     _check_parents(out, c)
     _check_names(out, c)
     return out
