@@ -229,6 +229,42 @@ def cmd_regions_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_diff(args: argparse.Namespace) -> int:
+    """Who would gain or lose which alerts if NEW replaced OLD, over recorded reports."""
+    from datetime import UTC, datetime
+
+    from dispatcher.rules.diff import diff, diff_json, diff_text
+    from dispatcher.rules.errors import RulesInvalid
+    from dispatcher.rules.load import load_rules
+
+    loaded = []
+    for path in (args.old, args.new):
+        try:
+            loaded.append(load_rules(path))
+        except RulesInvalid as exc:
+            return _fail([str(e) for e in exc.errors], header=f"dispatcher: {path} has errors:")
+    old, new = loaded
+    reports: list[tuple[int, object]] = []
+    bad: list[str] = []
+    try:
+        text = args.reports.read_text(encoding="utf-8")
+    except OSError as exc:
+        return _fail([str(exc)], header=f"dispatcher: cannot read {args.reports}:")
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                reports.append((n, json.loads(line)))
+            except ValueError as exc:
+                bad.append(f"line {n}: not JSON ({exc})")
+    result = diff(old, new, reports, datetime.now(UTC))
+    result.invalid[:0] = bad
+    if args.json:
+        print(json.dumps(diff_json(result), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(diff_text(result, old, new)))
+    return 0
+
+
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
     from dispatcher.store import db
 
@@ -333,6 +369,17 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--rules", type=Path, help="the rules folder (default: from the config)")
     with_config(imp)
     imp.set_defaults(func=cmd_regions_import)
+
+    rdiff = rules.add_parser(
+        "diff", help="replay reports through two rule sets: who gains or loses which alerts"
+    )
+    rdiff.add_argument("old", type=Path, help="the rules in force, e.g. rules/")
+    rdiff.add_argument("new", type=Path, help="the edited copy")
+    rdiff.add_argument(
+        "--reports", type=Path, required=True, help="reports as NDJSON, one per line"
+    )
+    rdiff.add_argument("--json", action="store_true", help="machine-readable output")
+    rdiff.set_defaults(func=cmd_rules_diff)
 
     dbp = sub.add_parser("db", help="the store").add_subparsers(dest="db_cmd", required=True)
     upgrade = dbp.add_parser("upgrade", help="apply schema migrations")

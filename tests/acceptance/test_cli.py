@@ -147,13 +147,24 @@ def test_rules_check_test_and_show_as_an_operator_runs_them(tmp_path: Path) -> N
     fire = {"id": "x", "source": "s", "kind": "fire", "occurred_at": "2026-11-24T10:00:00Z"}
     report.write_text(json.dumps({**fire, "region": "SY07"}))
     text = run("rules", "test", good, "--report", str(report))
-    assert text.stdout.splitlines()[1] == "route root > idleb: team idleb-center [region=SY07]"
+    assert text.stdout.splitlines()[1] == (
+        "route root > idleb: Idleb Center (idleb-center) [grouped by region=SY07]"
+    )
+    named = run("rules", "test", good, "--region", "إدلب", "--killed", "12")
+    assert named.stdout.splitlines()[1:3] == [
+        "route root > mass-casualty: Sara (leader, Idleb Center) (idleb-lead-2) [immediate]",
+        "  leaders: Sara (idleb-lead-2, en)",
+    ]
     refused = run("rules", "test", good, "--region", "SY99")
     assert refused.returncode == 1
     assert "region: unknown region 'SY99'" in refused.stderr
 
     shown = run("rules", "show", good)
-    assert shown.stdout.splitlines()[2].startswith("  harim: regions in ['SY0703'] -> harim-center")
+    assert shown.stdout.splitlines()[2] == (
+        "  mass-casualty: killed >= 10 -> idleb-lead-2 (continue) "
+        "[group by region:0; immediate, each report at once]"
+    )
+    assert shown.stdout.splitlines()[3].startswith("  harim: regions in ['SY0703'] -> harim-center")
     broken = run("rules", "show", str(TESTDATA / "rules-bad" / "cycle"))
     assert broken.returncode == 1
 
@@ -170,3 +181,41 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     assert "cannot open the store" in done.stderr
     assert "127.0.0.1:1/nowhere" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_rules_diff_tells_who_would_gain_or_lose_which_alerts(tmp_path: Path) -> None:
+    old = TESTDATA / "rules-e2e"
+    new = tmp_path / "rules"
+    new.mkdir()
+    for name in ("regions.yaml", "teams.yaml"):
+        (new / name).write_text((old / name).read_text())
+    # The edit: the mass-casualty threshold drops to 5 and Harim's route goes away.
+    routes = (old / "routes.yaml").read_text().replace('">= 10"', '">= 5"')
+    idleb_only = "    - name: idleb\n      match: {regions: [SY07]}\n"
+    (new / "routes.yaml").write_text(routes.split("    - name: harim")[0] + idleb_only)
+    at = "2026-11-24T10:00:00+02:00"
+    lines = [
+        {"id": "r1", "source": "obs", "kind": "airstrike", "occurred_at": at,
+         "location": {"lat": 36.12, "lon": 36.52}, "casualties": {"killed": 6}},
+        {"id": "r2", "source": "obs", "kind": "fire", "occurred_at": at, "region": "idleb"},
+        {"id": "r3", "source": "obs", "kind": "flood", "occurred_at": at, "region": "SY07"},
+    ]  # fmt: skip
+    reports = tmp_path / "reports.ndjson"
+    reports.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+
+    done = run("rules", "diff", str(old), str(new), "--reports", str(reports), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["replayed"] == 2
+    assert [why.split(":")[0] for why in result["invalid"]] == ["line 4", "line 3"]
+    assert result["leaders"] == {
+        "harim-lead-1": {"lost": ["obs/r1"]},
+        "idleb-lead-2": {"now immediate": ["obs/r1"]},
+    }, "r2 (fire in Idleb, nobody killed) reaches the same leaders under both"
+    (change,) = result["reports"]
+    assert change["new"]["leaders"]["idleb-lead-2"] == {"route": "mass-casualty",
+                                                         "immediate": True}  # fmt: skip
+
+    text = run("rules", "diff", str(old), str(new), "--reports", str(reports))
+    assert "- Omar (harim-lead-1) would lose 1 report:" in text.stdout
+    assert "! Sara (idleb-lead-2) would hear at once of 1 report:" in text.stdout
