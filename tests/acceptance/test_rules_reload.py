@@ -62,7 +62,7 @@ async def test_a_broken_edit_is_refused_and_the_last_good_rules_serve(
     assert status == 422
     assert body["serving"] == before["version"]
     assert body["rule_errors"] == [
-        f"{rules_dir}/routes.yaml:11:17: unknown team 'harim-centre'; did you mean 'harim-center'?"
+        f"{rules_dir}/routes.yaml:16:17: unknown team 'harim-centre'; did you mean 'harim-center'?"
     ]
     status, accepted = await service.post("/v1/reports", report("a"), key="obs")
     assert status == 202
@@ -125,7 +125,7 @@ async def test_saved_edits_apply_by_themselves_and_sighup_reloads(
         edit(rules_dir, "receiver: harim-center", "receiver: nobody")
         refused = await until(lambda b: b["last_errors"])
         assert refused["version"] == applied["version"]
-        assert "unknown team 'nobody'" in refused["last_errors"][0]
+        assert "unknown team or leader 'nobody'" in refused["last_errors"][0]
 
         edit(rules_dir, "receiver: nobody", "receiver: harim-center")
         served.proc.send_signal(signal.SIGHUP)
