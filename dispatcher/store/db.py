@@ -59,12 +59,21 @@ def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | Non
 def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own BEGIN is DEFERRED: a transaction that reads first and writes later
+        # fails with "database is locked" at once, busy_timeout or not, if the other
+        # connection (report writer or flusher) committed in between. BEGIN IMMEDIATE takes
+        # the write lock up front and waits its turn instead.
+        dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, exists, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.group import Timing, first_flush, next_flush_after_report
-from dispatcher.incidents import Candidate, MergeRule, bounding_box, pick
+from dispatcher.group import Timing
+from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
+from dispatcher.store import writes
 from dispatcher.store.tables import (
     alert_groups,
     devices,
@@ -31,10 +31,6 @@ from dispatcher.store.tables import (
     reports,
     rule_sets,
 )
-
-# Incidents considered for a merge: the most recent ones of the kind nearby. A surge puts
-# many incidents in one square kilometre; a few dozen is still far more than a real overlap.
-MAX_CANDIDATES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +162,10 @@ def _report_from_row(row: Any) -> StoredReport:
     return StoredReport(report, row.pk, row.received_at, row.key_name, row.rules_version)
 
 
+def _stored(sql: writes.Sql, row: tuple[Any, ...]) -> StoredReport:
+    return StoredReport(*writes.stored_from_row(sql, row))
+
+
 def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in raw)
 
@@ -194,8 +194,9 @@ class _WriteRequest:
     rules_version: str
 
     def write(self, conn: Connection, store: Store) -> list[SaveResult]:
+        sql = writes.Sql(conn)
         return [
-            store._save_one(conn, report, targets, self.now, self.key_name, self.rules_version)
+            store._save_one(sql, report, targets, self.now, self.key_name, self.rules_version)
             for report, targets in self.items
         ]
 
@@ -312,167 +313,43 @@ class Store:
 
     def _save_one(
         self,
-        conn: Connection,
+        sql: writes.Sql,
         report: Report,
         targets: Sequence[GroupTarget],
         now: datetime,
         key_name: str,
         rules_version: str,
     ) -> SaveResult:
-        latest = self._latest_revision(conn, report.source, report.id)
+        latest_row = writes.latest_revision(sql, report.source, report.id)
+        latest = _stored(sql, latest_row) if latest_row is not None else None
         if latest is not None and latest.report.revision >= report.revision:
             # A retry of a revision we hold (even an old one, delayed by a bad link) is a
             # duplicate; a revision older than ours that we never saw is stale.
-            same = self._revision(conn, report.source, report.id, report.revision)
+            same = writes.revision(sql, report.source, report.id, report.revision)
             if same is not None:
-                return SaveResult("duplicate", same)
+                return SaveResult("duplicate", _stored(sql, same))
             return SaveResult("stale", latest)
-        incident, merged = self._assign_incident(conn, report, latest, now)
-        report = replace(report, incident=incident)
-        pk = self._insert_report(conn, report, now, key_name, rules_version)
-        group_ids = [self._join_group(conn, target, pk, now, rules_version) for target in targets]
-        stored = StoredReport(report, pk, now, key_name, rules_version)
-        return SaveResult("created", stored, tuple(group_ids), merged)
-
-    def _assign_incident(
-        self,
-        conn: Connection,
-        report: Report,
-        latest: StoredReport | None,
-        now: datetime,
-    ) -> tuple[str, bool]:
-        """The incident a new revision belongs to, and whether it joined another report's."""
-        if report.incident is not None:
-            found = (
-                conn.execute(select(incidents.c.id).where(incidents.c.id == report.incident))
-            ).first()
-            if found is None:
-                self._new_incident(conn, report, now, report.incident, named=True)
-            return report.incident, found is not None
-        if latest is not None and latest.report.incident is not None:
-            return latest.report.incident, False  # a revision stays with its incident
-        if report.location is not None:
-            window = self.merge.window
-            lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)
-            rows = (
-                conn.execute(
-                    select(incidents)
-                    .where(
-                        incidents.c.kind == report.kind,
-                        incidents.c.occurred_at.between(
-                            report.occurred_at - window, report.occurred_at + window
-                        ),
-                        incidents.c.lat.between(lat0, lat1),
-                        incidents.c.lon.between(lon0, lon1),
-                        # One source reporting twice has seen two events.
-                        ~exists().where(
-                            reports.c.incident_id == incidents.c.id,
-                            reports.c.source == report.source,
-                        ),
-                    )
-                    .order_by(incidents.c.occurred_at.desc())
-                    .limit(MAX_CANDIDATES)
-                )
-            ).all()
-            if rows:
-                sources: dict[str, set[str]] = {row.id: set() for row in rows}
-                for inc, source in conn.execute(
-                    select(reports.c.incident_id, reports.c.source)
-                    .where(reports.c.incident_id.in_(list(sources)))
-                    .distinct()
-                ):
-                    sources[inc].add(source)
-                candidates = [
-                    Candidate(
-                        row.id,
-                        row.kind,
-                        Point(row.lat, row.lon),
-                        row.occurred_at,
-                        frozenset(sources[row.id]),
-                    )
-                    for row in rows
-                ]
-                chosen = pick(report, candidates, self.merge)
-                if chosen is not None:
-                    return chosen, True
-        return self._new_incident(conn, report, now, uuid.uuid4().hex, named=False), False
-
-    def _new_incident(
-        self, conn: Connection, report: Report, now: datetime, incident_id: str, *, named: bool
-    ) -> str:
-        conn.execute(
-            incidents.insert().values(
-                id=incident_id,
-                kind=report.kind,
-                region=report.region,
-                lat=report.location.lat if report.location else None,
-                lon=report.location.lon if report.location else None,
-                occurred_at=report.occurred_at,
-                created_at=now,
-                named=named,
-            )
+        incident, merged = writes.assign_incident(
+            sql, report, latest.report if latest else None, now, self.merge
         )
-        return incident_id
-
-    def _insert_report(
-        self,
-        conn: Connection,
-        r: Report,
-        now: datetime,
-        key_name: str,
-        rules_version: str,
-    ) -> int:
-        result = conn.execute(
-            reports.insert().values(
-                source=r.source,
-                ext_id=r.id,
-                revision=r.revision,
-                kind=r.kind,
-                status=r.status,
-                occurred_at=r.occurred_at,
-                received_at=now,
-                lat=r.location.lat if r.location else None,
-                lon=r.location.lon if r.location else None,
-                given_region=r.given_region,
-                region=r.region,
-                killed=r.casualties.killed,
-                injured=r.casualties.injured,
-                trapped=r.casualties.trapped,
-                rescued=r.casualties.rescued,
-                notes=r.notes,
-                incident_id=r.incident,
-                key_name=key_name,
+        report = writes.with_incident(report, incident)
+        pk = writes.insert_report(sql, report, now, key_name, rules_version)
+        group_ids = [
+            writes.join_group(
+                sql,
+                route_id=target.route_id,
+                group_key=target.group_key,
+                labels=target.labels,
+                receiver=target.receiver,
+                timing=target.timing,
+                report_pk=pk,
+                now=now,
                 rules_version=rules_version,
             )
-        )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
-
-    def _latest_revision(self, conn: Connection, source: str, ext_id: str) -> StoredReport | None:
-        row = (
-            conn.execute(
-                select(reports)
-                .where(reports.c.source == source, reports.c.ext_id == ext_id)
-                .order_by(reports.c.revision.desc())
-                .limit(1)
-            )
-        ).first()
-        return _report_from_row(row) if row is not None else None
-
-    def _revision(
-        self, conn: Connection, source: str, ext_id: str, revision: int
-    ) -> StoredReport | None:
-        row = (
-            conn.execute(
-                select(reports).where(
-                    reports.c.source == source,
-                    reports.c.ext_id == ext_id,
-                    reports.c.revision == revision,
-                )
-            )
-        ).first()
-        return _report_from_row(row) if row is not None else None
+            for target in targets
+        ]
+        stored = StoredReport(report, pk, now, key_name, rules_version)
+        return SaveResult("created", stored, tuple(group_ids), merged)
 
     async def report_revisions(self, source: str, ext_id: str) -> list[StoredReport]:
         async with self.engine.connect() as conn:
@@ -559,60 +436,6 @@ class Store:
             ]
 
     # --- alert groups --------------------------------------------------------------------
-
-    def _join_group(
-        self,
-        conn: Connection,
-        target: GroupTarget,
-        report_pk: int,
-        now: datetime,
-        rules_version: str,
-    ) -> str:
-        row = (
-            conn.execute(
-                select(alert_groups).where(
-                    alert_groups.c.route_id == target.route_id,
-                    alert_groups.c.group_key == target.group_key,
-                    alert_groups.c.closed_at.is_(None),
-                )
-            )
-        ).first()
-        if row is None:
-            group_id = uuid.uuid4().hex
-            conn.execute(
-                alert_groups.insert().values(
-                    id=group_id,
-                    route_id=target.route_id,
-                    group_key=target.group_key,
-                    labels=[list(kv) for kv in target.labels],
-                    receiver=target.receiver,
-                    created_at=now,
-                    next_flush_at=first_flush(now, target.timing),
-                    last_flush_at=None,
-                    pending=True,
-                    seq=0,
-                    group_interval_s=target.timing.group_interval.total_seconds(),
-                    rules_version=rules_version,
-                )
-            )
-        else:
-            group_id = row.id
-            due = next_flush_after_report(
-                now=now,
-                timing=target.timing,
-                pending=row.pending,
-                next_flush_at=row.next_flush_at,
-                last_flush_at=row.last_flush_at,
-            )
-            conn.execute(
-                update(alert_groups)
-                .where(alert_groups.c.id == group_id)
-                .values(pending=True, next_flush_at=due, receiver=target.receiver)
-            )
-        conn.execute(
-            group_reports.insert().values(group_id=group_id, report_pk=report_pk, added_at=now)
-        )
-        return group_id
 
     async def due_groups(self, now: datetime, limit: int = 200) -> list[GroupRow]:
         async with self.engine.connect() as conn:
