@@ -6,8 +6,9 @@ STRtree over the polygons' boxes, then an exact covers-test on prepared geometry
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import shapely
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
@@ -37,3 +38,17 @@ class RegionIndex:
             if self._depth[idx] > best_depth:
                 best, best_depth = self._ids[idx], self._depth[idx]
         return best
+
+    def place_many(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
+        """`place` for many (lat, lon) points in one index query: a batch of reports pays
+        shapely's per-call overhead once, not per point."""
+        out: list[str | None] = [None] * len(points)
+        if self._tree is None or not points:
+            return out
+        coords = np.array([(lon, lat) for lat, lon in points], dtype=float)
+        found = self._tree.query(shapely.points(coords), predicate="covered_by")
+        best_depth = [-1] * len(points)
+        for i, j in zip(found[0].tolist(), found[1].tolist(), strict=True):
+            if self._depth[j] > best_depth[i]:
+                out[i], best_depth[i] = self._ids[j], self._depth[j]
+        return out

@@ -58,10 +58,14 @@ class Pipeline:
         """Place, route and store validated reports in one transaction; returns once committed."""
         rules = self.rules.current
         prepared = []
-        for wire in wires:
-            lat = wire.location.lat if wire.location else None
-            lon = wire.location.lon if wire.location else None
-            report = to_report(wire, region=rules.locate(wire.region, lat, lon))
+        regions = rules.locate_many(
+            [
+                (w.region, w.location.lat, w.location.lon) if w.location else (w.region, None, None)
+                for w in wires
+            ]
+        )
+        for wire, region in zip(wires, regions, strict=True):
+            report = to_report(wire, region=region)
             routes = rules.routes_for(report)
             targets = [
                 GroupTarget(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,19 @@ class RuleSet:
         that the coordinates refine (a district inside the given governorate) gives way to
         them, otherwise the given id wins. Nothing known: UNASSIGNED."""
         placed = self.index.place(lat, lon) if lat is not None and lon is not None else None
+        return self._reconcile(region, placed)
+
+    def locate_many(
+        self, wanted: Sequence[tuple[str | None, float | None, float | None]]
+    ) -> list[str]:
+        """`locate` for a batch of (region, lat, lon), with one spatial query for all."""
+        points = [(i, lat, lon) for i, (_, lat, lon) in enumerate(wanted)
+                  if lat is not None and lon is not None]  # fmt: skip
+        found = self.index.place_many([(lat, lon) for _, lat, lon in points])
+        placed: dict[int, str | None] = {i: f for (i, _, _), f in zip(points, found, strict=True)}
+        return [self._reconcile(region, placed.get(i)) for i, (region, _, _) in enumerate(wanted)]
+
+    def _reconcile(self, region: str | None, placed: str | None) -> str:
         if region is not None and region in self.regions:
             if placed is not None and region in self.region_path(placed):
                 return placed

@@ -78,8 +78,15 @@ incidents = Table(
     Column("created_at", Time, nullable=False),
     Column("named", Boolean, nullable=False),  # created by a reporter naming it
 )
-# Merge candidates are looked up by kind and a latitude band (about 1 km); listings by time.
-Index("ix_incidents_kind_lat", incidents.c.kind, incidents.c.lat)
+# Merge candidates are looked up by kind, a latitude band (about 1 km), a longitude band and
+# a time window, all answered from this index; listings by time.
+Index(
+    "ix_incidents_kind_lat",
+    incidents.c.kind,
+    incidents.c.lat,
+    incidents.c.lon,
+    incidents.c.occurred_at,
+)
 Index("ix_incidents_occurred_at", incidents.c.occurred_at)
 
 # Every revision of every report, as received. The live revision of (source, ext_id) is the

@@ -93,14 +93,18 @@ class Sql:
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         if self.cursor is not None:
-            return list(self.cursor.execute(sql, {k: _lite(v) for k, v in params.items()}))
+            return list(self.cursor.execute(sql, params))
         return [tuple(row) for row in self.conn.execute(_clause(sql), params)]
 
     def run(self, sql: str, params: dict[str, Any]) -> None:
         if self.cursor is not None:
-            self.cursor.execute(sql, {k: _lite(v) for k, v in params.items()})
+            self.cursor.execute(sql, params)
         else:
             self.conn.execute(_clause(sql), params)
+
+    def at(self, value: datetime) -> Any:
+        """A time as a parameter: every time the write path binds goes through here."""
+        return _lite(value) if self.sqlite else value
 
     def time(self, value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime (SQLite keeps naive UTC text)."""
@@ -117,14 +121,12 @@ def _clause(sql: str) -> TextClause:
     return text(sql)
 
 
-def _lite(value: Any) -> Any:
-    """A parameter as SQLAlchemy would have stored it on SQLite: times as naive UTC text in
-    its format, so that its own reads of the same rows parse them."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; pass an aware UTC time")
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+def _lite(value: datetime) -> str:
+    """A time as SQLAlchemy stores it on SQLite: naive UTC text in its format, so that its
+    own reads of the same rows parse them."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC time")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def stored_from_row(sql: Sql, row: tuple[Any, ...]) -> tuple[Report, int, datetime, str, str]:
@@ -180,8 +182,8 @@ def assign_incident(
             CANDIDATES,
             {
                 "kind": report.kind,
-                "t0": report.occurred_at - merge.window,
-                "t1": report.occurred_at + merge.window,
+                "t0": sql.at(report.occurred_at - merge.window),
+                "t1": sql.at(report.occurred_at + merge.window),
                 "lat0": lat0,
                 "lat1": lat1,
                 "lon0": lon0,
@@ -219,8 +221,8 @@ def new_incident(sql: Sql, report: Report, now: datetime, incident_id: str, *, n
             "region": report.region,
             "lat": report.location.lat if report.location else None,
             "lon": report.location.lon if report.location else None,
-            "occurred_at": report.occurred_at,
-            "created_at": now,
+            "occurred_at": sql.at(report.occurred_at),
+            "created_at": sql.at(now),
             "named": named,
         },
     )
@@ -237,8 +239,8 @@ def insert_report(sql: Sql, r: Report, now: datetime, key_name: str, rules_versi
             "revision": r.revision,
             "kind": r.kind,
             "status": r.status,
-            "occurred_at": r.occurred_at,
-            "received_at": now,
+            "occurred_at": sql.at(r.occurred_at),
+            "received_at": sql.at(now),
             "lat": r.location.lat if r.location else None,
             "lon": r.location.lon if r.location else None,
             "given_region": r.given_region,
@@ -280,8 +282,8 @@ def join_group(
                 "group_key": group_key,
                 "labels": json.dumps([list(kv) for kv in labels], ensure_ascii=False),
                 "receiver": receiver,
-                "created_at": now,
-                "next_flush_at": first_flush(now, timing),
+                "created_at": sql.at(now),
+                "next_flush_at": sql.at(first_flush(now, timing)),
                 "pending": True,
                 "group_interval_s": timing.group_interval.total_seconds(),
                 "rules_version": rules_version,
@@ -298,9 +300,9 @@ def join_group(
         )
         sql.run(
             TOUCH_GROUP,
-            {"pending": True, "next_flush_at": due, "receiver": receiver, "id": group_id},
+            {"pending": True, "next_flush_at": sql.at(due), "receiver": receiver, "id": group_id},
         )
-    sql.run(JOIN_GROUP, {"group_id": group_id, "report_pk": report_pk, "added_at": now})
+    sql.run(JOIN_GROUP, {"group_id": group_id, "report_pk": report_pk, "added_at": sql.at(now)})
     return str(group_id)
 
 

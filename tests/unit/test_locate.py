@@ -95,3 +95,18 @@ def test_a_name_two_regions_share_at_one_level_is_ambiguous(tmp_path: Path) -> N
     (warning,) = rules.warnings
     assert warning.loc.line == 4
     assert "'al bab' belongs to regions A1, A2" in warning.message
+
+
+def test_a_batch_is_placed_as_each_report_would_be(shipped: RuleSet) -> None:
+    wanted: list[tuple[str | None, float | None, float | None]] = [
+        (None, 36.21, 36.52),
+        ("SY07", 36.21, 36.52),
+        ("SY02", 36.21, 36.52),
+        ("SY0703", None, None),
+        (None, 48.85, 2.35),
+        (None, None, None),
+        ("SY0703", 48.85, 2.35),
+    ]
+    assert shipped.locate_many(wanted) == [shipped.locate(*w) for w in wanted]
+    assert shipped.locate_many(wanted)[:3] == ["SY0703", "SY0703", "SY02"]
+    assert shipped.locate_many([]) == []
