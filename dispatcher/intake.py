@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -109,6 +110,32 @@ def parse_report(
         report = ReportIn.model_validate(data)
     except ValidationError as exc:
         return field_errors(exc)
+    return checked(report, now=now, resolve_region=resolve_region)
+
+
+_BATCH = TypeAdapter(list[ReportIn])
+
+
+def parse_batch_json(
+    raw: bytes, *, now: datetime, resolve_region: Callable[[str], str | list[str]] | None = None
+) -> list[ReportIn | list[FieldError]] | None:
+    """A JSON array of reports parsed and validated in one pass (pydantic's own parser),
+    then checked one by one. None when any item fails validation or the body is not an
+    array: the caller then takes `parse_report` item by item, for per-item errors."""
+    try:
+        reports = _BATCH.validate_json(raw)
+    except ValidationError:
+        return None
+    return [checked(r, now=now, resolve_region=resolve_region) for r in reports]
+
+
+def checked(
+    report: ReportIn,
+    *,
+    now: datetime,
+    resolve_region: Callable[[str], str | list[str]] | None = None,
+) -> ReportIn | list[FieldError]:
+    """The checks a schema cannot make: the clock, and the region against the rules."""
     errors = []
     if report.occurred_at > now + FUTURE_TOLERANCE:
         errors.append(

@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,7 +20,9 @@ from dispatcher.group import latest_revisions
 from dispatcher.incidents import count
 from dispatcher.intake import (
     FieldError,
+    ReportIn,
     field_errors,
+    parse_batch_json,
     parse_report,
     report_json,
     report_json_casualties,
@@ -44,8 +47,12 @@ HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
+    # pydantic-core's encoder: several times the stdlib's speed on large batch answers.
     return web.Response(
-        status=status, text=json.dumps(data, ensure_ascii=False), content_type="application/json"
+        status=status,
+        body=pydantic_core.to_json(data),
+        content_type="application/json",
+        charset="utf-8",
     )
 
 
@@ -100,29 +107,46 @@ def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
     return body
 
 
+async def _fast_batch(
+    request: web.Request, now: datetime, rules: RuleSet
+) -> list[ReportIn | list[FieldError]] | None:
+    """A JSON array whose every item is valid, parsed in one pass; None for anything else
+    (an object, NDJSON, an invalid item), which the general path handles."""
+    if request.content_type not in JSON_TYPES:
+        return None
+    raw = await request.read()  # kept by aiohttp: the general path reads it again for free
+    if raw.lstrip()[:1] != b"[":
+        return None
+    parsed = parse_batch_json(raw, now=now, resolve_region=rules.resolve_region)
+    return parsed if parsed is not None and 1 <= len(parsed) <= MAX_BATCH else None
+
+
 @requires("reports:write")
 async def post_report(request: web.Request) -> web.Response:
     """One report (a JSON object) or a batch (a JSON array, or NDJSON) of up to 1,000."""
     pipeline = request.app[PIPELINE]
-    data = await _read_json(request, ndjson=True)
-    if isinstance(data, web.Response):
-        return data
-    batch = isinstance(data, list)
-    items = data if batch else [data]
-    if batch and not 1 <= len(items) <= MAX_BATCH:
-        return problem(
-            413 if items else 422,
-            "Batch size",
-            f"a batch holds 1 to {MAX_BATCH} reports; this one has {len(items)}",
-        )
     rules = pipeline.rules.current
     now = pipeline.clock()
-    parsed = [
-        item
-        if _is_errors(item)
-        else parse_report(item, now=now, resolve_region=rules.resolve_region)
-        for item in items
-    ]
+    parsed = await _fast_batch(request, now, rules)
+    batch = True
+    if parsed is None:
+        data = await _read_json(request, ndjson=True)
+        if isinstance(data, web.Response):
+            return data
+        batch = isinstance(data, list)
+        items = data if batch else [data]
+        if batch and not 1 <= len(items) <= MAX_BATCH:
+            return problem(
+                413 if items else 422,
+                "Batch size",
+                f"a batch holds 1 to {MAX_BATCH} reports; this one has {len(items)}",
+            )
+        parsed = [
+            item
+            if _is_errors(item)
+            else parse_report(item, now=now, resolve_region=rules.resolve_region)
+            for item in items
+        ]
     valid = [p for p in parsed if not isinstance(p, list)]
     key: ApiKey = request[KEY]
     accepted = iter(await pipeline.accept_many(valid, key_name=key.name) if valid else [])

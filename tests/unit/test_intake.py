@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from dispatcher.intake import FieldError, ReportIn, parse_report, to_report
+from dispatcher.intake import FieldError, ReportIn, parse_batch_json, parse_report, to_report
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -100,3 +101,24 @@ def test_an_unknown_region_is_refused() -> None:
 
 def test_a_non_object_is_refused() -> None:
     assert fields(parse_report([1, 2], now=NOW)) == ["(report)"]
+
+
+def test_a_valid_json_array_is_validated_in_one_pass_as_item_by_item() -> None:
+    items = [
+        good(),
+        good(id="r2", region="SY07"),
+        good(id="r3", occurred_at=(NOW + timedelta(hours=1)).isoformat()),
+    ]
+
+    def resolve(text: str) -> str | list[str]:
+        return "SY07" if text in ("SY07", "Idlib") else []
+
+    fast = parse_batch_json(json.dumps(items).encode(), now=NOW, resolve_region=resolve)
+    slow = [parse_report(i, now=NOW, resolve_region=resolve) for i in items]
+    assert fast == slow
+    assert fields(slow[2]) == ["occurred_at"], "the clock check runs on the fast path too"
+    broken = [*items, good(kind="flood")]
+    assert parse_batch_json(json.dumps(broken).encode(), now=NOW) is None, (
+        "an invalid item sends the batch to the per-item path, for its own errors"
+    )
+    assert parse_batch_json(json.dumps(good()).encode(), now=NOW) is None, "not an array"
