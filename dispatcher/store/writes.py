@@ -88,6 +88,8 @@ class Sql:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
+        # Open groups this transaction already set due: (route_id, group_key) -> group id.
+        self.touched: dict[tuple[str, str], str] = {}
         # SQLAlchemy began the transaction (BEGIN IMMEDIATE) on this same sqlite3 connection.
         self.cursor = conn.connection.driver_connection.cursor() if self.sqlite else None  # type: ignore[union-attr]
 
@@ -126,7 +128,7 @@ def _lite(value: datetime) -> str:
     own reads of the same rows parse them."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store; pass an aware UTC time")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def stored_from_row(sql: Sql, row: tuple[Any, ...]) -> tuple[Report, int, datetime, str, str]:
@@ -270,7 +272,14 @@ def join_group(
     now: datetime,
     rules_version: str,
 ) -> str:
-    """Add a report to its open alert group (opening it if needed) and set the group's timer."""
+    """Add a report to its open alert group (opening it if needed) and set the group's timer.
+
+    A group's timer is set by the first of its reports in a transaction: the later ones
+    would find it pending with the same due time, so they only join."""
+    known = sql.touched.get((route_id, group_key))
+    if known is not None:
+        sql.run(JOIN_GROUP, {"group_id": known, "report_pk": report_pk, "added_at": sql.at(now)})
+        return known
     rows = sql.rows(OPEN_GROUP, {"route_id": route_id, "group_key": group_key})
     if not rows:
         group_id = uuid.uuid4().hex
@@ -303,6 +312,7 @@ def join_group(
             {"pending": True, "next_flush_at": sql.at(due), "receiver": receiver, "id": group_id},
         )
     sql.run(JOIN_GROUP, {"group_id": group_id, "report_pk": report_pk, "added_at": sql.at(now)})
+    sql.touched[(route_id, group_key)] = str(group_id)
     return str(group_id)
 
 
