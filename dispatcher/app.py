@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from dispatcher.clock import Clock, system_clock
 from dispatcher.incidents import MergeRule
+from dispatcher.metrics import Metrics
 from dispatcher.notify.base import Channel
 from dispatcher.notify.console import ConsoleChannel
 from dispatcher.notify.outbox import Delivery
@@ -30,6 +31,7 @@ from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
+from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
 
 log = logging.getLogger("dispatcher")
@@ -125,15 +127,18 @@ async def build(
         except Exception:
             await store.close()
             raise
+    metrics = Metrics()
     delivery = Delivery(
         store,
         channel,
         clock=clock,
+        metrics=metrics,
         max_attempts=settings.push.max_attempts,
         retry_base=settings.push.retry_base,
         retry_max=settings.push.retry_max,
     )
     pipeline = Pipeline(
+        metrics=metrics,
         store=store,
         rules=live,
         channel=channel,
@@ -156,6 +161,7 @@ def make_app(service: Service) -> web.Application:
     )
     app[PIPELINE] = service.pipeline
     add_routes(app)
+    add_operation_routes(app)
 
     async def scheduler_ctx(_app: web.Application):  # type: ignore[no-untyped-def]
         service.scheduler.start()

@@ -11,11 +11,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 
 from dispatcher.clock import Clock
 from dispatcher.group import Summary, Timing, summarize
 from dispatcher.intake import ReportIn, to_report
+from dispatcher.metrics import Metrics
 from dispatcher.model import UNASSIGNED
 from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
@@ -25,6 +26,7 @@ from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult,
 
 log = logging.getLogger("dispatcher.pipeline")
 
+DEFAULT_TTL = timedelta(hours=1)  # for a group whose route is gone from the rules
 MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far below FCM's 4 KB
 
 
@@ -45,6 +47,7 @@ class Pipeline:
         delivery: Delivery,
         clock: Clock,
         display_tz: tzinfo,
+        metrics: Metrics,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -52,6 +55,7 @@ class Pipeline:
         self.delivery = delivery
         self.clock = clock
         self.display_tz = display_tz
+        self.metrics = metrics
         self._background: set[asyncio.Task[None]] = set()
 
     async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
@@ -85,6 +89,8 @@ class Pipeline:
             key_name=key_name,
             rules_version=rules.version,
         )
+        for result in results:
+            self.metrics.reports.labels(result.outcome).inc()
         urgent = [
             group_id
             for result, (_, _, route_ids) in zip(results, prepared, strict=True)
@@ -154,6 +160,7 @@ class Pipeline:
             log.error("group %s: receiver %s has no leaders in the rules", group.id, group.receiver)
         route = rules.route(group.route_id)
         priority = "high" if route is not None and route.immediate else "normal"
+        expires_at = now + (route.ttl if route is not None else DEFAULT_TTL)
         devices = await self.store.active_devices([leader.id for leader in leaders])
         data = self._payload(group, summary)
         rendered: dict[str, Rendered] = {}
@@ -172,6 +179,7 @@ class Pipeline:
                 data=data,
                 collapse_key=group.id,
                 priority=priority,
+                expires_at=expires_at,
             )
 
         outbox: list[OutboxItem] = []
@@ -184,13 +192,16 @@ class Pipeline:
                 )
                 outbox.append(item(leader.id, None, leader.locale))
             outbox.extend(item(leader.id, d.id, d.locale) for d in own)
-        return await self.store.record_update(
+        written = await self.store.record_update(
             group,
             now=now,
             summary=summary.to_json(),
             outbox=outbox,
             rules_version=rules.version,
         )
+        if written:
+            self.metrics.updates.inc()
+        return written
 
     def _place(self, group: GroupRow, summary: Summary, locale: str) -> str:
         rules = self.rules.current

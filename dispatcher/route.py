@@ -112,6 +112,7 @@ class Route:
     group_wait: timedelta
     group_interval: timedelta
     repeat_interval: timedelta
+    ttl: timedelta = timedelta(hours=1)  # a push not delivered by then is dropped
     matchers: Matchers = Matchers()
     continue_: bool = False
     children: tuple[Route, ...] = field(default_factory=tuple)

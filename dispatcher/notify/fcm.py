@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -70,6 +71,9 @@ def to_message(push: Push) -> messaging.Message:
         "apns-priority": "10" if high else "5",
         "apns-collapse-id": push.collapse_key.encode()[:APNS_COLLAPSE_MAX].decode(errors="ignore"),
     }
+    if push.ttl is not None:
+        # APNs takes an absolute UNIX time; FCM's android.ttl the duration.
+        headers["apns-expiration"] = str(int(time.time() + push.ttl.total_seconds()))
     with warnings.catch_warnings():
         # firebase-admin 7.7 marks `token` deprecated in favour of Firebase installation ids;
         # registration tokens are what phones hand us and what FCM v1 still takes.

@@ -7,13 +7,13 @@ attempts. A push is never dropped silently: it ends as sent or as failed with a 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections import defaultdict
 from datetime import datetime, timedelta
 
 from dispatcher.clock import Clock
+from dispatcher.metrics import Metrics
 from dispatcher.notify.base import Channel, Push, PushResult
 from dispatcher.store.repo import Outcome, PendingPush, Store
 
@@ -48,6 +48,8 @@ class Delivery:
         retry_base: timedelta,
         retry_max: timedelta,
         batch: int = 500,
+        lease: timedelta = timedelta(minutes=2),
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.channel = channel
@@ -56,18 +58,16 @@ class Delivery:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.batch = batch
-        # The tick and an immediate push may both deliver: one at a time, so no push is
-        # read as due by both and sent twice.
-        self._lock = asyncio.Lock()
+        self.lease = lease
+        self.metrics = metrics or Metrics()
 
     async def run_once(self) -> int:
-        """Send every due push once; return how many were attempted."""
-        async with self._lock:
-            return await self._run_once()
+        """Send the pushes due now, once each; return how many were attempted.
 
-    async def _run_once(self) -> int:
+        Pushes are claimed in the database first, so a tick, an immediate push and a second
+        service instance can all deliver at once without sending anything twice."""
         now = self.clock()
-        due = await self.store.due_pushes(now, limit=self.batch)
+        due = await self.store.claim_pushes(now, lease=self.lease, limit=self.batch)
         if not due:
             return 0
         by_ref = {p.id: p for p in due}
@@ -77,6 +77,8 @@ class Delivery:
             if p.token is None:
                 # Written for a leader with no registered device: kept so operators see it.
                 outcomes.append(Outcome(p.id, "failed", error="no registered device"))
+                self.metrics.pushes.labels(p.channel, "failed").inc()
+                self.metrics.push_errors.labels(p.channel, "NO_DEVICE").inc()
                 continue
             sendable.append(
                 Push(
@@ -88,6 +90,8 @@ class Delivery:
                     collapse_key=p.collapse_key,
                     data=p.data,
                     priority="high" if p.priority == "high" else "normal",
+                    # What is left of its time to live: a retry does not start it again.
+                    ttl=max(p.expires_at - now, timedelta(seconds=1)) if p.expires_at else None,
                 )
             )
         by_channel: dict[str, list[Push]] = defaultdict(list)
@@ -103,8 +107,17 @@ class Delivery:
                     channel_name,
                     self.channel.name,
                 )
-            results = await self.channel.send(pushes)
-            outcomes.extend(self._outcome(by_ref[r.ref], r, now) for r in results)
+            with self.metrics.send_seconds.labels(self.channel.name).time():
+                results = await self.channel.send(pushes)
+            for r in results:
+                outcome = self._outcome(by_ref[r.ref], r, now)
+                outcomes.append(outcome)
+                result = {"sent": "sent", "pending": "retry"}.get(outcome.status, "failed")
+                self.metrics.pushes.labels(self.channel.name, result).inc()
+                if not r.ok:
+                    self.metrics.push_errors.labels(
+                        self.channel.name, r.error_code or "error"
+                    ).inc()
         await self.store.record_outcomes(
             outcomes, now=self.clock(), device_of={p.id: p.device_id for p in due}
         )

@@ -46,6 +46,7 @@ ROUTE_KEYS = (
     "group_wait",
     "group_interval",
     "repeat_interval",
+    "ttl",
     "continue",
     "immediate",
     "routes",
@@ -58,7 +59,11 @@ DEFAULT_TIMINGS = {
     "group_wait": timedelta(seconds=30),
     "group_interval": timedelta(minutes=5),
     "repeat_interval": timedelta(hours=4),
+    # How long a push may wait for a phone that is offline before it is dropped: a digest
+    # arriving hours late would mislead.
+    "ttl": timedelta(hours=1),
 }
+MAX_TTL = timedelta(days=28)  # FCM's limit
 
 
 class Checker:
@@ -453,7 +458,9 @@ def _route(
     timings = dict(parent.timings)
     for key in DEFAULT_TIMINGS:
         value = c.duration(v.get(key), key)
-        if value is not None:
+        if value is not None and key == "ttl" and value > MAX_TTL:
+            c.p.error(v[key].loc, "ttl can be at most 28 days (FCM's limit)")
+        elif value is not None:
             timings[key] = value
     matchers = Matchers()
     if "match" in v and c.mapping(v["match"], "match", MATCH_KEYS):
@@ -498,6 +505,7 @@ def _route(
         group_wait=timings["group_wait"],
         group_interval=timings["group_interval"],
         repeat_interval=timings["repeat_interval"],
+        ttl=timings["ttl"],
         matchers=matchers,
         continue_=cont,
         children=tuple(children),

@@ -10,12 +10,12 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dispatcher.group import Timing
 from dispatcher.incidents import MergeRule
@@ -111,6 +111,7 @@ class OutboxItem:
     data: dict[str, str]
     collapse_key: str
     priority: str
+    expires_at: datetime | None = None  # not sent after this (the route's ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,28 @@ class PendingPush:
     collapse_key: str
     priority: str
     attempts: int
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """What became of one notification of a group, as operators see it."""
+
+    id: int
+    seq: int
+    leader_id: str
+    device_id: int | None
+    token: str | None  # the caller shows it redacted
+    platform: str | None
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    message_name: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,11 +558,47 @@ class Store:
                             "attempts": 0,
                             "next_attempt_at": now,
                             "created_at": now,
+                            "expires_at": item.expires_at,
                         }
                         for item in outbox
                     ],
                 )
+                await self._supersede(conn, group.id, seq, outbox)
             return True
+
+    async def _supersede(
+        self, conn: AsyncConnection, group_id: str, seq: int, outbox: Sequence[OutboxItem]
+    ) -> None:
+        """Older updates of the group still pending for the same devices are not sent: the
+        new one tells the running count, and a phone shows only the latest of a group."""
+        older = and_(
+            notifications.c.group_id == group_id,
+            notifications.c.seq < seq,
+            notifications.c.status == "pending",
+        )
+        values = {
+            "status": "superseded",
+            "last_error": f"superseded by update {seq}",
+            "claimed_until": None,
+        }
+        device_ids = [i.device_id for i in outbox if i.device_id is not None]
+        if device_ids:
+            await conn.execute(
+                update(notifications)
+                .where(older, notifications.c.device_id.in_(device_ids))
+                .values(**values)
+            )
+        deviceless = [i.leader_id for i in outbox if i.device_id is None]
+        if deviceless:
+            await conn.execute(
+                update(notifications)
+                .where(
+                    older,
+                    notifications.c.device_id.is_(None),
+                    notifications.c.leader_id.in_(deviceless),
+                )
+                .values(**values)
+            )
 
     async def settle(self, group: GroupRow) -> bool:
         """Clear a group's pending change that needs no update (nothing a leader would see)."""
@@ -622,17 +681,62 @@ class Store:
 
     # --- outbox --------------------------------------------------------------------------
 
-    async def due_pushes(self, now: datetime, limit: int = 500) -> list[PendingPush]:
-        async with self.engine.connect() as conn:
+    async def claim_pushes(
+        self, now: datetime, *, lease: timedelta, limit: int = 500
+    ) -> list[PendingPush]:
+        """Claim the pushes due now for `lease`: another sender (a second instance) skips
+        them until the claim runs out, so no push goes out twice. Pushes past their time to
+        live are closed as expired instead."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(notifications)
+                .where(
+                    notifications.c.status == "pending",
+                    notifications.c.expires_at.is_not(None),
+                    notifications.c.expires_at <= now,
+                    or_(
+                        notifications.c.claimed_until.is_(None),
+                        notifications.c.claimed_until <= now,
+                    ),
+                )
+                .values(
+                    status="expired",
+                    claimed_until=None,
+                    last_error="not sent within its time to live",
+                )
+            )
+            ids = (
+                (
+                    await conn.execute(
+                        select(notifications.c.id)
+                        .where(
+                            notifications.c.status == "pending",
+                            notifications.c.next_attempt_at <= now,
+                            or_(
+                                notifications.c.claimed_until.is_(None),
+                                notifications.c.claimed_until <= now,
+                            ),
+                        )
+                        .order_by(notifications.c.id)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return []
+            await conn.execute(
+                update(notifications)
+                .where(notifications.c.id.in_(ids))
+                .values(claimed_until=now + lease)
+            )
             rows = await conn.execute(
                 select(notifications, devices.c.token, devices.c.platform)
                 .outerjoin(devices, devices.c.id == notifications.c.device_id)
-                .where(
-                    notifications.c.status == "pending",
-                    notifications.c.next_attempt_at <= now,
-                )
+                .where(notifications.c.id.in_(ids))
                 .order_by(notifications.c.id)
-                .limit(limit)
             )
             return [
                 PendingPush(
@@ -650,6 +754,37 @@ class Store:
                     collapse_key=r.collapse_key,
                     priority=r.priority,
                     attempts=r.attempts,
+                    expires_at=r.expires_at,
+                )
+                for r in rows
+            ]
+
+    async def deliveries(self, group_id: str) -> list[DeliveryRow]:
+        """Every notification of a group, oldest first, with its device."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(notifications, devices.c.token, devices.c.platform)
+                .outerjoin(devices, devices.c.id == notifications.c.device_id)
+                .where(notifications.c.group_id == group_id)
+                .order_by(notifications.c.seq, notifications.c.id)
+            )
+            return [
+                DeliveryRow(
+                    id=r.id,
+                    seq=r.seq,
+                    leader_id=r.leader_id,
+                    device_id=r.device_id,
+                    token=r.token,
+                    platform=r.platform,
+                    channel=r.channel,
+                    status=r.status,
+                    attempts=r.attempts,
+                    last_error=r.last_error,
+                    message_name=r.message_name,
+                    created_at=r.created_at,
+                    sent_at=r.sent_at,
+                    next_attempt_at=r.next_attempt_at,
+                    expires_at=r.expires_at,
                 )
                 for r in rows
             ]
@@ -661,6 +796,7 @@ class Store:
             for o in outcomes:
                 values: dict[str, Any] = {
                     "status": o.status,
+                    "claimed_until": None,
                     "attempts": notifications.c.attempts + 1,
                     "next_attempt_at": o.next_attempt_at,
                     "last_error": o.error,

@@ -183,7 +183,8 @@ devices = Table(
 Index("ix_devices_leader_id", devices.c.leader_id)
 
 # The outbox: one row per (update, device), written in the transaction that made the update,
-# sent by the delivery job, never deleted silently.
+# sent by the delivery job, never deleted silently. Status: pending, then sent, failed,
+# superseded (a newer update of the group for the device came first) or expired.
 notifications = Table(
     "notifications",
     metadata,
@@ -205,6 +206,10 @@ notifications = Table(
     Column("message_name", String(300), nullable=True),
     Column("created_at", Time, nullable=False),
     Column("sent_at", Time, nullable=True),
+    # Past this a push is not sent (a stale digest hours late misleads): it ends "expired".
+    Column("expires_at", Time, nullable=True),
+    # A sender's claim: another instance leaves the row alone until then.
+    Column("claimed_until", Time, nullable=True),
 )
 Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
 Index("ix_notifications_group_id", notifications.c.group_id)

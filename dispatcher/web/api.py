@@ -46,7 +46,7 @@ STATUS_WORD = {"created": "accepted", "duplicate": "duplicate", "stale": "stale"
 HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409}
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     # pydantic-core's encoder: several times the stdlib's speed on large batch answers.
     return web.Response(
         status=status,
@@ -148,6 +148,8 @@ async def post_report(request: web.Request) -> web.Response:
             for item in items
         ]
     valid = [p for p in parsed if not isinstance(p, list)]
+    if len(valid) != len(parsed):
+        pipeline.metrics.invalid_reports.inc(len(parsed) - len(valid))
     key: ApiKey = request[KEY]
     accepted = iter(await pipeline.accept_many(valid, key_name=key.name) if valid else [])
 
@@ -164,7 +166,7 @@ async def post_report(request: web.Request) -> web.Response:
                 f"{stored.revision}; nothing was changed",
                 stored=report_json(stored),
             )
-        return _json(_result_json(one, rules), status=HTTP_STATUS[one.result.outcome])
+        return json_response(_result_json(one, rules), status=HTTP_STATUS[one.result.outcome])
 
     results: list[dict[str, Any]] = []
     for index, p in enumerate(parsed):
@@ -182,7 +184,7 @@ async def post_report(request: web.Request) -> web.Response:
         "stale": sum(1 for r in results if r["status"] == 409),
         "invalid": sum(1 for r in results if r["status"] == 422),
     }
-    return _json({**summary, "results": results}, status=200)
+    return json_response({**summary, "results": results}, status=200)
 
 
 @requires("read")
@@ -194,7 +196,7 @@ async def get_report(request: web.Request) -> web.Response:
     if not revisions:
         return problem(404, "Not Found", "no report with that source and id")
     latest = revisions[-1]
-    return _json(
+    return json_response(
         {
             "report": report_json(latest.report),
             "revisions": [
@@ -294,7 +296,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"incidents": items}
     if len(rows) == limit:
         body["next_cursor"] = _cursor(rows[-1].occurred_at, rows[-1].id)
-    return _json(body)
+    return json_response(body)
 
 
 Token = Annotated[str, Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")]
@@ -384,7 +386,7 @@ async def post_device(request: web.Request) -> web.Response:
         locale=device_in.locale,
         now=pipeline.clock(),
     )
-    return _json(
+    return json_response(
         {
             "device": {
                 "id": device.id,
@@ -419,7 +421,7 @@ async def rules_status(request: web.Request) -> web.Response:
     """The rules in force, why the last reload was refused if it was, and what was applied."""
     pipeline = request.app[PIPELINE]
     history = await pipeline.store.rule_set_history()
-    return _json({**_rules_status(pipeline), "history": history})
+    return json_response({**_rules_status(pipeline), "history": history})
 
 
 @requires("admin")
@@ -436,7 +438,7 @@ async def rules_reload(request: web.Request) -> web.Response:
             rule_errors=status["last_errors"],
             serving=status["version"],
         )
-    return _json(status)
+    return json_response(status)
 
 
 @requires(PUBLIC)
@@ -445,8 +447,12 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         await pipeline.store.ping()
     except Exception as exc:
-        return _json({"status": "unavailable", "store": f"error: {type(exc).__name__}"}, 503)
-    return _json({"status": "ok", "store": "ok", "rules_version": pipeline.rules.current.version})
+        return json_response(
+            {"status": "unavailable", "store": f"error: {type(exc).__name__}"}, 503
+        )
+    return json_response(
+        {"status": "ok", "store": "ok", "rules_version": pipeline.rules.current.version}
+    )
 
 
 def add_routes(app: web.Application) -> None:

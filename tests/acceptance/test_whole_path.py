@@ -300,3 +300,54 @@ async def test_an_immediate_route_pushes_each_report_at_once_to_one_leader(
         await asyncio.sleep(1.5)
         assert [m.token for m in emu.received] == [idleb_2, idleb_2]
         assert harim_1 not in {m.token for m in emu.received}
+
+
+async def test_operators_see_what_became_of_every_push(
+    service: Running, fcm_emulator: FcmEmulator
+) -> None:
+    emu = fcm_emulator
+    flaky = await register(service, emu, "harim-lead-1", "android", "en")
+    gone = await register(service, emu, "idleb-lead-1", "android", "ar")
+    emu.unregister(gone)
+    # 429: firebase-admin's async path does not retry it itself, so our retry shows.
+    emu.fail_next(1, status=429, error_code="QUOTA_EXCEEDED", retry_after=1, token=flaky)
+    status, body = await service.post("/v1/reports", report("d1", killed=1), key="observatory")
+    assert status == 202
+    assert body["routes"] == ["harim", "idleb"]
+    harim_group, idleb_group = body["groups"]
+    await emu.wait_for(1, within=10)  # the flaky phone's push, after one retry
+
+    status, got = await service.get(f"/v1/groups/{harim_group}/deliveries", key="reader")
+    assert status == 200, got
+    (harim,) = got["deliveries"]
+    assert harim["leader"] == "harim-lead-1"
+    assert harim["status"] == "sent"
+    assert harim["retries"] == 1, got
+    assert harim["message_name"].startswith("projects/")
+    assert flaky not in str(got), "never a whole token"
+
+    status, got = await service.get(f"/v1/groups/{idleb_group}/deliveries", key="reader")
+    by_leader = {d["leader"]: d for d in got["deliveries"]}
+    assert by_leader["idleb-lead-1"]["status"] == "failed"
+    assert by_leader["idleb-lead-1"]["last_error"].startswith("UNREGISTERED")
+    assert by_leader["idleb-lead-2"]["last_error"] == "no registered device"
+    assert got["counts"]["failed"] == 2
+
+    status, _ = await service.get(f"/v1/groups/{'0' * 32}/deliveries", key="reader")
+    assert status == 404
+    status, _ = await service.get(f"/v1/groups/{harim_group}/deliveries", key=None)
+    assert status == 401
+
+    async with service.http.get(
+        service.url + "/metrics",
+        headers={"Authorization": f"Bearer {service.keys.plain['reader']}"},
+    ) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert 'dispatcher_reports_total{outcome="created"} 1.0' in text
+    assert 'dispatcher_push_attempts_total{channel="fcm",result="retry"} 1.0' in text
+    assert 'dispatcher_push_attempts_total{channel="fcm",result="sent"} 1.0' in text
+    assert 'dispatcher_push_errors_total{channel="fcm",code="UNREGISTERED"} 1.0' in text
+    assert 'dispatcher_push_errors_total{channel="fcm",code="QUOTA_EXCEEDED"} 1.0' in text
+    assert 'dispatcher_notifications{status="failed"} 2.0' in text
+    assert 'dispatcher_rules_info{version="' in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,7 +51,10 @@ async def test_a_push_arrives_as_sent(channel: FcmChannel, fcm_emulator: FcmEmul
     assert got.title == "Harim · new reports: 1"
     assert got.data == {"group_id": "group-1", "seq": "1"}
     assert got.android == {"collapse_key": "group-1", "priority": "high", "ttl": "600s"}
-    assert got.apns["headers"] == {"apns-priority": "10", "apns-collapse-id": "group-1"}
+    headers = dict(got.apns["headers"])
+    expires = int(headers.pop("apns-expiration"))
+    assert headers == {"apns-priority": "10", "apns-collapse-id": "group-1"}
+    assert abs(expires - (time.time() + 600)) < 30, "APNs gets the same ttl, as a UNIX time"
     assert fcm_emulator.access_tokens_granted == 1
 
 

@@ -127,7 +127,7 @@ async def test_devices_move_between_leaders_and_outbox_records_outcomes(store: S
     (group,) = await store.due_groups(T0 + 30 * S)
     item = OutboxItem("b", dev.id, "fcm", "t", "b", {"k": "v"}, group.id, "normal")
     await store.record_update(group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1")
-    (pending,) = await store.due_pushes(T0 + 30 * S)
+    (pending,) = await store.claim_pushes(T0 + 30 * S, lease=60 * S)
     assert pending.token == "tok-" + "x" * 30
     assert pending.group_id == created_report.group_ids[0]
     await store.record_outcomes(
@@ -135,7 +135,7 @@ async def test_devices_move_between_leaders_and_outbox_records_outcomes(store: S
         now=T0 + 31 * S,
         device_of={pending.id: dev.id},
     )
-    assert await store.due_pushes(T0 + 40 * S) == []
+    assert await store.claim_pushes(T0 + 40 * S, lease=60 * S) == []
     assert await store.active_devices(["b"]) == [], "a dead token is disabled"
     assert await store.notification_counts() == {"failed": 1}
 
@@ -194,3 +194,69 @@ async def test_requests_committed_together_fail_alone(store: Store) -> None:
     )
     assert [type(r).__name__ for r in results] == ["SaveResult", "IntegrityError", "SaveResult"]
     assert await store.count_reports() == 2
+
+
+async def pending_update(store: Store, device_id: int, now: datetime, **item: object) -> str:
+    """Record the group's next update with one push to `device_id`; its group id."""
+    (group,) = await store.due_groups(now)
+    fields: dict[str, object] = {
+        "leader_id": "b", "device_id": device_id, "channel": "fcm", "title": "t", "body": "b",
+        "data": {}, "collapse_key": group.id, "priority": "normal",
+    }  # fmt: skip
+    fields.update(item)
+    assert await store.record_update(
+        group,
+        now=now,
+        summary={},
+        outbox=[OutboxItem(**fields)],
+        rules_version="v1",  # type: ignore[arg-type]
+    )
+    return group.id
+
+
+async def test_a_newer_update_supersedes_the_pending_one_and_stale_pushes_expire(
+    store: Store,
+) -> None:
+    dev, _ = await store.register_device(
+        leader_id="b", token="tok-" + "y" * 30, platform="android", locale="en", now=T0
+    )
+    await save(store, report("a"))
+    group_id = await pending_update(store, dev.id, T0 + 30 * S, expires_at=T0 + 3600 * S)
+    await save(store, report("b"), T0 + 100 * S)
+    await pending_update(store, dev.id, T0 + 150 * S, expires_at=T0 + 3750 * S)
+    (due,) = await store.claim_pushes(T0 + 150 * S, lease=60 * S)
+    assert due.seq == 2, "only the latest update of the group goes to the phone"
+    older, newer = await store.deliveries(group_id)
+    assert (older.status, older.last_error) == ("superseded", "superseded by update 2")
+    assert newer.status == "pending"
+
+    # The claim ran out with nothing recorded (the sender died): the push is due again,
+    # but not after its time to live.
+    (again,) = await store.claim_pushes(T0 + 211 * S, lease=60 * S)
+    assert again.id == due.id
+    assert await store.claim_pushes(T0 + 3800 * S, lease=60 * S) == []
+    (_, expired) = await store.deliveries(group_id)
+    assert (expired.status, expired.last_error) == ("expired", "not sent within its time to live")
+
+
+async def test_two_senders_never_claim_one_push(db_url: str, store: Store) -> None:
+    devices = [
+        (await store.register_device(leader_id="b", token=f"tok-{i:04d}" + "z" * 30,
+                                     platform="android", locale="en", now=T0))[0]
+        for i in range(40)
+    ]  # fmt: skip
+    await save(store, report("a"))
+    (group,) = await store.due_groups(T0 + 30 * S)
+    items = [OutboxItem("b", d.id, "fcm", "t", "b", {}, group.id, "normal") for d in devices]
+    await store.record_update(group, now=T0 + 30 * S, summary={}, outbox=items, rules_version="v1")
+    # A second instance: its own engine on the same database.
+    other = Store(db.create_engine(db_url), writer=db.create_writer(db_url))
+    try:
+        claims = await asyncio.gather(
+            *(s.claim_pushes(T0 + 30 * S, lease=60 * S, limit=7) for s in [store, other] * 4)
+        )
+    finally:
+        await other.close()
+    ids = [p.id for claim in claims for p in claim]
+    assert len(ids) == len(set(ids)), "no push is claimed twice"
+    assert len(ids) == 40
