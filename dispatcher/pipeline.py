@@ -110,13 +110,14 @@ class Pipeline:
         ]
 
     async def push_now(self, group_ids: Sequence[str]) -> None:
-        """Flush groups of immediate routes and deliver at once, without waiting for a tick."""
+        """Flush groups of immediate routes and send their pushes at once: the update and
+        its pushes are written and claimed in one transaction, then sent, without waiting
+        for a tick or a delivery round."""
         try:
             for group_id in dict.fromkeys(group_ids):
                 group = await self.store.get_group(group_id)
                 if group is not None and group.pending:
-                    await self._flush(group)
-            await self.delivery.run_once()
+                    await self._flush(group, send_now=True)
         except Exception:
             log.exception("immediate push failed; the next tick sends it")
 
@@ -145,7 +146,7 @@ class Pipeline:
                 log.exception("flushing group %s failed; it will be retried", group.id)
         return flushed
 
-    async def _flush(self, group: GroupRow) -> bool:
+    async def _flush(self, group: GroupRow, *, send_now: bool = False) -> bool:
         rules = self.rules.current
         now = self.clock()
         reports = await self.store.group_reports(group.id)
@@ -192,6 +193,20 @@ class Pipeline:
                 )
                 outbox.append(item(leader.id, None, leader.locale))
             outbox.extend(item(leader.id, d.id, d.locale) for d in own)
+        if send_now:
+            claimed = await self.store.record_update_and_claim(
+                group,
+                now=now,
+                summary=summary.to_json(),
+                outbox=outbox,
+                rules_version=rules.version,
+                lease=self.delivery.lease,
+            )
+            if claimed is None:
+                return False
+            self.metrics.updates.inc()
+            await self.delivery.deliver(claimed)
+            return True
         written = await self.store.record_update(
             group,
             now=now,

@@ -66,10 +66,14 @@ class Delivery:
 
         Pushes are claimed in the database first, so a tick, an immediate push and a second
         service instance can all deliver at once without sending anything twice."""
-        now = self.clock()
-        due = await self.store.claim_pushes(now, lease=self.lease, limit=self.batch)
+        due = await self.store.claim_pushes(self.clock(), lease=self.lease, limit=self.batch)
+        return await self.deliver(due)
+
+    async def deliver(self, due: list[PendingPush]) -> int:
+        """Send pushes this instance has claimed and record what became of each."""
         if not due:
             return 0
+        now = self.clock()
         by_ref = {p.id: p for p in due}
         outcomes: list[Outcome] = []
         sendable: list[Push] = []

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.group import Timing
 from dispatcher.incidents import MergeRule
@@ -224,6 +224,9 @@ class _WriteRequest:
         ]
 
 
+T = TypeVar("T")
+
+
 class Store:
     """All reads and writes of the service, one transaction per method."""
 
@@ -236,8 +239,8 @@ class Store:
     ) -> None:
         self.engine = engine
         self.merge = merge or MergeRule()
-        self.writer = writer  # SQLite: a sync engine for report writes (see db.create_writer)
-        self._queued: list[tuple[_WriteRequest, asyncio.Future[list[SaveResult]]]] = []
+        self.writer = writer  # SQLite: a sync engine for writes (see db.create_writer)
+        self._queued: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -295,13 +298,21 @@ class Store:
         rules_version: str,
     ) -> list[SaveResult]:
         request = _WriteRequest(items, now, key_name, rules_version)
+        return await self._write(lambda conn: request.write(conn, self))
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a write transaction and return what it returns, once committed.
+
+        SQLite has one writer: every write of the service goes through this one thread, and
+        writes that arrive while it is busy are committed together in its next transaction
+        (group commit), each answered only after that commit. One writer also means no two
+        connections wait on each other's lock (SQLite's busy wait sleeps up to 100 ms).
+        Elsewhere (PostgreSQL) it is a transaction of the async engine."""
         if self.writer is None:
             async with self.engine.begin() as conn:
-                return await conn.run_sync(request.write, self)
-        # SQLite has one writer. Requests that arrive while it is busy are committed together
-        # in its next transaction (group commit), each answered only after that commit.
-        future: asyncio.Future[list[SaveResult]] = asyncio.get_running_loop().create_future()
-        self._queued.append((request, future))
+                return await conn.run_sync(fn)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((fn, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         return await future
@@ -310,13 +321,13 @@ class Store:
         while self._queued:
             taken, self._queued = self._queued, []
             try:
-                results = await asyncio.to_thread(self._commit, [r for r, _ in taken])
+                results = await asyncio.to_thread(self._commit, [fn for fn, _ in taken])
             except Exception:
-                # The shared transaction failed: commit each request alone, so that a bad one
+                # The shared transaction failed: commit each write alone, so that a bad one
                 # fails by itself and the others still get their answer.
-                for request, future in taken:
+                for fn, future in taken:
                     try:
-                        (result,) = await asyncio.to_thread(self._commit, [request])
+                        (result,) = await asyncio.to_thread(self._commit, [fn])
                     except Exception as exc:
                         if not future.done():
                             future.set_exception(exc)
@@ -328,11 +339,11 @@ class Store:
                 if not future.done():  # the client may have gone away
                     future.set_result(result)
 
-    def _commit(self, requests: list[_WriteRequest]) -> list[list[SaveResult]]:
-        """One SQLite transaction for several requests, run in a worker thread."""
+    def _commit(self, fns: list[Callable[[Connection], Any]]) -> list[Any]:
+        """One SQLite transaction for several writes, run in a worker thread."""
         assert self.writer is not None
         with self.writer.begin() as conn:
-            return [request.write(conn, self) for request in requests]
+            return [fn(conn) for fn in fns]
 
     def _save_one(
         self,
@@ -517,98 +528,39 @@ class Store:
         The update is claimed with a conditional write on the group's sequence number, so two
         flushers never send the same update twice. Returns False if another one got there first.
         """
-        seq = group.seq + 1
-        async with self.engine.begin() as conn:
-            claimed = await conn.execute(
-                update(alert_groups)
-                .where(
-                    alert_groups.c.id == group.id,
-                    alert_groups.c.seq == group.seq,
-                    alert_groups.c.pending.is_(True),
-                )
-                .values(seq=seq, pending=False, last_flush_at=now, next_flush_at=None)
-            )
-            if claimed.rowcount != 1:
-                return False
-            await conn.execute(
-                group_updates.insert().values(
-                    group_id=group.id,
-                    seq=seq,
-                    created_at=now,
-                    summary=summary,
-                    rules_version=rules_version,
-                )
-            )
-            if outbox:
-                await conn.execute(
-                    notifications.insert(),
-                    [
-                        {
-                            "group_id": group.id,
-                            "seq": seq,
-                            "leader_id": item.leader_id,
-                            "device_id": item.device_id,
-                            "channel": item.channel,
-                            "title": item.title,
-                            "body": item.body,
-                            "data": item.data,
-                            "collapse_key": item.collapse_key,
-                            "priority": item.priority,
-                            "status": "pending",
-                            "attempts": 0,
-                            "next_attempt_at": now,
-                            "created_at": now,
-                            "expires_at": item.expires_at,
-                        }
-                        for item in outbox
-                    ],
-                )
-                await self._supersede(conn, group.id, seq, outbox)
-            return True
-
-    async def _supersede(
-        self, conn: AsyncConnection, group_id: str, seq: int, outbox: Sequence[OutboxItem]
-    ) -> None:
-        """Older updates of the group still pending for the same devices are not sent: the
-        new one tells the running count, and a phone shows only the latest of a group."""
-        older = and_(
-            notifications.c.group_id == group_id,
-            notifications.c.seq < seq,
-            notifications.c.status == "pending",
+        written = await self._write(
+            lambda conn: _record_update(conn, group, now, summary, outbox, rules_version, None)
         )
-        values = {
-            "status": "superseded",
-            "last_error": f"superseded by update {seq}",
-            "claimed_until": None,
-        }
-        device_ids = [i.device_id for i in outbox if i.device_id is not None]
-        if device_ids:
-            await conn.execute(
-                update(notifications)
-                .where(older, notifications.c.device_id.in_(device_ids))
-                .values(**values)
-            )
-        deviceless = [i.leader_id for i in outbox if i.device_id is None]
-        if deviceless:
-            await conn.execute(
-                update(notifications)
-                .where(
-                    older,
-                    notifications.c.device_id.is_(None),
-                    notifications.c.leader_id.in_(deviceless),
-                )
-                .values(**values)
-            )
+        return written is not None
+
+    async def record_update_and_claim(
+        self,
+        group: GroupRow,
+        *,
+        now: datetime,
+        summary: dict[str, Any],
+        outbox: Sequence[OutboxItem],
+        rules_version: str,
+        lease: timedelta,
+    ) -> list[PendingPush] | None:
+        """`record_update`, with its pushes claimed for the caller to send at once (an
+        immediate route): no wait for the next delivery round. None if not claimed."""
+        return await self._write(
+            lambda conn: _record_update(conn, group, now, summary, outbox, rules_version, lease)
+        )
 
     async def settle(self, group: GroupRow) -> bool:
         """Clear a group's pending change that needs no update (nothing a leader would see)."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
+
+        def settle(conn: Connection) -> bool:
+            result = conn.execute(
                 update(alert_groups)
                 .where(alert_groups.c.id == group.id, alert_groups.c.seq == group.seq)
                 .values(pending=False, next_flush_at=None)
             )
             return result.rowcount == 1
+
+        return await self._write(settle)
 
     # --- devices -------------------------------------------------------------------------
 
@@ -687,77 +639,7 @@ class Store:
         """Claim the pushes due now for `lease`: another sender (a second instance) skips
         them until the claim runs out, so no push goes out twice. Pushes past their time to
         live are closed as expired instead."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(notifications)
-                .where(
-                    notifications.c.status == "pending",
-                    notifications.c.expires_at.is_not(None),
-                    notifications.c.expires_at <= now,
-                    or_(
-                        notifications.c.claimed_until.is_(None),
-                        notifications.c.claimed_until <= now,
-                    ),
-                )
-                .values(
-                    status="expired",
-                    claimed_until=None,
-                    last_error="not sent within its time to live",
-                )
-            )
-            ids = (
-                (
-                    await conn.execute(
-                        select(notifications.c.id)
-                        .where(
-                            notifications.c.status == "pending",
-                            notifications.c.next_attempt_at <= now,
-                            or_(
-                                notifications.c.claimed_until.is_(None),
-                                notifications.c.claimed_until <= now,
-                            ),
-                        )
-                        .order_by(notifications.c.id)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if not ids:
-                return []
-            await conn.execute(
-                update(notifications)
-                .where(notifications.c.id.in_(ids))
-                .values(claimed_until=now + lease)
-            )
-            rows = await conn.execute(
-                select(notifications, devices.c.token, devices.c.platform)
-                .outerjoin(devices, devices.c.id == notifications.c.device_id)
-                .where(notifications.c.id.in_(ids))
-                .order_by(notifications.c.id)
-            )
-            return [
-                PendingPush(
-                    id=r.id,
-                    group_id=r.group_id,
-                    seq=r.seq,
-                    leader_id=r.leader_id,
-                    device_id=r.device_id,
-                    token=r.token,
-                    platform=r.platform,
-                    channel=r.channel,
-                    title=r.title,
-                    body=r.body,
-                    data=dict(r.data),
-                    collapse_key=r.collapse_key,
-                    priority=r.priority,
-                    attempts=r.attempts,
-                    expires_at=r.expires_at,
-                )
-                for r in rows
-            ]
+        return await self._write(lambda conn: _claim(conn, now, lease, limit))
 
     async def deliveries(self, group_id: str) -> list[DeliveryRow]:
         """Every notification of a group, oldest first, with its device."""
@@ -792,27 +674,7 @@ class Store:
     async def record_outcomes(
         self, outcomes: Sequence[Outcome], *, now: datetime, device_of: dict[int, int | None]
     ) -> None:
-        async with self.engine.begin() as conn:
-            for o in outcomes:
-                values: dict[str, Any] = {
-                    "status": o.status,
-                    "claimed_until": None,
-                    "attempts": notifications.c.attempts + 1,
-                    "next_attempt_at": o.next_attempt_at,
-                    "last_error": o.error,
-                }
-                if o.status == "sent":
-                    values.update(message_name=o.message_name, sent_at=now)
-                await conn.execute(
-                    update(notifications).where(notifications.c.id == o.id).values(**values)
-                )
-                device_id = device_of.get(o.id)
-                if o.disable_device and device_id is not None:
-                    await conn.execute(
-                        update(devices)
-                        .where(and_(devices.c.id == device_id, devices.c.disabled_at.is_(None)))
-                        .values(disabled_at=now, disabled_reason=(o.error or "")[:200])
-                    )
+        await self._write(lambda conn: _record_outcomes(conn, outcomes, now, device_of))
 
     async def notification_counts(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
@@ -820,3 +682,193 @@ class Store:
                 select(notifications.c.status, func.count()).group_by(notifications.c.status)
             )
             return {str(status): int(n) for status, n in rows}
+
+
+# --- the outbox's writes, run by Store._write ----------------------------------------------
+
+
+def _record_update(
+    conn: Connection,
+    group: GroupRow,
+    now: datetime,
+    summary: dict[str, Any],
+    outbox: Sequence[OutboxItem],
+    rules_version: str,
+    lease: timedelta | None,
+) -> list[PendingPush] | None:
+    """Write update seq+1 of a group and its outbox rows (claimed for `lease` if given);
+    None when another flusher took this update first."""
+    seq = group.seq + 1
+    claimed = conn.execute(
+        update(alert_groups)
+        .where(
+            alert_groups.c.id == group.id,
+            alert_groups.c.seq == group.seq,
+            alert_groups.c.pending.is_(True),
+        )
+        .values(seq=seq, pending=False, last_flush_at=now, next_flush_at=None)
+    )
+    if claimed.rowcount != 1:
+        return None
+    conn.execute(
+        group_updates.insert().values(
+            group_id=group.id,
+            seq=seq,
+            created_at=now,
+            summary=summary,
+            rules_version=rules_version,
+        )
+    )
+    if not outbox:
+        return []
+    _supersede(conn, group.id, seq, outbox)
+    rows = [
+        {
+            "group_id": group.id,
+            "seq": seq,
+            "leader_id": item.leader_id,
+            "device_id": item.device_id,
+            "channel": item.channel,
+            "title": item.title,
+            "body": item.body,
+            "data": item.data,
+            "collapse_key": item.collapse_key,
+            "priority": item.priority,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "expires_at": item.expires_at,
+            "claimed_until": now + lease if lease is not None else None,
+        }
+        for item in outbox
+    ]
+    if lease is None:
+        conn.execute(notifications.insert(), rows)
+        return []
+    ids = [
+        row.id
+        for row in conn.execute(
+            notifications.insert().returning(notifications.c.id, sort_by_parameter_order=True),
+            rows,
+        )
+    ]
+    return _pending(conn, ids)
+
+
+def _supersede(conn: Connection, group_id: str, seq: int, outbox: Sequence[OutboxItem]) -> None:
+    """Older updates of the group still pending for the same devices are not sent: the new
+    one tells the running count, and a phone shows only the latest of a group."""
+    older = and_(
+        notifications.c.group_id == group_id,
+        notifications.c.seq < seq,
+        notifications.c.status == "pending",
+    )
+    values = {
+        "status": "superseded",
+        "last_error": f"superseded by update {seq}",
+        "claimed_until": None,
+    }
+    device_ids = [i.device_id for i in outbox if i.device_id is not None]
+    if device_ids:
+        conn.execute(
+            update(notifications)
+            .where(older, notifications.c.device_id.in_(device_ids))
+            .values(**values)
+        )
+    deviceless = [i.leader_id for i in outbox if i.device_id is None]
+    if deviceless:
+        conn.execute(
+            update(notifications)
+            .where(
+                older,
+                notifications.c.device_id.is_(None),
+                notifications.c.leader_id.in_(deviceless),
+            )
+            .values(**values)
+        )
+
+
+def _claim(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[PendingPush]:
+    unclaimed = or_(notifications.c.claimed_until.is_(None), notifications.c.claimed_until <= now)
+    conn.execute(
+        update(notifications)
+        .where(
+            notifications.c.status == "pending",
+            notifications.c.expires_at.is_not(None),
+            notifications.c.expires_at <= now,
+            unclaimed,
+        )
+        .values(status="expired", claimed_until=None, last_error="not sent within its time to live")
+    )
+    ids = list(
+        conn.execute(
+            select(notifications.c.id)
+            .where(
+                notifications.c.status == "pending",
+                notifications.c.next_attempt_at <= now,
+                unclaimed,
+            )
+            .order_by(notifications.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer
+        ).scalars()
+    )
+    if not ids:
+        return []
+    conn.execute(
+        update(notifications).where(notifications.c.id.in_(ids)).values(claimed_until=now + lease)
+    )
+    return _pending(conn, ids)
+
+
+def _pending(conn: Connection, ids: Sequence[int]) -> list[PendingPush]:
+    rows = conn.execute(
+        select(notifications, devices.c.token, devices.c.platform)
+        .outerjoin(devices, devices.c.id == notifications.c.device_id)
+        .where(notifications.c.id.in_(list(ids)))
+        .order_by(notifications.c.id)
+    )
+    return [
+        PendingPush(
+            id=r.id,
+            group_id=r.group_id,
+            seq=r.seq,
+            leader_id=r.leader_id,
+            device_id=r.device_id,
+            token=r.token,
+            platform=r.platform,
+            channel=r.channel,
+            title=r.title,
+            body=r.body,
+            data=dict(r.data),
+            collapse_key=r.collapse_key,
+            priority=r.priority,
+            attempts=r.attempts,
+            expires_at=r.expires_at,
+        )
+        for r in rows
+    ]
+
+
+def _record_outcomes(
+    conn: Connection, outcomes: Sequence[Outcome], now: datetime, device_of: dict[int, int | None]
+) -> None:
+    for o in outcomes:
+        values: dict[str, Any] = {
+            "status": o.status,
+            "claimed_until": None,
+            "attempts": notifications.c.attempts + 1,
+            "next_attempt_at": o.next_attempt_at,
+            "last_error": o.error,
+        }
+        if o.status == "sent":
+            values.update(message_name=o.message_name, sent_at=now)
+        conn.execute(update(notifications).where(notifications.c.id == o.id).values(**values))
+        device_id = device_of.get(o.id)
+        if o.disable_device and device_id is not None:
+            conn.execute(
+                update(devices)
+                .where(and_(devices.c.id == device_id, devices.c.disabled_at.is_(None)))
+                .values(disabled_at=now, disabled_reason=(o.error or "")[:200])
+            )
