@@ -31,6 +31,7 @@ from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
+from dispatcher.web.groups import add_group_routes
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
 
@@ -162,6 +163,7 @@ def make_app(service: Service) -> web.Application:
     app[PIPELINE] = service.pipeline
     add_routes(app)
     add_operation_routes(app)
+    add_group_routes(app)
 
     async def scheduler_ctx(_app: web.Application):  # type: ignore[no-untyped-def]
         service.scheduler.start()

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from dispatcher.incidents import IncidentCount, count
 from dispatcher.model import Casualties, Report
@@ -21,6 +21,7 @@ class Timing:
     group_wait: timedelta
     group_interval: timedelta
     repeat_interval: timedelta
+    close_after: timedelta = timedelta(hours=1)
 
 
 def next_flush_after_report(
@@ -50,6 +51,50 @@ def first_flush(now: datetime, timing: Timing) -> datetime:
 
 def is_due(*, pending: bool, next_flush_at: datetime | None, now: datetime) -> bool:
     return pending and next_flush_at is not None and next_flush_at <= now
+
+
+@dataclass(frozen=True, slots=True)
+class Life:
+    """What a group's timers depend on, as the store keeps it."""
+
+    pending: bool  # a change not yet told
+    next_update_at: datetime | None  # when that change is due (pending groups)
+    last_flush_at: datetime | None  # the last push of any kind
+    last_report_at: datetime | None
+    repeat_interval: timedelta | None
+    close_after: timedelta | None
+    acked: bool
+
+
+Action = Literal["update", "remind", "close"]
+
+
+def due_action(life: Life, now: datetime) -> Action | None:
+    """What a group owes its leaders now: an update with what changed; a reminder after
+    `repeat_interval` without one while nobody acknowledged; or, after `close_after` without
+    a report, its closing summary. A change is told before the group closes."""
+    if life.pending:
+        due = life.next_update_at is not None and life.next_update_at <= now
+        return "update" if due else None
+    quiet_since, close_after = life.last_report_at, life.close_after
+    if quiet_since is not None and close_after is not None and quiet_since + close_after <= now:
+        return "close"
+    last, every = life.last_flush_at, life.repeat_interval
+    if not life.acked and last is not None and every is not None and last + every <= now:
+        return "remind"
+    return None
+
+
+def next_wakeup(life: Life) -> datetime | None:
+    """When the group next needs looking at (the store's `next_flush_at`)."""
+    if life.pending:
+        return life.next_update_at
+    times = []
+    if life.last_report_at is not None and life.close_after is not None:
+        times.append(life.last_report_at + life.close_after)
+    if not life.acked and life.last_flush_at is not None and life.repeat_interval is not None:
+        times.append(life.last_flush_at + life.repeat_interval)
+    return min(times) if times else None
 
 
 COUNT_FIELDS = ("killed", "injured", "trapped", "rescued")

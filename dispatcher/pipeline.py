@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta, tzinfo
 
 from dispatcher.clock import Clock
-from dispatcher.group import Summary, Timing, summarize
+from dispatcher.group import Summary, Timing, due_action, next_wakeup, summarize
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
 from dispatcher.model import UNASSIGNED
@@ -77,7 +77,10 @@ class Pipeline:
                     labels=rules.group_labels(route, report),
                     receiver=route.receiver,
                     timing=Timing(
-                        route.effective_wait, route.effective_interval, route.repeat_interval
+                        route.effective_wait,
+                        route.effective_interval,
+                        route.repeat_interval,
+                        route.close_after,
                     ),
                 )
                 for route in routes
@@ -147,15 +150,32 @@ class Pipeline:
         return flushed
 
     async def _flush(self, group: GroupRow, *, send_now: bool = False) -> bool:
+        """Send what the group owes its leaders now: an update, a reminder, or its closing."""
         rules = self.rules.current
         now = self.clock()
+        action = due_action(group.life, now)
+        # Once this update is written, the group next wakes for a reminder or its closing.
+        after = replace(group.life, pending=False, next_update_at=None, last_flush_at=now)
+        if action is None:
+            # Woken with nothing due (acknowledged since its reminder was set): sleep on.
+            return await self.store.settle(group, wakeup=next_wakeup(group.life))
         reports = await self.store.group_reports(group.id)
         last = await self.store.last_update(group.id)
         previous: dict[str, list[int]] = dict(last[1].get("state", {})) if last else {}
         summary = summarize(reports, previous=previous, previous_at=last[0] if last else None)
-        if not summary.changed:
+        acks = await self.store.acks(group.id)
+        after = replace(after, acked=after.acked or bool(acks))
+        new_acks = [a for a in acks if last is None or a.at > last[0]]
+        if action == "update" and not summary.changed and not new_acks:
             # E.g. a second sighting below the incident's figures: nothing new to tell.
-            return await self.store.settle(group)
+            idle = replace(after, last_flush_at=group.last_flush_at)
+            return await self.store.settle(group, wakeup=next_wakeup(idle))
+        kind = {"update": "update", "remind": "reminder", "close": "closed"}[action]
+        acked_by = [
+            (rules.leaders[a.leader_id].name if a.leader_id in rules.leaders else a.leader_id,
+             a.responding)
+            for a in new_acks
+        ]  # fmt: skip
         leaders = rules.leaders_of(group.receiver)
         if not leaders:
             log.error("group %s: receiver %s has no leaders in the rules", group.id, group.receiver)
@@ -163,13 +183,21 @@ class Pipeline:
         priority = "high" if route is not None and route.immediate else "normal"
         expires_at = now + (route.ttl if route is not None else DEFAULT_TTL)
         devices = await self.store.active_devices([leader.id for leader in leaders])
-        data = self._payload(group, summary)
+        data = {**self._payload(group, summary), "kind": kind}
         rendered: dict[str, Rendered] = {}
 
         def item(leader_id: str, device_id: int | None, locale: str) -> OutboxItem:
             if locale not in rendered:
                 place = self._place(group, summary, locale)
-                rendered[locale] = render(summary, place=place, locale=locale, tz=self.display_tz)
+                rendered[locale] = render(
+                    summary,
+                    place=place,
+                    locale=locale,
+                    tz=self.display_tz,
+                    kind=kind,
+                    acks=acked_by,
+                    quiet=group.close_after,
+                )
             text = rendered[locale]
             return OutboxItem(
                 leader_id=leader_id,
@@ -193,7 +221,8 @@ class Pipeline:
                 )
                 outbox.append(item(leader.id, None, leader.locale))
             outbox.extend(item(leader.id, d.id, d.locale) for d in own)
-        if send_now:
+        wakeup = next_wakeup(after)
+        if send_now and action == "update":
             claimed = await self.store.record_update_and_claim(
                 group,
                 now=now,
@@ -201,6 +230,7 @@ class Pipeline:
                 outbox=outbox,
                 rules_version=rules.version,
                 lease=self.delivery.lease,
+                wakeup=wakeup,
             )
             if claimed is None:
                 return False
@@ -213,6 +243,8 @@ class Pipeline:
             summary=summary.to_json(),
             outbox=outbox,
             rules_version=rules.version,
+            wakeup=wakeup,
+            close=action == "close",
         )
         if written:
             self.metrics.updates.inc()

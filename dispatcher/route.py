@@ -113,6 +113,7 @@ class Route:
     group_interval: timedelta
     repeat_interval: timedelta
     ttl: timedelta = timedelta(hours=1)  # a push not delivered by then is dropped
+    close_after: timedelta = timedelta(hours=1)  # a group this long without a report closes
     matchers: Matchers = Matchers()
     continue_: bool = False
     children: tuple[Route, ...] = field(default_factory=tuple)

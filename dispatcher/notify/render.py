@@ -9,8 +9,9 @@ screen shows without expanding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 
 from dispatcher.group import Summary
 
@@ -57,6 +58,10 @@ WORDS: dict[str, dict[str, str]] = {
         "trapped": "trapped",
         "incidents": "incidents in this alert",
         "since": "since",
+        "reminder": "still active, no change",
+        "closed": "closed: quiet for",
+        "acknowledged": "acknowledged",
+        "responding": "responding",
     },
     "ar": {
         "new": "حوادث جديدة",
@@ -69,6 +74,10 @@ WORDS: dict[str, dict[str, str]] = {
         "trapped": "عالقون",
         "incidents": "حوادث هذا التنبيه",
         "since": "منذ",
+        "reminder": "ما زال نشطاً، دون تغيير",
+        "closed": "أُغلق: هدوء منذ",
+        "acknowledged": "استلم",
+        "responding": "يستجيب",
     },
 }
 
@@ -83,8 +92,25 @@ def _fit(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def render(summary: Summary, *, place: str, locale: str, tz: tzinfo) -> Rendered:
-    """Title and body of one update for a leader reading `locale`."""
+def _duration(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes}m"
+
+
+def render(
+    summary: Summary,
+    *,
+    place: str,
+    locale: str,
+    tz: tzinfo,
+    kind: str = "update",
+    acks: Sequence[tuple[str, bool]] = (),
+    quiet: timedelta | None = None,
+) -> Rendered:
+    """Title and body of one update for a leader reading `locale`. `kind` is "update" (what
+    changed), "reminder" (nothing changed, nobody acknowledged) or "closed" (the group's
+    closing summary after `quiet`); `acks` are the (name, responding) of leaders who
+    acknowledged since the last update."""
     w = WORDS.get(locale, WORDS["en"])
     kinds = KIND_NAMES.get(locale, KIND_NAMES["en"])
     changes = []
@@ -96,6 +122,14 @@ def render(summary: Summary, *, place: str, locale: str, tz: tzinfo) -> Rendered
         changes.append(f"{w['retracted']}: {len(summary.retracted)}")
     if summary.confirmed:
         changes.append(f"{w['confirmed']}: {len(summary.confirmed)}")
+    acked = ", ".join(f"{name} ({w['responding']})" if responding else name
+                      for name, responding in acks)  # fmt: skip
+    if kind == "reminder":
+        changes = [w["reminder"]]
+    elif kind == "closed":
+        changes = [f"{w['closed']} {_duration(quiet or timedelta(0))}"]
+    elif not changes and acks:
+        changes = [f"{w['acknowledged']}: {acked}"]
     title = f"{place} · " + (" · ".join(changes) if changes else w["update"])
     t = summary.totals
     revised = [
@@ -106,6 +140,7 @@ def render(summary: Summary, *, place: str, locale: str, tz: tzinfo) -> Rendered
     lines = [
         f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}",
         (f"{w['revised']}: " + ", ".join(revised)) if revised else "",
+        f"{w['acknowledged']}: {acked}" if acks else "",
         " · ".join(f"{kinds.get(k, k)}: {n}" for k, n in summary.kinds[:3]),
         f"{w['incidents']}: {summary.incidents}"
         + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else ""),

@@ -33,7 +33,7 @@ def show(rules: RuleSet) -> list[str]:
             else f"wait {format_duration(route.group_wait)}, "
             f"every {format_duration(route.group_interval)}, "
             f"repeat {format_duration(route.repeat_interval)}"
-        ) + f", ttl {format_duration(route.ttl)}"
+        ) + f", ttl {format_duration(route.ttl)}, close after {format_duration(route.close_after)}"
         extra = " (continue)" if route.continue_ else ""
         lines.append(
             f"{'  ' * len(trail)}{route.id}: {m} -> {route.receiver}{extra}"

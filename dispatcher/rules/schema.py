@@ -47,6 +47,7 @@ ROUTE_KEYS = (
     "group_interval",
     "repeat_interval",
     "ttl",
+    "close_after",
     "continue",
     "immediate",
     "routes",
@@ -62,6 +63,9 @@ DEFAULT_TIMINGS = {
     # How long a push may wait for a phone that is offline before it is dropped: a digest
     # arriving hours late would mislead.
     "ttl": timedelta(hours=1),
+    # A group with no report for this long closes with a summary; the next report opens a
+    # new one.
+    "close_after": timedelta(hours=1),
 }
 MAX_TTL = timedelta(days=28)  # FCM's limit
 
@@ -506,6 +510,7 @@ def _route(
         group_interval=timings["group_interval"],
         repeat_interval=timings["repeat_interval"],
         ttl=timings["ttl"],
+        close_after=timings["close_after"],
         matchers=matchers,
         continue_=cont,
         children=tuple(children),

@@ -17,13 +17,14 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.group import Timing
+from dispatcher.group import Life, Timing
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import writes
 from dispatcher.store.tables import (
     alert_groups,
     devices,
+    group_acks,
     group_reports,
     group_updates,
     incidents,
@@ -86,6 +87,31 @@ class GroupRow:
     next_flush_at: datetime | None
     last_flush_at: datetime | None
     rules_version: str
+    last_report_at: datetime | None = None
+    repeat_interval: timedelta | None = None
+    close_after: timedelta | None = None
+    acked_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def life(self) -> Life:
+        return Life(
+            pending=self.pending,
+            next_update_at=self.next_flush_at if self.pending else None,
+            last_flush_at=self.last_flush_at,
+            last_report_at=self.last_report_at,
+            repeat_interval=self.repeat_interval,
+            close_after=self.close_after,
+            acked=self.acked_at is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    leader_id: str
+    at: datetime
+    responding: bool
+    note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +230,16 @@ def _group_from_row(row: Any) -> GroupRow:
         next_flush_at=row.next_flush_at,
         last_flush_at=row.last_flush_at,
         rules_version=row.rules_version,
+        last_report_at=row.last_report_at,
+        repeat_interval=_seconds(row.repeat_interval_s),
+        close_after=_seconds(row.close_after_s),
+        acked_at=row.acked_at,
+        closed_at=row.closed_at,
     )
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return timedelta(seconds=value) if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,14 +507,11 @@ class Store:
     # --- alert groups --------------------------------------------------------------------
 
     async def due_groups(self, now: datetime, limit: int = 200) -> list[GroupRow]:
+        """Open groups with something due: an update, a reminder or their closing."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(alert_groups)
-                .where(
-                    alert_groups.c.pending.is_(True),
-                    alert_groups.c.next_flush_at <= now,
-                    alert_groups.c.closed_at.is_(None),
-                )
+                .where(alert_groups.c.next_flush_at <= now, alert_groups.c.closed_at.is_(None))
                 .order_by(alert_groups.c.next_flush_at)
                 .limit(limit)
             )
@@ -522,14 +554,21 @@ class Store:
         summary: dict[str, Any],
         outbox: Sequence[OutboxItem],
         rules_version: str,
+        wakeup: datetime | None = None,
+        close: bool = False,
     ) -> bool:
-        """Close the group's pending change as update seq+1 and queue its pushes, atomically.
+        """Write update seq+1 of the group (a change, a reminder or, with `close`, its closing
+        summary) and queue its pushes, atomically; the group next wakes at `wakeup`.
 
-        The update is claimed with a conditional write on the group's sequence number, so two
-        flushers never send the same update twice. Returns False if another one got there first.
+        The update is claimed with a conditional write on the group's state as read (sequence
+        number, pending change, last report), so two flushers never send the same update
+        twice and a report that joined meanwhile is not passed over. Returns False if the
+        group moved on; it is then looked at again.
         """
         written = await self._write(
-            lambda conn: _record_update(conn, group, now, summary, outbox, rules_version, None)
+            lambda conn: _record_update(
+                conn, group, now, summary, outbox, rules_version, None, wakeup, close
+            )
         )
         return written is not None
 
@@ -542,25 +581,70 @@ class Store:
         outbox: Sequence[OutboxItem],
         rules_version: str,
         lease: timedelta,
+        wakeup: datetime | None = None,
     ) -> list[PendingPush] | None:
         """`record_update`, with its pushes claimed for the caller to send at once (an
         immediate route): no wait for the next delivery round. None if not claimed."""
         return await self._write(
-            lambda conn: _record_update(conn, group, now, summary, outbox, rules_version, lease)
+            lambda conn: _record_update(
+                conn, group, now, summary, outbox, rules_version, lease, wakeup, False
+            )
         )
 
-    async def settle(self, group: GroupRow) -> bool:
-        """Clear a group's pending change that needs no update (nothing a leader would see)."""
+    async def settle(self, group: GroupRow, *, wakeup: datetime | None = None) -> bool:
+        """Clear a group's pending change that needs no update (nothing a leader would see);
+        the group next wakes at `wakeup` (a reminder or its closing)."""
 
         def settle(conn: Connection) -> bool:
             result = conn.execute(
                 update(alert_groups)
-                .where(alert_groups.c.id == group.id, alert_groups.c.seq == group.seq)
-                .values(pending=False, next_flush_at=None)
+                .where(_as_read(group))
+                .values(pending=False, next_flush_at=wakeup)
             )
             return result.rowcount == 1
 
         return await self._write(settle)
+
+    async def acknowledge(
+        self, group_id: str, *, leader_id: str, at: datetime, responding: bool, note: str | None
+    ) -> GroupRow | None:
+        """Record a leader's acknowledgement and make it the group's next update (due now):
+        every leader of the team is told who acknowledged. Reminders stop from the first.
+        None if the group does not exist or has closed."""
+
+        def ack(conn: Connection) -> GroupRow | None:
+            row = conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).first()
+            if row is None or row.closed_at is not None:
+                return None
+            conn.execute(
+                group_acks.insert().values(
+                    group_id=group_id,
+                    leader_id=leader_id,
+                    at=at,
+                    responding=responding,
+                    note=note,
+                )
+            )
+            due = at if not row.pending or row.next_flush_at is None else min(row.next_flush_at, at)
+            conn.execute(
+                update(alert_groups)
+                .where(alert_groups.c.id == group_id)
+                .values(pending=True, next_flush_at=due, acked_at=row.acked_at or at)
+            )
+            return _group_from_row(
+                conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).one()
+            )
+
+        return await self._write(ack)
+
+    async def acks(self, group_id: str) -> list[Ack]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(group_acks)
+                .where(group_acks.c.group_id == group_id)
+                .order_by(group_acks.c.at, group_acks.c.id)
+            )
+            return [Ack(r.leader_id, r.at, r.responding, r.note) for r in rows]
 
     # --- devices -------------------------------------------------------------------------
 
@@ -695,18 +779,22 @@ def _record_update(
     outbox: Sequence[OutboxItem],
     rules_version: str,
     lease: timedelta | None,
+    wakeup: datetime | None,
+    close: bool,
 ) -> list[PendingPush] | None:
     """Write update seq+1 of a group and its outbox rows (claimed for `lease` if given);
-    None when another flusher took this update first."""
+    None when the group moved on since it was read."""
     seq = group.seq + 1
     claimed = conn.execute(
         update(alert_groups)
-        .where(
-            alert_groups.c.id == group.id,
-            alert_groups.c.seq == group.seq,
-            alert_groups.c.pending.is_(True),
+        .where(_as_read(group))
+        .values(
+            seq=seq,
+            pending=False,
+            last_flush_at=now,
+            next_flush_at=None if close else wakeup,
+            closed_at=now if close else None,
         )
-        .values(seq=seq, pending=False, last_flush_at=now, next_flush_at=None)
     )
     if claimed.rowcount != 1:
         return None
@@ -754,6 +842,18 @@ def _record_update(
         )
     ]
     return _pending(conn, ids)
+
+
+def _as_read(group: GroupRow) -> Any:
+    """The group is still as `group` read it: open, same update, same pending change, no
+    report since."""
+    return and_(
+        alert_groups.c.id == group.id,
+        alert_groups.c.seq == group.seq,
+        alert_groups.c.pending == group.pending,
+        alert_groups.c.closed_at.is_(None),
+        alert_groups.c.last_report_at.is_not_distinct_from(group.last_report_at),
+    )
 
 
 def _supersede(conn: Connection, group_id: str, seq: int, outbox: Sequence[OutboxItem]) -> None:

@@ -136,6 +136,12 @@ alert_groups = Table(
     Column("group_interval_s", Float, nullable=False),
     Column("rules_version", String(64), nullable=False),
     Column("closed_at", Time, nullable=True),
+    # The group's life (see dispatcher.group.Life): when the last report came, how often to
+    # remind and when to close, and the first acknowledgement, which stops reminders.
+    Column("last_report_at", Time, nullable=True),
+    Column("repeat_interval_s", Float, nullable=True),
+    Column("close_after_s", Float, nullable=True),
+    Column("acked_at", Time, nullable=True),
 )
 Index(
     "uq_alert_groups_open",
@@ -156,6 +162,19 @@ group_reports = Table(
 )
 Index("ix_group_reports_report_pk", group_reports.c.report_pk)
 
+# Who acknowledged a group, when, and whether they are responding. Every leader of the team
+# is told in the group's next update.
+group_acks = Table(
+    "group_acks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", String(32), ForeignKey("alert_groups.id"), nullable=False),
+    Column("leader_id", String(100), nullable=False),
+    Column("at", Time, nullable=False),
+    Column("responding", Boolean, nullable=False),
+    Column("note", String(500), nullable=True),
+)
+Index("ix_group_acks_group_id", group_acks.c.group_id)
 # What each update of a group said, in numbers: the source of every rendered push.
 group_updates = Table(
     "group_updates",

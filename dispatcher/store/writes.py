@@ -68,13 +68,16 @@ OPEN_GROUP = (
 )
 INSERT_GROUP = (
     "INSERT INTO alert_groups (id, route_id, group_key, labels, receiver, created_at, "
-    "next_flush_at, last_flush_at, pending, seq, group_interval_s, rules_version) VALUES "
+    "next_flush_at, last_flush_at, pending, seq, group_interval_s, rules_version, "
+    "last_report_at, repeat_interval_s, close_after_s) VALUES "
     "(:id, :route_id, :group_key, :labels, :receiver, :created_at, :next_flush_at, NULL, "
-    ":pending, 0, :group_interval_s, :rules_version)"
+    ":pending, 0, :group_interval_s, :rules_version, :created_at, :repeat_interval_s, "
+    ":close_after_s)"
 )
 TOUCH_GROUP = (
     "UPDATE alert_groups SET pending = :pending, next_flush_at = :next_flush_at, "
-    "receiver = :receiver WHERE id = :id"
+    "receiver = :receiver, last_report_at = :now, repeat_interval_s = :repeat_interval_s, "
+    "close_after_s = :close_after_s WHERE id = :id"
 )
 JOIN_GROUP = (
     "INSERT INTO group_reports (group_id, report_pk, added_at) "
@@ -278,6 +281,7 @@ def join_group(
     would find it pending with the same due time, so they only join."""
     known = sql.touched.get((route_id, group_key))
     if known is not None:
+        # Its last_report_at may lag by the spread of one group commit (milliseconds).
         sql.run(JOIN_GROUP, {"group_id": known, "report_pk": report_pk, "added_at": sql.at(now)})
         return known
     rows = sql.rows(OPEN_GROUP, {"route_id": route_id, "group_key": group_key})
@@ -296,6 +300,8 @@ def join_group(
                 "pending": True,
                 "group_interval_s": timing.group_interval.total_seconds(),
                 "rules_version": rules_version,
+                "repeat_interval_s": timing.repeat_interval.total_seconds(),
+                "close_after_s": timing.close_after.total_seconds(),
             },
         )
     else:
@@ -309,7 +315,15 @@ def join_group(
         )
         sql.run(
             TOUCH_GROUP,
-            {"pending": True, "next_flush_at": sql.at(due), "receiver": receiver, "id": group_id},
+            {
+                "pending": True,
+                "next_flush_at": sql.at(due),
+                "receiver": receiver,
+                "id": group_id,
+                "now": sql.at(now),
+                "repeat_interval_s": timing.repeat_interval.total_seconds(),
+                "close_after_s": timing.close_after.total_seconds(),
+            },
         )
     sql.run(JOIN_GROUP, {"group_id": group_id, "report_pk": report_pk, "added_at": sql.at(now)})
     sql.touched[(route_id, group_key)] = str(group_id)

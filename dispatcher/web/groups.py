@@ -1,0 +1,99 @@
+"""Alert groups as leaders see them: acknowledging one, and reading it with its acks.
+
+`POST /v1/groups/{id}/ack` takes a leader's device key (the `devices:write` scope, bound to
+a leader of the group's receiver), optionally `{"responding": true, "note": "..."}`. The
+first acknowledgement stops the group's reminders; every acknowledgement goes to the whole
+team in the group's next update, which is due at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dispatcher.intake import field_errors
+from dispatcher.web.api import PIPELINE, _device_leader, _read_json, json_response
+from dispatcher.web.auth import requires
+from dispatcher.web.problems import problem
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    responding: bool = False
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+@requires("devices:write")
+async def acknowledge(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    leader = _device_leader(request)
+    if isinstance(leader, web.Response):
+        return leader
+    body: AckIn = AckIn()
+    if request.can_read_body:
+        data = await _read_json(request)
+        if isinstance(data, web.Response):
+            return data
+        try:
+            body = AckIn.model_validate(data)
+        except ValidationError as exc:
+            return problem(422, "Invalid acknowledgement", errors=field_errors(exc))
+    group = await pipeline.store.get_group(request.match_info["id"])
+    if group is None:
+        return problem(404, "Not Found", "no alert group with that id")
+    rules = pipeline.rules.current
+    if leader not in {x.id for x in rules.leaders_of(group.receiver)}:
+        return problem(403, "Forbidden", f"leader '{leader}' does not receive this alert group")
+    acked = await pipeline.store.acknowledge(
+        group.id, leader_id=leader, at=pipeline.clock(), responding=body.responding,
+        note=body.note,
+    )  # fmt: skip
+    if acked is None:
+        return problem(409, "Closed", "the alert group has closed; nothing was recorded")
+    return await _group_json(request, acked.id, status=201)
+
+
+@requires("read")
+async def get_group(request: web.Request) -> web.Response:
+    return await _group_json(request, request.match_info["id"])
+
+
+async def _group_json(request: web.Request, group_id: str, status: int = 200) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    group = await pipeline.store.get_group(group_id)
+    if group is None:
+        return problem(404, "Not Found", "no alert group with that id")
+    rules = pipeline.rules.current
+    acks = await pipeline.store.acks(group_id)
+    return json_response(
+        {
+            "id": group.id,
+            "route": group.route_id,
+            "receiver": group.receiver,
+            "labels": dict(group.labels),
+            "seq": group.seq,
+            "state": "closed" if group.closed_at else "open",
+            "last_report_at": group.last_report_at.isoformat() if group.last_report_at else None,
+            "acknowledged": [
+                {
+                    "leader": a.leader_id,
+                    "name": rules.leaders[a.leader_id].name
+                    if a.leader_id in rules.leaders
+                    else None,
+                    "at": a.at.isoformat(),
+                    "responding": a.responding,
+                    "note": a.note,
+                }
+                for a in acks
+            ],
+        },
+        status=status,
+    )
+
+
+def add_group_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/groups/{id}/ack", acknowledge)
+    app.router.add_get("/v1/groups/{id}", get_group)
