@@ -162,7 +162,7 @@ def test_rules_check_test_and_show_as_an_operator_runs_them(tmp_path: Path) -> N
     shown = run("rules", "show", good)
     assert shown.stdout.splitlines()[2] == (
         "  mass-casualty: killed >= 10 -> idleb-lead-2 (continue) "
-        "[group by region:0; immediate, each report at once, ttl 1h, close after 1h]"
+        "[group by region:0; immediate, each report at once, ttl 1h, close after 3h]"
     )
     assert shown.stdout.splitlines()[3].startswith("  harim: regions in ['SY0703'] -> harim-center")
     broken = run("rules", "show", str(TESTDATA / "rules-bad" / "cycle"))

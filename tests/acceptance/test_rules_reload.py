@@ -62,7 +62,7 @@ async def test_a_broken_edit_is_refused_and_the_last_good_rules_serve(
     assert status == 422
     assert body["serving"] == before["version"]
     assert body["rule_errors"] == [
-        f"{rules_dir}/routes.yaml:16:17: unknown team 'harim-centre'; did you mean 'harim-center'?"
+        f"{rules_dir}/routes.yaml:17:17: unknown team 'harim-centre'; did you mean 'harim-center'?"
     ]
     status, accepted = await service.post("/v1/reports", report("a"), key="obs")
     assert status == 202

@@ -260,3 +260,17 @@ async def test_two_senders_never_claim_one_push(db_url: str, store: Store) -> No
     ids = [p.id for claim in claims for p in claim]
     assert len(ids) == len(set(ids)), "no push is claimed twice"
     assert len(ids) == 40
+
+
+async def test_a_report_that_joins_during_a_flush_is_not_passed_over(store: Store) -> None:
+    await save(store, report("a"))
+    (read,) = await store.due_groups(T0 + 30 * S)  # a flusher reads the group ...
+    await save(store, report("b"), T0 + 31 * S)  # ... a report joins before it writes
+    assert not await store.record_update(
+        read, now=T0 + 32 * S, summary={}, outbox=[], rules_version="v1"
+    ), "the update was built without the new report"
+    (again,) = await store.due_groups(T0 + 32 * S)
+    assert again.pending, "the group is still due, with both reports"
+    assert await store.record_update(
+        again, now=T0 + 33 * S, summary={}, outbox=[], rules_version="v1"
+    )

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from dispatcher.app import Service, build, make_app
+from dispatcher.clock import Clock, system_clock
 from dispatcher.settings import ApiKey, Settings
 from dispatcher.web.auth import hash_key
 
@@ -74,8 +75,10 @@ def settings_for(
 
 
 @asynccontextmanager
-async def running(settings: Settings, keys: Keys) -> AsyncIterator[Running]:
-    service = await build(settings)
+async def running(
+    settings: Settings, keys: Keys, *, clock: Clock = system_clock
+) -> AsyncIterator[Running]:
+    service = await build(settings, clock=clock)
     runner = web.AppRunner(make_app(service), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

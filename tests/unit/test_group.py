@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dispatcher.group import Timing, is_due, next_flush_after_report, summarize
+from dispatcher.group import (
+    Life,
+    Timing,
+    due_action,
+    is_due,
+    next_flush_after_report,
+    next_wakeup,
+    summarize,
+)
 from dispatcher.model import Casualties, Report
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -136,3 +144,45 @@ def test_summary_orders_kinds_by_count() -> None:
     reports = [report("a", kind="shelling"), report("b"), report("c"), report("d", kind="fire")]
     s = summarize(reports, previous={}, previous_at=None)
     assert s.kinds == (("airstrike", 2), ("fire", 1), ("shelling", 1))
+
+
+M = 60 * S
+H = 60 * M
+
+
+def life(
+    *,
+    pending: bool = False,
+    update_at: datetime | None = None,
+    flushed: datetime | None = T0,
+    reported: datetime | None = T0,
+    acked: bool = False,
+) -> Life:
+    return Life(pending, update_at, flushed, reported, repeat_interval=H, close_after=2 * H,
+                acked=acked)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("group", "now", "action", "wakeup", "why"),
+    [
+        (life(pending=True, update_at=T0 + 2 * M), T0 + M, None, T0 + 2 * M,
+         "a change waits for its update time"),
+        (life(pending=True, update_at=T0 + 2 * M), T0 + 2 * M, "update", T0 + 2 * M,
+         "then it is told"),
+        (life(pending=True, update_at=T0 + 3 * H), T0 + 3 * H, "update", T0 + 3 * H,
+         "a change is told before the group closes"),
+        (life(), T0 + 59 * M, None, T0 + H, "quiet and not acknowledged: a reminder at 1h"),
+        (life(), T0 + H, "remind", T0 + H, "repeat_interval after the last push"),
+        (life(flushed=T0 + H), T0 + 90 * M, None, T0 + 2 * H,
+         "after a reminder, the next one, or the close"),
+        (life(acked=True), T0 + H, None, T0 + 2 * H, "acknowledged: no reminders"),
+        (life(acked=True), T0 + 2 * H, "close", T0 + 2 * H, "close_after without a report"),
+        (life(), T0 + 5 * H, "close", T0 + H, "long overdue (a restart): close, not remind"),
+        (life(flushed=None, reported=None), T0 + 9 * H, None, None, "nothing to wait for"),
+    ],
+)  # fmt: skip
+def test_a_group_s_life(
+    group: Life, now: datetime, action: str | None, wakeup: datetime | None, why: str
+) -> None:
+    assert due_action(group, now) == action, why
+    assert next_wakeup(group) == wakeup, why

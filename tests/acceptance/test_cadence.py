@@ -1,0 +1,138 @@
+"""A day of cadence in seconds: the clock is injected and the test drives the ticks.
+
+The real service on a real port, a real SQLite file, firebase-admin against the FCM
+emulator; only time is in the test's hands. Rules: tests/testdata/rules-e2e (group_wait
+1s, group_interval 3s, repeat_interval 1h, close_after 3h).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.testing.clock import ManualClock
+from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
+from tests.support.harness import Keys, Running, running, settings_for
+
+HARIM = {"lat": 36.12, "lon": 36.52}  # in SY0703 Harim, in SY07 Idleb
+MORNING = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+S, M, H = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
+
+
+def report(rid: str, at: datetime, killed: int, lat: float = HARIM["lat"]) -> dict[str, Any]:
+    return {
+        "id": rid, "source": "observatory", "kind": "airstrike", "occurred_at": at.isoformat(),
+        "location": {"lat": lat, "lon": HARIM["lon"]}, "casualties": {"killed": killed},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def keys() -> Keys:
+    k = Keys()
+    k.add("observatory", "reports:write")
+    k.add("reader", "read")
+    for leader in ("harim-lead-1", "idleb-lead-2", "idleb-lead-1"):
+        k.add(f"phone-{leader}", "devices:write", leader=leader)
+    return k
+
+
+async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    emu = fcm_emulator
+    clock = ManualClock(MORNING)
+    settings = settings_for(
+        tmp_path,
+        keys,
+        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
+        scheduler={"tick": "1h"},  # the test ticks by hand
+    )
+    seen = 0
+
+    async def at(svc: Running, when: datetime) -> list[ReceivedMessage]:
+        """Move the clock to `when`, tick once, and return the pushes that tick sent."""
+        nonlocal seen
+        clock.set(when)
+        await svc.service.pipeline.tick()
+        new, seen = emu.received[seen:], len(emu.received)
+        return new
+
+    def titles(msgs: list[ReceivedMessage]) -> dict[str, str]:
+        by_token = {harim: "harim", idleb: "idleb"}
+        return {by_token[m.token]: m.title for m in msgs}
+
+    async with running(settings, keys, clock=clock) as svc:
+        harim = emu.issue_token()
+        idleb = emu.issue_token()
+        for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
+            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
+                                       "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
+            assert status == 201
+
+        status, body = await svc.post("/v1/reports", report("r1", MORNING, 2), key="observatory")
+        assert status == 202
+        harim_group, idleb_group = body["groups"]
+        assert await at(svc, MORNING) == [], "group_wait has not passed"
+        first = await at(svc, MORNING + S)
+        assert titles(first) == {"harim": "Harim · new incidents: 1",
+                                 "idleb": "Idleb · new incidents: 1"}  # fmt: skip
+        assert {m.data["kind"] for m in first} == {"update"}
+
+        status, _ = await svc.post(
+            "/v1/reports", report("r2", MORNING + 5 * S, 3, lat=36.2), key="observatory"
+        )
+        assert status == 202
+        second = await at(svc, MORNING + 5 * S)
+        assert titles(second)["harim"] == "Harim · new incidents: 1"
+        assert second[0].body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
+
+        # Nothing changes for an hour: nothing is sent, then each group reminds.
+        assert await at(svc, MORNING + 30 * M) == []
+        assert await at(svc, MORNING + H) == []
+        reminders = await at(svc, MORNING + H + 5 * S)
+        assert titles(reminders) == {"harim": "Harim · still active, no change",
+                                     "idleb": "Idleb · still active, no change"}  # fmt: skip
+        assert {m.data["kind"] for m in reminders} == {"reminder"}
+        assert reminders[0].body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
+
+        # Harim's leader acknowledges: his team is told at once, and his group stops
+        # reminding. Idleb's does not.
+        clock.set(MORNING + H + 10 * M)
+        status, acked = await svc.post(
+            f"/v1/groups/{harim_group}/ack", {"responding": True, "note": "two teams out"},
+            key="phone-harim-lead-1",
+        )  # fmt: skip
+        assert status == 201, acked
+        assert acked["acknowledged"][0]["name"] == "Omar"
+        status, _ = await svc.post(f"/v1/groups/{harim_group}/ack", {}, key="phone-idleb-lead-2")
+        assert status == 403, "a leader acknowledges only groups they receive"
+        told = await at(svc, MORNING + H + 10 * M)
+        assert titles(told) == {"harim": "Harim · acknowledged: Omar (responding)"}
+
+    # A restart: the timers are in the database, so the day goes on where it was.
+    async with running(settings, keys, clock=clock) as svc:
+        assert await at(svc, MORNING + 2 * H) == []
+        again = await at(svc, MORNING + 2 * H + 5 * S)
+        assert set(titles(again)) == {"idleb"}, "Idleb reminds again; Harim acknowledged"
+        closing = await at(svc, MORNING + 3 * H + 5 * S)
+        assert titles(closing) == {"harim": "Harim · closed: quiet for 3h00",
+                                   "idleb": "Idleb · closed: quiet for 3h00"}  # fmt: skip
+        assert {m.data["kind"] for m in closing} == {"closed"}
+        assert closing[0].body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
+        assert await at(svc, MORNING + 6 * H) == [], "a closed group says nothing more"
+        status, closed = await svc.get(f"/v1/groups/{harim_group}", key="reader")
+        assert closed["state"] == "closed"
+
+        # The afternoon's first strike opens new groups, counted from zero.
+        afternoon = MORNING + 6 * H
+        status, body = await svc.post("/v1/reports", report("r3", afternoon, 1), key="observatory")
+        assert status == 202
+        assert harim_group not in body["groups"]
+        assert idleb_group not in body["groups"]
+        fresh = await at(svc, afternoon + S)
+        assert titles(fresh)["harim"] == "Harim · new incidents: 1"
+        assert {m.data["seq"] for m in fresh} == {"1"}
+        assert fresh[0].body.splitlines()[0] == "killed: 1 · injured: 0 · trapped: 0"
