@@ -22,6 +22,7 @@ class Timing:
     group_interval: timedelta
     repeat_interval: timedelta
     close_after: timedelta = timedelta(hours=1)
+    escalate_after: timedelta | None = None  # the receiving team's, if it escalates
 
 
 def next_flush_after_report(
@@ -64,18 +65,31 @@ class Life:
     repeat_interval: timedelta | None
     close_after: timedelta | None
     acked: bool
+    opened_at: datetime | None = None
+    escalate_after: timedelta | None = None
+    escalated: bool = False
+
+    @property
+    def escalates_at(self) -> datetime | None:
+        if self.acked or self.escalated or self.escalate_after is None or self.opened_at is None:
+            return None
+        return self.opened_at + self.escalate_after
 
 
-Action = Literal["update", "remind", "close"]
+Action = Literal["update", "escalate", "remind", "close"]
 
 
 def due_action(life: Life, now: datetime) -> Action | None:
     """What a group owes its leaders now: an update with what changed; a reminder after
     `repeat_interval` without one while nobody acknowledged; or, after `close_after` without
-    a report, its closing summary. A change is told before the group closes."""
+    a report, its closing summary. A change is told before the group closes. If nobody has
+    acknowledged the group `escalate_after` after it opened, another team is told, once."""
     if life.pending:
         due = life.next_update_at is not None and life.next_update_at <= now
         return "update" if due else None
+    escalates_at = life.escalates_at
+    if escalates_at is not None and escalates_at <= now:
+        return "escalate"
     quiet_since, close_after = life.last_report_at, life.close_after
     if quiet_since is not None and close_after is not None and quiet_since + close_after <= now:
         return "close"
@@ -94,6 +108,8 @@ def next_wakeup(life: Life) -> datetime | None:
         times.append(life.last_report_at + life.close_after)
     if not life.acked and life.last_flush_at is not None and life.repeat_interval is not None:
         times.append(life.last_flush_at + life.repeat_interval)
+    if life.escalates_at is not None:
+        times.append(life.escalates_at)
     return min(times) if times else None
 
 

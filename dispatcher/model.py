@@ -7,7 +7,7 @@ the rules give `Region`, `Team` and `Leader`, grouping produces `Update`s.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 Kind = Literal[
@@ -101,3 +101,5 @@ class Team:
     id: str
     name: str
     leaders: tuple[Leader, ...] = field(default_factory=tuple)
+    escalate_after: timedelta | None = None  # unacknowledged this long: tell escalate_to
+    escalate_to: str | None = None

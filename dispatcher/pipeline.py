@@ -81,6 +81,7 @@ class Pipeline:
                         route.effective_interval,
                         route.repeat_interval,
                         route.close_after,
+                        rules.escalation_of(route.receiver),
                     ),
                 )
                 for route in routes
@@ -156,6 +157,8 @@ class Pipeline:
         action = due_action(group.life, now)
         # Once this update is written, the group next wakes for a reminder or its closing.
         after = replace(group.life, pending=False, next_update_at=None, last_flush_at=now)
+        if action == "escalate":
+            after = replace(group.life, escalated=True)
         if action is None:
             # Woken with nothing due (acknowledged since its reminder was set): sleep on.
             return await self.store.settle(group, wakeup=next_wakeup(group.life))
@@ -170,13 +173,19 @@ class Pipeline:
             # E.g. a second sighting below the incident's figures: nothing new to tell.
             idle = replace(after, last_flush_at=group.last_flush_at)
             return await self.store.settle(group, wakeup=next_wakeup(idle))
-        kind = {"update": "update", "remind": "reminder", "close": "closed"}[action]
+        kind = {"update": "update", "remind": "reminder", "close": "closed",
+                "escalate": "escalated"}[action]  # fmt: skip
         acked_by = [
             (rules.leaders[a.leader_id].name if a.leader_id in rules.leaders else a.leader_id,
              a.responding)
             for a in new_acks
         ]  # fmt: skip
         leaders = rules.leaders_of(group.receiver)
+        escalated_from = None
+        if action == "escalate":
+            team = rules.teams.get(group.receiver)
+            escalated_from = team.name if team is not None else group.receiver
+            leaders = rules.leaders_of(team.escalate_to) if team and team.escalate_to else ()
         if not leaders:
             log.error("group %s: receiver %s has no leaders in the rules", group.id, group.receiver)
         route = rules.route(group.route_id)
@@ -197,6 +206,8 @@ class Pipeline:
                     kind=kind,
                     acks=acked_by,
                     quiet=group.close_after,
+                    escalated_from=escalated_from,
+                    waited=group.escalate_after,
                 )
             text = rendered[locale]
             return OutboxItem(
@@ -245,6 +256,7 @@ class Pipeline:
             rules_version=rules.version,
             wakeup=wakeup,
             close=action == "close",
+            escalate=action == "escalate",
         )
         if written:
             self.metrics.updates.inc()

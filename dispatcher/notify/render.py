@@ -62,6 +62,7 @@ WORDS: dict[str, dict[str, str]] = {
         "closed": "closed: quiet for",
         "acknowledged": "acknowledged",
         "responding": "responding",
+        "escalated": "not acknowledged by {team} after {waited}",
     },
     "ar": {
         "new": "حوادث جديدة",
@@ -78,6 +79,7 @@ WORDS: dict[str, dict[str, str]] = {
         "closed": "أُغلق: هدوء منذ",
         "acknowledged": "استلم",
         "responding": "يستجيب",
+        "escalated": "لم يستلمه {team} خلال {waited}",
     },
 }
 
@@ -106,11 +108,14 @@ def render(
     kind: str = "update",
     acks: Sequence[tuple[str, bool]] = (),
     quiet: timedelta | None = None,
+    escalated_from: str | None = None,
+    waited: timedelta | None = None,
 ) -> Rendered:
     """Title and body of one update for a leader reading `locale`. `kind` is "update" (what
     changed), "reminder" (nothing changed, nobody acknowledged) or "closed" (the group's
     closing summary after `quiet`); `acks` are the (name, responding) of leaders who
-    acknowledged since the last update."""
+    acknowledged since the last update. An "escalated" update goes to another team, saying
+    which team (`escalated_from`) left it unacknowledged for `waited`."""
     w = WORDS.get(locale, WORDS["en"])
     kinds = KIND_NAMES.get(locale, KIND_NAMES["en"])
     changes = []
@@ -128,6 +133,9 @@ def render(
         changes = [w["reminder"]]
     elif kind == "closed":
         changes = [f"{w['closed']} {_duration(quiet or timedelta(0))}"]
+    elif kind == "escalated":
+        waited_text = _duration(waited or timedelta(0))
+        changes = [w["escalated"].format(team=escalated_from or "?", waited=waited_text)]
     elif not changes and acks:
         changes = [f"{w['acknowledged']}: {acked}"]
     title = f"{place} · " + (" · ".join(changes) if changes else w["update"])

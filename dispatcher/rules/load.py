@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from dispatcher.locate import RegionIndex
@@ -109,6 +110,11 @@ class RuleSet:
             return team.leaders
         leader = self.leaders.get(receiver)
         return (leader,) if leader is not None else ()
+
+    def escalation_of(self, receiver: str) -> timedelta | None:
+        """How long a group for `receiver` may go unacknowledged before its team escalates."""
+        team = self.teams.get(receiver)
+        return team.escalate_after if team is not None and team.escalate_to else None
 
     def receiver_name(self, receiver: str) -> str:
         team = self.teams.get(receiver)

@@ -36,7 +36,7 @@ REGION_KEYS = (
     "polygon",
     "boundary",
 )
-TEAM_KEYS = ("id", "name", "leaders")
+TEAM_KEYS = ("id", "name", "leaders", "escalate_after", "escalate_to")
 LEADER_KEYS = ("id", "name", "locale")
 ROUTE_KEYS = (
     "name",
@@ -315,6 +315,7 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
     teams: dict[str, Team] = {}
     locs: dict[str, Loc] = {}
     leader_locs: dict[str, Loc] = {}
+    escalations: dict[str, tuple[str, Loc]] = {}
     if doc is None or not c.mapping(doc, "teams.yaml", ("teams",), ("teams",)):
         return teams, locs
     items = doc.value["teams"]
@@ -353,13 +354,26 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
                     continue
                 leader_locs[lid] = ly.value["id"].loc
                 leaders.append(Leader(lid, lname, locale, tid))
+        escalate_after = c.duration(v.get("escalate_after"), "escalate_after")
+        escalate_to = c.string(v.get("escalate_to"), "escalate_to", pattern=ID)
+        if (escalate_after is None) != (escalate_to is None) and (
+            "escalate_after" in v or "escalate_to" in v
+        ):
+            c.p.error(y.loc, "a team that escalates needs both escalate_after and escalate_to")
         if tid is None or name is None:
             continue
         if tid in teams:
             c.p.error(v["id"].loc, f"duplicate team id '{tid}' (first at line {locs[tid].line})")
             continue
-        teams[tid] = Team(tid, name, tuple(leaders))
+        teams[tid] = Team(tid, name, tuple(leaders), escalate_after, escalate_to)
         locs[tid] = v["id"].loc
+        if escalate_to is not None:
+            escalations[tid] = (escalate_to, v["escalate_to"].loc)
+    for tid, (target, loc) in escalations.items():
+        if target not in teams:
+            c.p.error(loc, f"unknown team '{target}'{suggest(target, teams)}")
+        elif target == tid:
+            c.p.error(loc, f"team '{tid}' cannot escalate to itself")
     for tid, loc in locs.items():
         if tid in leader_locs:
             c.p.error(

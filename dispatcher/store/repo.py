@@ -92,6 +92,9 @@ class GroupRow:
     close_after: timedelta | None = None
     acked_at: datetime | None = None
     closed_at: datetime | None = None
+    created_at: datetime | None = None
+    escalate_after: timedelta | None = None
+    escalated_at: datetime | None = None
 
     @property
     def life(self) -> Life:
@@ -103,6 +106,9 @@ class GroupRow:
             repeat_interval=self.repeat_interval,
             close_after=self.close_after,
             acked=self.acked_at is not None,
+            opened_at=self.created_at,
+            escalate_after=self.escalate_after,
+            escalated=self.escalated_at is not None,
         )
 
 
@@ -235,6 +241,9 @@ def _group_from_row(row: Any) -> GroupRow:
         close_after=_seconds(row.close_after_s),
         acked_at=row.acked_at,
         closed_at=row.closed_at,
+        created_at=row.created_at,
+        escalate_after=_seconds(row.escalate_after_s),
+        escalated_at=row.escalated_at,
     )
 
 
@@ -556,6 +565,7 @@ class Store:
         rules_version: str,
         wakeup: datetime | None = None,
         close: bool = False,
+        escalate: bool = False,
     ) -> bool:
         """Write update seq+1 of the group (a change, a reminder or, with `close`, its closing
         summary) and queue its pushes, atomically; the group next wakes at `wakeup`.
@@ -567,7 +577,7 @@ class Store:
         """
         written = await self._write(
             lambda conn: _record_update(
-                conn, group, now, summary, outbox, rules_version, None, wakeup, close
+                conn, group, now, summary, outbox, rules_version, None, wakeup, close, escalate
             )
         )
         return written is not None
@@ -587,7 +597,7 @@ class Store:
         immediate route): no wait for the next delivery round. None if not claimed."""
         return await self._write(
             lambda conn: _record_update(
-                conn, group, now, summary, outbox, rules_version, lease, wakeup, False
+                conn, group, now, summary, outbox, rules_version, lease, wakeup, False, False
             )
         )
 
@@ -781,6 +791,7 @@ def _record_update(
     lease: timedelta | None,
     wakeup: datetime | None,
     close: bool,
+    escalate: bool,
 ) -> list[PendingPush] | None:
     """Write update seq+1 of a group and its outbox rows (claimed for `lease` if given);
     None when the group moved on since it was read."""
@@ -791,9 +802,11 @@ def _record_update(
         .values(
             seq=seq,
             pending=False,
-            last_flush_at=now,
+            # An escalation goes to another team: the receiving team's reminders keep time.
+            last_flush_at=group.last_flush_at if escalate else now,
             next_flush_at=None if close else wakeup,
             closed_at=now if close else None,
+            escalated_at=now if escalate else group.escalated_at,
         )
     )
     if claimed.rowcount != 1:

@@ -142,6 +142,9 @@ alert_groups = Table(
     Column("repeat_interval_s", Float, nullable=True),
     Column("close_after_s", Float, nullable=True),
     Column("acked_at", Time, nullable=True),
+    # The receiving team's escalate_after when the group opened, and when it escalated.
+    Column("escalate_after_s", Float, nullable=True),
+    Column("escalated_at", Time, nullable=True),
 )
 Index(
     "uq_alert_groups_open",

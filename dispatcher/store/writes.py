@@ -69,10 +69,10 @@ OPEN_GROUP = (
 INSERT_GROUP = (
     "INSERT INTO alert_groups (id, route_id, group_key, labels, receiver, created_at, "
     "next_flush_at, last_flush_at, pending, seq, group_interval_s, rules_version, "
-    "last_report_at, repeat_interval_s, close_after_s) VALUES "
+    "last_report_at, repeat_interval_s, close_after_s, escalate_after_s) VALUES "
     "(:id, :route_id, :group_key, :labels, :receiver, :created_at, :next_flush_at, NULL, "
     ":pending, 0, :group_interval_s, :rules_version, :created_at, :repeat_interval_s, "
-    ":close_after_s)"
+    ":close_after_s, :escalate_after_s)"
 )
 TOUCH_GROUP = (
     "UPDATE alert_groups SET pending = :pending, next_flush_at = :next_flush_at, "
@@ -302,6 +302,9 @@ def join_group(
                 "rules_version": rules_version,
                 "repeat_interval_s": timing.repeat_interval.total_seconds(),
                 "close_after_s": timing.close_after.total_seconds(),
+                "escalate_after_s": timing.escalate_after.total_seconds()
+                if timing.escalate_after is not None
+                else None,
             },
         )
     else:

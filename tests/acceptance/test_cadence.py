@@ -2,7 +2,8 @@
 
 The real service on a real port, a real SQLite file, firebase-admin against the FCM
 emulator; only time is in the test's hands. Rules: tests/testdata/rules-e2e (group_wait
-1s, group_interval 3s, repeat_interval 1h, close_after 3h).
+1s, group_interval 3s, repeat_interval 1h, close_after 3h; Harim Center escalates to Idleb
+Center after 30m).
 """
 
 from __future__ import annotations
@@ -89,8 +90,16 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
         assert titles(second)["harim"] == "Harim · new incidents: 1"
         assert second[0].body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
 
+        # Half an hour and nobody in Harim has acknowledged: Idleb Center is told, once.
+        assert await at(svc, MORNING + 29 * M) == []
+        (escalated,) = await at(svc, MORNING + 30 * M)
+        assert escalated.token == idleb
+        assert escalated.title == "Harim · not acknowledged by Harim Center after 30m"
+        assert escalated.data["kind"] == "escalated"
+        assert escalated.data["group_id"] == harim_group
+        assert await at(svc, MORNING + 31 * M) == []
+
         # Nothing changes for an hour: nothing is sent, then each group reminds.
-        assert await at(svc, MORNING + 30 * M) == []
         assert await at(svc, MORNING + H) == []
         reminders = await at(svc, MORNING + H + 5 * S)
         assert titles(reminders) == {"harim": "Harim · still active, no change",

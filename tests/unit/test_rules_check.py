@@ -68,6 +68,11 @@ CASES = {
         "routes.yaml:6:40: unknown key 'colour' in match.not; "
         "allowed: regions, kinds, statuses, sources",
     ],
+    "escalation": [
+        "teams.yaml:5:18: unknown team 'central-dsk'; did you mean 'central-desk'?",
+        "teams.yaml:11:18: team 'harim-center' cannot escalate to itself",
+        "teams.yaml:14:5: a team that escalates needs both escalate_after and escalate_to",
+    ],
     "receivers": [
         "routes.yaml:5:17: unknown team or leader 'idleb-lead-one'; did you mean 'idleb-lead-1'?",
         "routes.yaml:7:19: warning: group_wait has no effect on an immediate route: each "
