@@ -22,6 +22,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.notify.base import Channel
 from dispatcher.notify.console import ConsoleChannel
 from dispatcher.notify.outbox import Delivery
+from dispatcher.notify.webhook import WebhookChannel
 from dispatcher.pipeline import Pipeline
 from dispatcher.rules.live import LiveRules
 from dispatcher.rules.load import RuleSet, load_rules
@@ -50,7 +51,8 @@ class Service:
 
     async def close(self) -> None:
         await self.scheduler.stop()
-        await self.channel.close()
+        for channel in self.pipeline.delivery.channels.values():
+            await channel.close()
         await self.store.close()
 
     def banner(self, url: str) -> list[str]:
@@ -64,6 +66,11 @@ class Service:
             f"rules: {', '.join(str(f) for f in rules.files)} (version {rules.version}: "
             f"{len(rules.regions)} regions, {len(rules.teams)} teams)",
             f"push: {self.channel.describe()}",
+            *(
+                f"fallback: {c.describe()}"
+                for c in self.pipeline.delivery.channels.values()
+                if c is not self.channel
+            ),
             f"store: {storage.render_as_string(hide_password=True)} (schema {after}"
             + ("" if before == after else f", migrated from {before or 'an empty database'}")
             + ")",
@@ -129,11 +136,17 @@ async def build(
             await store.close()
             raise
     metrics = Metrics()
+    webhooks = [
+        WebhookChannel(w.name, w.url, w.secret.get_secret_value(), timeout=w.timeout)
+        for w in settings.push.webhooks
+    ]
     delivery = Delivery(
         store,
         channel,
         clock=clock,
         metrics=metrics,
+        fallbacks=webhooks,
+        fallback_of=lambda leader: live.current.fallback_of(leader),
         max_attempts=settings.push.max_attempts,
         retry_base=settings.push.retry_base,
         retry_max=settings.push.retry_max,

@@ -94,6 +94,7 @@ class Leader:
     name: str
     locale: str
     team: str
+    fallback: str | None = None  # a channel (push.webhooks) when their phones cannot be reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +104,4 @@ class Team:
     leaders: tuple[Leader, ...] = field(default_factory=tuple)
     escalate_after: timedelta | None = None  # unacknowledged this long: tell escalate_to
     escalate_to: str | None = None
+    fallback: str | None = None  # its leaders' fallback channel, unless a leader names one

@@ -195,7 +195,9 @@ class Pipeline:
         data = {**self._payload(group, summary), "kind": kind}
         rendered: dict[str, Rendered] = {}
 
-        def item(leader_id: str, device_id: int | None, locale: str) -> OutboxItem:
+        def item(
+            leader_id: str, device_id: int | None, locale: str, channel: str | None = None
+        ) -> OutboxItem:
             if locale not in rendered:
                 place = self._place(group, summary, locale)
                 rendered[locale] = render(
@@ -213,7 +215,7 @@ class Pipeline:
             return OutboxItem(
                 leader_id=leader_id,
                 device_id=device_id,
-                channel=self.channel.name,
+                channel=channel or self.channel.name,
                 title=text.title,
                 body=text.body,
                 data=data,
@@ -225,7 +227,10 @@ class Pipeline:
         outbox: list[OutboxItem] = []
         for leader in leaders:
             own = [d for d in devices if d.leader_id == leader.id]
-            if not own:
+            fallback = rules.fallback_of(leader.id)
+            if not own and fallback in self.delivery.channels:
+                outbox.append(item(leader.id, None, leader.locale, fallback))
+            elif not own:
                 # Kept in the outbox as failed, so operators can see who was not reached.
                 log.warning(
                     "leader %s (receiver %s) has no registered device", leader.id, group.receiver

@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "DISPATCHER_"
@@ -63,8 +71,19 @@ class FcmSettings(_Section):
     timeout: float = Field(10.0, gt=0)
 
 
+class WebhookSettings(_Section):
+    """A fallback channel: a JSON POST signed with HMAC-SHA256, e.g. to an SMS gateway or a
+    chat bridge. Teams and leaders name it as `fallback` in rules/teams.yaml."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr = Field(min_length=16)  # shared with the receiver; never logged
+    timeout: float = Field(10.0, gt=0)
+
+
 class PushSettings(_Section):
     fcm: FcmSettings = FcmSettings()
+    webhooks: list[WebhookSettings] = []
     max_attempts: int = Field(8, ge=1)
     retry_base: Duration = timedelta(seconds=2)
     retry_max: Duration = timedelta(minutes=5)

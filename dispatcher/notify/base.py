@@ -28,6 +28,7 @@ class Push:
     data: dict[str, str] = field(default_factory=dict)
     priority: Priority = "normal"
     ttl: timedelta | None = None
+    leader: str = ""  # who it is for (channels that address people, not devices, use it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,11 @@ attempts. A push is never dropped silently: it ends as sent or as failed with a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from dispatcher.clock import Clock
@@ -50,6 +52,8 @@ class Delivery:
         batch: int = 500,
         lease: timedelta = timedelta(minutes=2),
         metrics: Metrics | None = None,
+        fallbacks: Sequence[Channel] = (),
+        fallback_of: Callable[[str], str | None] = lambda _leader: None,
     ) -> None:
         self.store = store
         self.channel = channel
@@ -60,6 +64,9 @@ class Delivery:
         self.batch = batch
         self.lease = lease
         self.metrics = metrics or Metrics()
+        self.channels: dict[str, Channel] = {c.name: c for c in fallbacks}
+        self.channels[channel.name] = channel
+        self.fallback_of = fallback_of  # leader id -> the channel to use when the phone fails
 
     async def run_once(self) -> int:
         """Send the pushes due now, once each; return how many were attempted.
@@ -70,24 +77,26 @@ class Delivery:
         return await self.deliver(due)
 
     async def deliver(self, due: list[PendingPush]) -> int:
-        """Send pushes this instance has claimed and record what became of each."""
+        """Send pushes this instance has claimed and record what became of each. A push that
+        cannot reach its leader's phone for good goes to the leader's fallback channel, if
+        the rules name one, in the same transaction as its failure."""
         if not due:
             return 0
         now = self.clock()
         by_ref = {p.id: p for p in due}
         outcomes: list[Outcome] = []
-        sendable: list[Push] = []
+        by_channel: dict[str, list[Push]] = defaultdict(list)
         for p in due:
-            if p.token is None:
+            channel = self._channel_for(p.channel)
+            if p.token is None and channel is self.channel:
                 # Written for a leader with no registered device: kept so operators see it.
                 outcomes.append(Outcome(p.id, "failed", error="no registered device"))
-                self.metrics.pushes.labels(p.channel, "failed").inc()
-                self.metrics.push_errors.labels(p.channel, "NO_DEVICE").inc()
+                self._count(p.channel, "failed", "NO_DEVICE")
                 continue
-            sendable.append(
+            by_channel[channel.name].append(
                 Push(
                     ref=p.id,
-                    token=p.token,
+                    token=p.token or "",
                     platform=p.platform or "android",
                     title=p.title,
                     body=p.body,
@@ -96,44 +105,68 @@ class Delivery:
                     priority="high" if p.priority == "high" else "normal",
                     # What is left of its time to live: a retry does not start it again.
                     ttl=max(p.expires_at - now, timedelta(seconds=1)) if p.expires_at else None,
+                    leader=p.leader_id,
                 )
             )
-        by_channel: dict[str, list[Push]] = defaultdict(list)
-        for push in sendable:
-            by_channel[by_ref[push.ref].channel].append(push)
-        for channel_name, pushes in by_channel.items():
-            if channel_name != self.channel.name:
-                # Queued for a channel this instance no longer has (config changed): send it on
-                # the active one rather than leave it pending for ever.
-                log.warning(
-                    "%d pushes queued for %s go out on %s",
-                    len(pushes),
-                    channel_name,
-                    self.channel.name,
-                )
-            with self.metrics.send_seconds.labels(self.channel.name).time():
-                results = await self.channel.send(pushes)
-            for r in results:
-                outcome = self._outcome(by_ref[r.ref], r, now)
-                outcomes.append(outcome)
-                result = {"sent": "sent", "pending": "retry"}.get(outcome.status, "failed")
-                self.metrics.pushes.labels(self.channel.name, result).inc()
-                if not r.ok:
-                    self.metrics.push_errors.labels(
-                        self.channel.name, r.error_code or "error"
-                    ).inc()
+        results = await asyncio.gather(
+            *(self._send(self.channels[name], pushes) for name, pushes in by_channel.items())
+        )
+        for result in (r for batch in results for r in batch):
+            outcome = self._outcome(by_ref[result.ref], result, now)
+            outcomes.append(outcome)
+        fallbacks = {}
+        for o in outcomes:
+            if o.status != "failed":
+                continue
+            pending = by_ref[o.id]
+            fallback = self.fallback_of(pending.leader_id)
+            if fallback is not None and fallback != pending.channel:
+                if fallback in self.channels:
+                    fallbacks[o.id] = fallback
+                else:
+                    log.error(
+                        "leader %s's fallback channel %r is not configured (push.webhooks)",
+                        pending.leader_id,
+                        fallback,
+                    )
         await self.store.record_outcomes(
-            outcomes, now=self.clock(), device_of={p.id: p.device_id for p in due}
+            outcomes,
+            now=self.clock(),
+            device_of={p.id: p.device_id for p in due},
+            fallbacks=fallbacks,
         )
         sent = sum(1 for o in outcomes if o.status == "sent")
         if sent != len(outcomes):
             log.warning(
-                "delivery: %d sent, %d not sent of %d due",
+                "delivery: %d sent, %d not sent of %d due; %d passed to a fallback channel",
                 sent,
                 len(outcomes) - sent,
                 len(outcomes),
+                len(fallbacks),
             )
         return len(due)
+
+    def _channel_for(self, name: str) -> Channel:
+        channel = self.channels.get(name)
+        if channel is None:
+            # Queued for a channel this instance no longer has (config changed): send it on
+            # the active one rather than leave it pending for ever.
+            log.warning("a push queued for %s goes out on %s", name, self.channel.name)
+            return self.channel
+        return channel
+
+    async def _send(self, channel: Channel, pushes: list[Push]) -> list[PushResult]:
+        with self.metrics.send_seconds.labels(channel.name).time():
+            results = await channel.send(pushes)
+        for r in results:
+            result = "sent" if r.ok else "retry" if r.retryable else "failed"
+            self._count(channel.name, result, None if r.ok else r.error_code or "error")
+        return results
+
+    def _count(self, channel: str, result: str, error: str | None) -> None:
+        self.metrics.pushes.labels(channel, result).inc()
+        if error is not None:
+            self.metrics.push_errors.labels(channel, error).inc()
 
     def _outcome(self, pending: PendingPush, result: PushResult, now: datetime) -> Outcome:
         if result.ok:

@@ -111,6 +111,12 @@ class RuleSet:
         leader = self.leaders.get(receiver)
         return (leader,) if leader is not None else ()
 
+    def fallback_of(self, leader_id: str) -> str | None:
+        """The channel for a leader whose phones cannot be reached (their own, or their
+        team's), if the rules name one."""
+        leader = self.leaders.get(leader_id)
+        return leader.fallback if leader is not None else None
+
     def escalation_of(self, receiver: str) -> timedelta | None:
         """How long a group for `receiver` may go unacknowledged before its team escalates."""
         team = self.teams.get(receiver)

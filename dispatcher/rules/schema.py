@@ -36,8 +36,9 @@ REGION_KEYS = (
     "polygon",
     "boundary",
 )
-TEAM_KEYS = ("id", "name", "leaders", "escalate_after", "escalate_to")
-LEADER_KEYS = ("id", "name", "locale")
+TEAM_KEYS = ("id", "name", "leaders", "escalate_after", "escalate_to", "fallback")
+LEADER_KEYS = ("id", "name", "locale", "fallback")
+CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ROUTE_KEYS = (
     "name",
     "match",
@@ -328,6 +329,7 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
         v = y.value
         tid = c.string(v["id"], "team id", pattern=ID)
         name = c.string(v["name"], "team name")
+        team_fallback = c.string(v.get("fallback"), "fallback", pattern=CHANNEL)
         leaders: list[Leader] = []
         if not v["leaders"].is_list():
             c.p.error(v["leaders"].loc, "leaders must be a list of {id, name, locale}")
@@ -353,7 +355,8 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
                     )
                     continue
                 leader_locs[lid] = ly.value["id"].loc
-                leaders.append(Leader(lid, lname, locale, tid))
+                own = c.string(ly.value.get("fallback"), "fallback", pattern=CHANNEL)
+                leaders.append(Leader(lid, lname, locale, tid, own or team_fallback))
         escalate_after = c.duration(v.get("escalate_after"), "escalate_after")
         escalate_to = c.string(v.get("escalate_to"), "escalate_to", pattern=ID)
         if (escalate_after is None) != (escalate_to is None) and (
@@ -365,7 +368,7 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
         if tid in teams:
             c.p.error(v["id"].loc, f"duplicate team id '{tid}' (first at line {locs[tid].line})")
             continue
-        teams[tid] = Team(tid, name, tuple(leaders), escalate_after, escalate_to)
+        teams[tid] = Team(tid, name, tuple(leaders), escalate_after, escalate_to, team_fallback)
         locs[tid] = v["id"].loc
         if escalate_to is not None:
             escalations[tid] = (escalate_to, v["escalate_to"].loc)

@@ -766,9 +766,18 @@ class Store:
             ]
 
     async def record_outcomes(
-        self, outcomes: Sequence[Outcome], *, now: datetime, device_of: dict[int, int | None]
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        now: datetime,
+        device_of: dict[int, int | None],
+        fallbacks: dict[int, str] | None = None,
     ) -> None:
-        await self._write(lambda conn: _record_outcomes(conn, outcomes, now, device_of))
+        """Record what became of each push; a failed push listed in `fallbacks` (its id ->
+        a channel) is queued again for its leader on that channel, once per update."""
+        await self._write(
+            lambda conn: _record_outcomes(conn, outcomes, now, device_of, fallbacks or {})
+        )
 
     async def notification_counts(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
@@ -965,7 +974,11 @@ def _pending(conn: Connection, ids: Sequence[int]) -> list[PendingPush]:
 
 
 def _record_outcomes(
-    conn: Connection, outcomes: Sequence[Outcome], now: datetime, device_of: dict[int, int | None]
+    conn: Connection,
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    device_of: dict[int, int | None],
+    fallbacks: dict[int, str],
 ) -> None:
     for o in outcomes:
         values: dict[str, Any] = {
@@ -985,3 +998,41 @@ def _record_outcomes(
                 .where(and_(devices.c.id == device_id, devices.c.disabled_at.is_(None)))
                 .values(disabled_at=now, disabled_reason=(o.error or "")[:200])
             )
+    for notification_id, channel in fallbacks.items():
+        _queue_fallback(conn, notification_id, channel, now)
+
+
+def _queue_fallback(conn: Connection, notification_id: int, channel: str, now: datetime) -> None:
+    """The same update for the same leader on `channel`, unless already queued there (a
+    leader with two failing phones gets one SMS)."""
+    failed = conn.execute(select(notifications).where(notifications.c.id == notification_id)).one()
+    already = conn.execute(
+        select(notifications.c.id).where(
+            notifications.c.group_id == failed.group_id,
+            notifications.c.seq == failed.seq,
+            notifications.c.leader_id == failed.leader_id,
+            notifications.c.channel == channel,
+        )
+    ).first()
+    if already is not None:
+        return
+    conn.execute(
+        notifications.insert().values(
+            group_id=failed.group_id,
+            seq=failed.seq,
+            leader_id=failed.leader_id,
+            device_id=None,
+            channel=channel,
+            title=failed.title,
+            body=failed.body,
+            data=failed.data,
+            collapse_key=failed.collapse_key,
+            priority=failed.priority,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            expires_at=failed.expires_at,
+            last_error=f"fallback for push {notification_id}",
+        )
+    )
