@@ -17,10 +17,10 @@ from dispatcher.clock import Clock
 from dispatcher.group import Summary, Timing, due_action, next_wakeup, summarize
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
-from dispatcher.model import UNASSIGNED
+from dispatcher.model import LOCALES, UNASSIGNED
 from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
-from dispatcher.notify.render import Rendered, render
+from dispatcher.notify.render import NEUTRAL, render
 from dispatcher.rules.live import LiveRules
 from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult, Store
 
@@ -192,32 +192,42 @@ class Pipeline:
         priority = "high" if route is not None and route.immediate else "normal"
         expires_at = now + (route.ttl if route is not None else DEFAULT_TTL)
         devices = await self.store.active_devices([leader.id for leader in leaders])
+        minimal = route is not None and route.payload == "minimal"
         data = {**self._payload(group, summary), "kind": kind}
-        rendered: dict[str, Rendered] = {}
+        if minimal:
+            data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
+        # Rendered in every language and kept with the update, for the app to fetch.
+        rendered = {
+            locale: render(
+                summary,
+                place=self._place(group, summary, locale),
+                locale=locale,
+                tz=self.display_tz,
+                kind=kind,
+                acks=acked_by,
+                quiet=group.close_after,
+                escalated_from=escalated_from,
+                waited=group.escalate_after,
+            )
+            for locale in LOCALES
+        }
+        record = {
+            **summary.to_json(),
+            "kind": kind,
+            "texts": {loc: {"title": r.title, "body": r.body} for loc, r in rendered.items()},
+        }
 
         def item(
             leader_id: str, device_id: int | None, locale: str, channel: str | None = None
         ) -> OutboxItem:
-            if locale not in rendered:
-                place = self._place(group, summary, locale)
-                rendered[locale] = render(
-                    summary,
-                    place=place,
-                    locale=locale,
-                    tz=self.display_tz,
-                    kind=kind,
-                    acks=acked_by,
-                    quiet=group.close_after,
-                    escalated_from=escalated_from,
-                    waited=group.escalate_after,
-                )
-            text = rendered[locale]
+            text = rendered.get(locale, rendered["en"])
+            title, body = NEUTRAL.get(locale, NEUTRAL["en"]) if minimal else (text.title, text.body)
             return OutboxItem(
                 leader_id=leader_id,
                 device_id=device_id,
                 channel=channel or self.channel.name,
-                title=text.title,
-                body=text.body,
+                title=title,
+                body=body,
                 data=data,
                 collapse_key=group.id,
                 priority=priority,
@@ -242,7 +252,7 @@ class Pipeline:
             claimed = await self.store.record_update_and_claim(
                 group,
                 now=now,
-                summary=summary.to_json(),
+                summary=record,
                 outbox=outbox,
                 rules_version=rules.version,
                 lease=self.delivery.lease,
@@ -256,7 +266,7 @@ class Pipeline:
         written = await self.store.record_update(
             group,
             now=now,
-            summary=summary.to_json(),
+            summary=record,
             outbox=outbox,
             rules_version=rules.version,
             wakeup=wakeup,

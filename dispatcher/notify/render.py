@@ -84,6 +84,14 @@ WORDS: dict[str, dict[str, str]] = {
 }
 
 
+# What a `payload: minimal` push shows: nothing that tells where, what or how many, to
+# someone who reads the phone's lock screen or the traffic.
+NEUTRAL: dict[str, tuple[str, str]] = {
+    "en": ("New alert", "Open the app to read it."),
+    "ar": ("تنبيه جديد", "افتح التطبيق لقراءته."),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     title: str

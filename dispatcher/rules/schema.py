@@ -51,6 +51,7 @@ ROUTE_KEYS = (
     "close_after",
     "continue",
     "immediate",
+    "payload",
     "routes",
 )
 MATCH_KEYS = ("regions", "kinds", "statuses", "sources", *COUNTS, "not")
@@ -393,6 +394,7 @@ class _Inherited:
     group_by: tuple[str, ...]
     timings: dict[str, timedelta] = field(default_factory=dict)
     immediate: bool = False
+    payload: str = "full"
 
 
 def parse_routes(
@@ -506,7 +508,18 @@ def _route(
                     v[key].loc,
                     f"{key} has no effect on an immediate route: each report is pushed at once",
                 )
-    here = _Inherited(receiver, group_by, timings, immediate)
+    payload = parent.payload
+    if "payload" in v:
+        given = c.string(v["payload"], "payload")
+        if given in ("full", "minimal"):
+            payload = given
+        elif given is not None:
+            c.p.error(
+                v["payload"].loc,
+                f"payload '{given}' is not known{suggest(given, ('full', 'minimal'))}; use full "
+                "(the alert on the phone) or minimal (a neutral notice; the app fetches the text)",
+            )
+    here = _Inherited(receiver, group_by, timings, immediate, payload)
     children: list[Route] = []
     if "routes" in v:
         if not v["routes"].is_list():
@@ -533,6 +546,7 @@ def _route(
         children=tuple(children),
         where=str(y.loc),
         immediate=immediate,
+        payload=payload,
     )
 
 

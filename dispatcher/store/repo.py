@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -646,6 +646,25 @@ class Store:
             )
 
         return await self._write(ack)
+
+    async def get_update(
+        self, group_id: str, seq: int, *, leader_id: str
+    ) -> tuple[datetime, dict[str, Any]] | None:
+        """Update `seq` of a group as recorded, if it was addressed to `leader_id`."""
+        async with self.engine.connect() as conn:
+            sent_to = exists().where(
+                notifications.c.group_id == group_id,
+                notifications.c.seq == seq,
+                notifications.c.leader_id == leader_id,
+            )
+            row = (
+                await conn.execute(
+                    select(group_updates.c.created_at, group_updates.c.summary).where(
+                        group_updates.c.group_id == group_id, group_updates.c.seq == seq, sent_to
+                    )
+                )
+            ).first()
+            return (row.created_at, dict(row.summary)) if row is not None else None
 
     async def acks(self, group_id: str) -> list[Ack]:
         async with self.engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""Alert groups as leaders see them: acknowledging one, and reading it with its acks.
+"""Alert groups as leaders see them: acknowledging one, reading an update, reading a group.
 
 `POST /v1/groups/{id}/ack` takes a leader's device key (the `devices:write` scope, bound to
 a leader of the group's receiver), optionally `{"responding": true, "note": "..."}`. The
@@ -56,6 +56,45 @@ async def acknowledge(request: web.Request) -> web.Response:
     return await _group_json(request, acked.id, status=201)
 
 
+@requires("devices:write")
+async def get_update(request: web.Request) -> web.Response:
+    """An update as its leader's phone shows it, for apps of `payload: minimal` routes, whose
+    pushes carry only a reference. Only a leader the update was sent to may read it."""
+    pipeline = request.app[PIPELINE]
+    leader = _device_leader(request)
+    if isinstance(leader, web.Response):
+        return leader
+    try:
+        seq = int(request.match_info["seq"])
+    except ValueError:
+        return problem(404, "Not Found", "no such update")
+    found = await pipeline.store.get_update(request.match_info["id"], seq, leader_id=leader)
+    if found is None:
+        return problem(404, "Not Found", "no such update was sent to this leader")
+    created_at, record = found
+    rules = pipeline.rules.current
+    locale = request.query.get("locale") or rules.leaders[leader].locale
+    texts = record.get("texts") or {}
+    text = texts.get(locale) or texts.get("en") or {"title": "", "body": ""}
+    return json_response(
+        {
+            "group_id": request.match_info["id"],
+            "seq": seq,
+            "kind": record.get("kind", "update"),
+            "created_at": created_at.isoformat(),
+            "locale": locale if locale in texts else "en",
+            "title": text["title"],
+            "body": text["body"],
+            "totals": record.get("totals"),
+            "incidents": record.get("incidents"),
+            "new": record.get("new", []),
+            "revised": record.get("revised", []),
+            "retracted": record.get("retracted", []),
+            "confirmed": record.get("confirmed", []),
+        }
+    )
+
+
 @requires("read")
 async def get_group(request: web.Request) -> web.Response:
     return await _group_json(request, request.match_info["id"])
@@ -97,3 +136,4 @@ async def _group_json(request: web.Request, group_id: str, status: int = 200) ->
 def add_group_routes(app: web.Application) -> None:
     app.router.add_post("/v1/groups/{id}/ack", acknowledge)
     app.router.add_get("/v1/groups/{id}", get_group)
+    app.router.add_get("/v1/groups/{id}/updates/{seq}", get_update)

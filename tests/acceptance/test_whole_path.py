@@ -7,6 +7,8 @@ emulator on loopback. Rules: tests/testdata/rules-e2e (group_wait 1s, group_inte
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -351,3 +353,50 @@ async def test_operators_see_what_became_of_every_push(
     assert 'dispatcher_push_errors_total{channel="fcm",code="QUOTA_EXCEEDED"} 1.0' in text
     assert 'dispatcher_notifications{status="failed"} 2.0' in text
     assert 'dispatcher_rules_info{version="' in text
+
+
+async def test_a_minimal_payload_route_pushes_only_a_reference(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).parents[1] / "testdata" / "rules-e2e", rules)
+    routes = rules / "routes.yaml"
+    routes.write_text(
+        routes.read_text().replace(
+            "      receiver: harim-center\n",
+            "      receiver: harim-center\n      payload: minimal\n",
+        )
+    )
+    settings = settings_for(
+        tmp_path,
+        keys,
+        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+        rules={"path": str(rules)},
+    )
+    emu = fcm_emulator
+    async with running(settings, keys) as svc:
+        harim = await register(svc, emu, "harim-lead-1", "android", "en")
+        idleb = await register(svc, emu, "idleb-lead-2", "android", "en")
+        status, body = await svc.post("/v1/reports", report("p1", killed=4), key="observatory")
+        assert status == 202
+        harim_group = body["groups"][0]
+        pushes = by_token(await emu.wait_for(2, within=10))
+        quiet = pushes[harim]
+        assert (quiet.title, quiet.body) == ("New alert", "Open the app to read it.")
+        assert quiet.data == {"group_id": harim_group, "seq": "1", "kind": "update"}
+        raw = json.dumps(quiet.raw, ensure_ascii=False)
+        for secret in ("Harim", "حارم", "Idleb", "killed", "قتلى", "36.12", "SY07"):
+            assert secret not in raw, f"{secret!r} is on the wire"
+        assert pushes[idleb].title == "Idleb · new incidents: 1", "other routes are unchanged"
+
+        status, update = await svc.get(
+            f"/v1/groups/{harim_group}/updates/1", key="phone-harim-lead-1"
+        )
+        assert status == 200, update
+        assert update["title"] == "Harim · new incidents: 1"
+        assert update["body"].splitlines()[0] == "killed: 4 · injured: 0 · trapped: 0"
+        assert update["totals"]["killed"] == 4
+        status, _ = await svc.get(f"/v1/groups/{harim_group}/updates/1", key="phone-idleb-lead-2")
+        assert status == 404, "only a leader the update was sent to may read it"
+        status, _ = await svc.get(f"/v1/groups/{harim_group}/updates/1", key="reader")
+        assert status == 403
