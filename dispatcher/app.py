@@ -35,6 +35,7 @@ from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.groups import add_group_routes
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
+from dispatcher.web.silences import add_silence_routes
 
 log = logging.getLogger("dispatcher")
 
@@ -177,6 +178,7 @@ def make_app(service: Service) -> web.Application:
     add_routes(app)
     add_operation_routes(app)
     add_group_routes(app)
+    add_silence_routes(app)
 
     async def scheduler_ctx(_app: web.Application):  # type: ignore[no-untyped-def]
         service.scheduler.start()

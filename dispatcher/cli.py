@@ -1,5 +1,5 @@
 """The `dispatcher` command: serve, keys, rules check/show/test/diff, regions import,
-db upgrade.
+silences add/list/expire, db upgrade.
 
 Each subcommand is a thin shell over the library: it reads settings, calls one function,
 prints for a person, and exits 0 on success, 1 on a problem the operator must fix.
@@ -265,6 +265,59 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_silences(args: argparse.Namespace) -> int:
+    """Add, list or expire silences through the running service's API, like amtool."""
+    import os
+
+    import aiohttp
+
+    key = args.key or os.environ.get("DISPATCHER_API_KEY")
+    if not key:
+        return _fail(["give --key or set DISPATCHER_API_KEY (an admin key to add or expire, "
+                      "a read key to list)"], header="dispatcher: no API key:")  # fmt: skip
+    url = args.url
+    if url is None:
+        server = _settings(args.config).server
+        url = f"http://{server.host}:{server.port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    if args.silences_cmd == "add":
+        body = {
+            "matchers": {"regions": args.region or [], "receivers": args.receiver or [],
+                         "routes": args.route or [], "kinds": args.kind or []},
+            "duration": args.duration, "author": args.author, "reason": args.reason,
+        }  # fmt: skip
+        if args.starts_at:
+            body["starts_at"] = args.starts_at
+        method, path = "POST", "/v1/silences"
+    elif args.silences_cmd == "expire":
+        method, path, body = "DELETE", f"/v1/silences/{args.id}", None
+    else:
+        method, path, body = "GET", "/v1/silences" + ("?all=1" if args.all else ""), None
+
+    async def call() -> tuple[int, object]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, url.rstrip("/") + path, json=body, headers=headers) as resp,
+        ):
+            return resp.status, await resp.json(content_type=None)
+
+    try:
+        status, answer = asyncio.run(call())
+    except aiohttp.ClientError as exc:
+        return _fail([f"{url}: {exc}"], header="dispatcher: the service did not answer:")
+    if status >= 400:
+        assert isinstance(answer, dict)
+        lines = [str(answer.get("detail") or answer.get("title"))]
+        lines += [f"{e['field']}: {e['message']}" for e in answer.get("errors", [])]
+        return _fail(lines, header=f"dispatcher: refused ({status}):")
+    assert isinstance(answer, dict)
+    for s in answer.get("silences", [answer]):
+        m = ", ".join(f"{k}={','.join(v)}" for k, v in s["matchers"].items() if v)
+        print(f"{s['id']}  {s['state']:8}  {s['starts_at']} -> {s['ends_at']}  {m}  "
+              f"by {s['author']}: {s['reason']}")  # fmt: skip
+    return 0
+
+
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
     from dispatcher.store import db
 
@@ -380,6 +433,27 @@ def parser() -> argparse.ArgumentParser:
     )
     rdiff.add_argument("--json", action="store_true", help="machine-readable output")
     rdiff.set_defaults(func=cmd_rules_diff)
+
+    sil = sub.add_parser("silences", help="mute alerts for a while (through the API)")
+    silsub = sil.add_subparsers(dest="silences_cmd", required=True)
+    add = silsub.add_parser("add", help="silence groups matching all the given matchers")
+    add.add_argument("--region", action="append", help="a region id or name (repeatable)")
+    add.add_argument("--receiver", action="append", help="a team or leader id")
+    add.add_argument("--route", action="append", help="a route name")
+    add.add_argument("--kind", action="append", help="a kind of event")
+    add.add_argument("--for", dest="duration", required=True, help="how long, e.g. 2h")
+    add.add_argument("--starts-at", help="RFC 3339 time (default: now)")
+    add.add_argument("--author", required=True)
+    add.add_argument("--reason", required=True)
+    lst = silsub.add_parser("list", help="active and pending silences")
+    lst.add_argument("--all", action="store_true", help="expired ones too")
+    exp = silsub.add_parser("expire", help="end a silence now")
+    exp.add_argument("id")
+    for sp in (add, lst, exp):
+        sp.add_argument("--url", help="the service (default: server.host and port from config)")
+        sp.add_argument("--key", help="an API key (default: $DISPATCHER_API_KEY)")
+        with_config(sp)
+        sp.set_defaults(func=cmd_silences)
 
     dbp = sub.add_parser("db", help="the store").add_subparsers(dest="db_cmd", required=True)
     upgrade = dbp.add_parser("upgrade", help="apply schema migrations")

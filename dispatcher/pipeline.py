@@ -22,6 +22,7 @@ from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
 from dispatcher.notify.render import NEUTRAL, render
 from dispatcher.rules.live import LiveRules
+from dispatcher.silence import first_muting
 from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult, Store
 
 log = logging.getLogger("dispatcher.pipeline")
@@ -173,6 +174,18 @@ class Pipeline:
             # E.g. a second sighting below the incident's figures: nothing new to tell.
             idle = replace(after, last_flush_at=group.last_flush_at)
             return await self.store.settle(group, wakeup=next_wakeup(idle))
+        muted = first_muting(
+            await self.store.current_silences(ending_after=now),
+            now,
+            route_id=group.route_id,
+            receiver=group.receiver,
+            region_paths=self._region_paths(group, summary),
+            kinds=[k for k, _ in summary.kinds],
+        )
+        if muted is not None:
+            # Told when the silence ends, with whatever happened meanwhile.
+            log.info("group %s held by silence %s until %s", group.id, muted.id, muted.ends_at)
+            return await self.store.hold(group, until=muted.ends_at)
         kind = {"update": "update", "remind": "reminder", "close": "closed",
                 "escalate": "escalated"}[action]  # fmt: skip
         acked_by = [
@@ -276,6 +289,13 @@ class Pipeline:
         if written:
             self.metrics.updates.inc()
         return written
+
+    def _region_paths(self, group: GroupRow, summary: Summary) -> list[tuple[str, ...]]:
+        """The region the group stands for (its label), or else its incidents' regions."""
+        rules = self.rules.current
+        labels = dict(group.labels)
+        regions = [labels["region"]] if "region" in labels else list(summary.regions)
+        return [rules.region_path(r) for r in regions]
 
     def _place(self, group: GroupRow, summary: Summary, locale: str) -> str:
         rules = self.rules.current

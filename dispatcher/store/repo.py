@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dispatcher.group import Life, Timing
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
+from dispatcher.silence import MATCHERS, Silence
 from dispatcher.store import writes
 from dispatcher.store.tables import (
     alert_groups,
@@ -31,6 +32,7 @@ from dispatcher.store.tables import (
     notifications,
     reports,
     rule_sets,
+    silences,
 )
 
 
@@ -244,6 +246,22 @@ def _group_from_row(row: Any) -> GroupRow:
         created_at=row.created_at,
         escalate_after=_seconds(row.escalate_after_s),
         escalated_at=row.escalated_at,
+    )
+
+
+def _silence_from_row(r: Any) -> Silence:
+    m = dict(r.matchers)
+    return Silence(
+        id=r.id,
+        regions=frozenset(m.get("regions", [])),
+        receivers=frozenset(m.get("receivers", [])),
+        routes=frozenset(m.get("routes", [])),
+        kinds=frozenset(m.get("kinds", [])),
+        starts_at=r.starts_at,
+        ends_at=r.ends_at,
+        author=r.author,
+        reason=r.reason,
+        created_at=r.created_at,
     )
 
 
@@ -665,6 +683,60 @@ class Store:
                 )
             ).first()
             return (row.created_at, dict(row.summary)) if row is not None else None
+
+    async def hold(self, group: GroupRow, *, until: datetime) -> bool:
+        """Put off what a group owes its leaders until `until` (a silence's end)."""
+
+        def hold(conn: Connection) -> bool:
+            result = conn.execute(
+                update(alert_groups).where(_as_read(group)).values(next_flush_at=until)
+            )
+            return result.rowcount == 1
+
+        return await self._write(hold)
+
+    # --- silences ------------------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence, *, key_name: str) -> None:
+        def add(conn: Connection) -> None:
+            conn.execute(
+                silences.insert().values(
+                    id=silence.id,
+                    matchers={name: sorted(getattr(silence, name)) for name in MATCHERS},
+                    starts_at=silence.starts_at,
+                    ends_at=silence.ends_at,
+                    author=silence.author,
+                    reason=silence.reason,
+                    created_at=silence.created_at,
+                    created_by_key=key_name,
+                )
+            )
+
+        await self._write(add)
+
+    async def current_silences(self, *, ending_after: datetime) -> list[Silence]:
+        """Silences that end after `ending_after` (active and pending ones, for now)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(silences)
+                .where(silences.c.ends_at > ending_after)
+                .order_by(silences.c.starts_at, silences.c.id)
+            )
+            return [_silence_from_row(r) for r in rows]
+
+    async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
+        def expire(conn: Connection) -> Silence | None:
+            row = conn.execute(select(silences).where(silences.c.id == silence_id)).first()
+            if row is None:
+                return None
+            if row.ends_at > now:
+                conn.execute(
+                    update(silences).where(silences.c.id == silence_id).values(ends_at=now)
+                )
+                row = conn.execute(select(silences).where(silences.c.id == silence_id)).one()
+            return _silence_from_row(row)
+
+        return await self._write(expire)
 
     async def acks(self, group_id: str) -> list[Ack]:
         async with self.engine.connect() as conn:

@@ -178,6 +178,20 @@ group_acks = Table(
     Column("note", String(500), nullable=True),
 )
 Index("ix_group_acks_group_id", group_acks.c.group_id)
+# Operators' silences: matchers and a time window; expiring one early sets ends_at.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", Time, nullable=False),
+    Column("ends_at", Time, nullable=False),
+    Column("author", String(100), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("created_by_key", String(100), nullable=False),
+)
+Index("ix_silences_ends_at", silences.c.ends_at)
 # What each update of a group said, in numbers: the source of every rendered push.
 group_updates = Table(
     "group_updates",

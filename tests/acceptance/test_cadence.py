@@ -145,3 +145,74 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
         assert titles(fresh)["harim"] == "Harim · new incidents: 1"
         assert {m.data["seq"] for m in fresh} == {"1"}
         assert fresh[0].body.splitlines()[0] == "killed: 1 · injured: 0 · trapped: 0"
+
+
+async def test_a_silence_holds_a_team_s_alerts_until_it_ends(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    emu = fcm_emulator
+    clock = ManualClock(MORNING)
+    keys.add("desk", "admin")
+    settings = settings_for(
+        tmp_path,
+        keys,
+        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
+        scheduler={"tick": "1h"},
+    )
+    seen = 0
+
+    async def at(svc: Running, when: datetime) -> list[ReceivedMessage]:
+        nonlocal seen
+        clock.set(when)
+        await svc.service.pipeline.tick()
+        new, seen = emu.received[seen:], len(emu.received)
+        return new
+
+    async with running(settings, keys, clock=clock) as svc:
+        harim, idleb = emu.issue_token(), emu.issue_token()
+        for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
+            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
+                                       "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
+            assert status == 201
+
+        # Checked against the rules, all errors at once; only an admin key may silence.
+        bad = {"matchers": {"regions": ["Atlantis"], "receivers": ["harim-centre"]},
+               "duration": "1h", "author": "desk", "reason": "test"}  # fmt: skip
+        status, problem = await svc.post("/v1/silences", bad, key="desk")
+        assert status == 422
+        assert [e["field"] for e in problem["errors"]] == [
+            "matchers.regions[0]", "matchers.receivers[0]"
+        ]  # fmt: skip
+        status, problem = await svc.post("/v1/silences", {**bad, "matchers": {}}, key="desk")
+        assert (status, problem["errors"][0]["field"]) == (422, "matchers")
+        good = {"matchers": {"receivers": ["harim-center"], "regions": ["Harim"]},
+                "starts_at": (MORNING + 2 * S).isoformat(), "duration": "1h",
+                "author": "Central desk", "reason": "Harim centre relocating"}  # fmt: skip
+        status, _ = await svc.post("/v1/silences", good, key="reader")
+        assert status == 403
+        status, silence = await svc.post("/v1/silences", good, key="desk")
+        assert status == 201, silence
+        assert (silence["state"], silence["matchers"]["regions"]) == ("pending", ["SY0703"])
+
+        status, body = await svc.post("/v1/reports", report("s1", MORNING, 2), key="observatory")
+        harim_group = body["groups"][0]
+        first = await at(svc, MORNING + S)
+        assert {m.token for m in first} == {harim, idleb}, "the silence has not started"
+        status, _ = await svc.post(
+            "/v1/reports", report("s2", MORNING + 5 * S, 3, lat=36.2), key="observatory"
+        )
+        held = await at(svc, MORNING + 5 * S)
+        assert [m.token for m in held] == [idleb], "Harim's update is held; Idleb's is not"
+        assert await at(svc, MORNING + 30 * M) == [], "its escalation is held too"
+        status, listed = await svc.get("/v1/silences", key="reader")
+        assert [s["state"] for s in listed["silences"]] == ["active"]
+
+        (told,) = await at(svc, MORNING + H + 2 * S)
+        assert told.token == harim
+        assert told.title == "Harim · new incidents: 1"
+        assert told.body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
+        (escalated,) = await at(svc, MORNING + H + 3 * S)
+        assert escalated.data == {**escalated.data, "kind": "escalated", "group_id": harim_group}
+
+        status, expired = await svc.delete(f"/v1/silences/{silence['id']}", key="desk")
+        assert (status, expired["state"]) == (200, "expired")

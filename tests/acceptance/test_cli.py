@@ -219,3 +219,39 @@ def test_rules_diff_tells_who_would_gain_or_lose_which_alerts(tmp_path: Path) ->
     text = run("rules", "diff", str(old), str(new), "--reports", str(reports))
     assert "- Omar (harim-lead-1) would lose 1 report:" in text.stdout
     assert "! Sara (idleb-lead-2) would hear at once of 1 report:" in text.stdout
+
+
+async def test_silences_are_added_listed_and_expired_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    admin, admin_entry = new_key("--name", "desk", "--scope", "admin")
+    env = serve_env(
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'd.db'}",
+        rules=TESTDATA / "rules-e2e",
+        keys=[admin_entry],
+    )
+    async with serving(env, tmp_path) as served:
+
+        def silences(*args: str) -> subprocess.CompletedProcess[str]:
+            return run("silences", *args, "--url", served.url, env={"DISPATCHER_API_KEY": admin})
+
+        added = await asyncio.to_thread(
+            silences, "add", "--receiver", "harim-center", "--region", "Harim", "--for", "2h",
+            "--author", "Central desk", "--reason", "centre relocating",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        silence_id, state = added.stdout.split()[:2]
+        assert state == "active"
+        assert "receivers=harim-center" in added.stdout
+        assert "regions=SY0703" in added.stdout, "a region name becomes its id"
+        listed = await asyncio.to_thread(silences, "list")
+        assert listed.stdout.split()[:2] == [silence_id, "active"]
+        expired = await asyncio.to_thread(silences, "expire", silence_id)
+        assert expired.stdout.split()[:2] == [silence_id, "expired"]
+        assert (await asyncio.to_thread(silences, "list")).stdout == ""
+        refused = await asyncio.to_thread(
+            silences, "add", "--receiver", "harim-centre", "--for", "1h", "--author", "a",
+            "--reason", "r",
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "matchers.receivers[0]: unknown team or leader 'harim-centre'" in refused.stderr

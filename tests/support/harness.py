@@ -52,6 +52,11 @@ class Running:
             payload = await resp.json(content_type=None) if "json" in ctype else await resp.text()
             return resp.status, payload
 
+    async def delete(self, path: str, *, key: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.keys.plain[key]}"} if key else {}
+        async with self.http.delete(self.url + path, headers=headers) as resp:
+            return resp.status, await resp.json(content_type=None)
+
     async def get(self, path: str, *, key: str | None = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.keys.plain[key]}"} if key else {}
         async with self.http.get(self.url + path, headers=headers) as resp:

@@ -1,0 +1,172 @@
+"""Silences over HTTP: operators add, list and expire them (`dispatcher silences` uses this).
+
+`POST /v1/silences` (admin) takes matchers (regions, receivers, routes, kinds; at least one),
+a window (`starts_at`, and `ends_at` or `duration`), and who and why (`author`, `reason`);
+each matcher is checked against the rules in force, regions by id or name.
+`GET /v1/silences` (read) lists the active and pending ones (`?all=1` adds the expired).
+`DELETE /v1/silences/{id}` (admin) expires one now.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from dispatcher.intake import FieldError, field_errors
+from dispatcher.model import KINDS
+from dispatcher.rules.durations import parse_duration
+from dispatcher.rules.load import RuleSet
+from dispatcher.settings import ApiKey
+from dispatcher.silence import Silence
+from dispatcher.web.api import PIPELINE, _read_json, json_response
+from dispatcher.web.auth import KEY, requires
+from dispatcher.web.problems import problem
+
+MAX_SILENCE = timedelta(days=30)
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=200)]
+
+
+class MatchersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regions: Names = []
+    receivers: Names = []
+    routes: Names = []
+    kinds: Names = []
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matchers: MatchersIn
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    duration: str | None = None  # 30m, 2h ... instead of ends_at
+    author: Annotated[str, Field(min_length=1, max_length=100)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+def _check(
+    body: SilenceIn, rules: RuleSet, now: datetime
+) -> tuple[Silence | None, list[FieldError]]:
+    errors: list[FieldError] = []
+    m = body.matchers
+    if not (m.regions or m.receivers or m.routes or m.kinds):
+        errors.append(
+            FieldError("matchers", "give at least one matcher; a silence of everything is refused")
+        )
+    regions = []
+    for i, text in enumerate(m.regions):
+        found = rules.resolve_region(text)
+        if isinstance(found, str):
+            regions.append(found)
+        else:
+            errors.append(
+                FieldError(f"matchers.regions[{i}]", f"unknown or ambiguous region {text!r}")
+            )
+    for i, receiver in enumerate(m.receivers):
+        if receiver not in rules.teams and receiver not in rules.leaders:
+            errors.append(
+                FieldError(f"matchers.receivers[{i}]", f"unknown team or leader {receiver!r}")
+            )
+    for i, route in enumerate(m.routes):
+        if rules.route(route) is None:
+            errors.append(FieldError(f"matchers.routes[{i}]", f"unknown route {route!r}"))
+    for i, kind in enumerate(m.kinds):
+        if kind not in KINDS:
+            errors.append(FieldError(f"matchers.kinds[{i}]", f"unknown kind {kind!r}"))
+    starts_at = body.starts_at or now
+    ends_at = body.ends_at
+    if body.duration is not None:
+        try:
+            ends_at = starts_at + parse_duration(body.duration)
+        except ValueError as exc:
+            errors.append(FieldError("duration", str(exc)))
+    if ends_at is None:
+        if body.duration is None:
+            errors.append(FieldError("ends_at", "give ends_at or duration"))
+    elif ends_at <= starts_at:
+        errors.append(FieldError("ends_at", "must be after starts_at"))
+    elif ends_at - starts_at > MAX_SILENCE:
+        errors.append(FieldError("ends_at", "a silence lasts at most 30 days"))
+    if errors or ends_at is None:
+        return None, errors
+    silence = Silence(
+        id=uuid.uuid4().hex,
+        regions=frozenset(regions),
+        receivers=frozenset(m.receivers),
+        routes=frozenset(m.routes),
+        kinds=frozenset(m.kinds),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        author=body.author,
+        reason=body.reason,
+        created_at=now,
+    )
+    return silence, []
+
+
+def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "state": s.state(now),
+        "matchers": {
+            "regions": sorted(s.regions),
+            "receivers": sorted(s.receivers),
+            "routes": sorted(s.routes),
+            "kinds": sorted(s.kinds),
+        },
+        "starts_at": s.starts_at.isoformat(),
+        "ends_at": s.ends_at.isoformat(),
+        "author": s.author,
+        "reason": s.reason,
+        "created_at": s.created_at.isoformat(),
+    }
+
+
+@requires("admin")
+async def add_silence(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    data = await _read_json(request)
+    if isinstance(data, web.Response):
+        return data
+    try:
+        body = SilenceIn.model_validate(data)
+    except ValidationError as exc:
+        return problem(422, "Invalid silence", "nothing was stored", errors=field_errors(exc))
+    now = pipeline.clock()
+    silence, errors = _check(body, pipeline.rules.current, now)
+    if silence is None:
+        return problem(422, "Invalid silence", "nothing was stored", errors=errors)
+    key: ApiKey = request[KEY]
+    await pipeline.store.add_silence(silence, key_name=key.name)
+    return json_response(silence_json(silence, now), status=201)
+
+
+@requires("read")
+async def list_silences(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    now = pipeline.clock()
+    since = datetime.min.replace(tzinfo=now.tzinfo) if request.query.get("all") else now
+    found = await pipeline.store.current_silences(ending_after=since)
+    return json_response({"silences": [silence_json(s, now) for s in found]})
+
+
+@requires("admin")
+async def expire_silence(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    now = pipeline.clock()
+    expired = await pipeline.store.expire_silence(request.match_info["id"], now=now)
+    if expired is None:
+        return problem(404, "Not Found", "no silence with that id")
+    return json_response(silence_json(expired, now))
+
+
+def add_silence_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/silences", add_silence)
+    app.router.add_get("/v1/silences", list_silences)
+    app.router.add_delete("/v1/silences/{id}", expire_silence)
