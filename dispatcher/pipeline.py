@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from dispatcher.clock import Clock
 from dispatcher.group import Summary, Timing, due_action, next_wakeup, summarize
@@ -186,6 +186,11 @@ class Pipeline:
             # Told when the silence ends, with whatever happened meanwhile.
             log.info("group %s held by silence %s until %s", group.id, muted.id, muted.ends_at)
             return await self.store.hold(group, until=muted.ends_at)
+        if action in ("update", "remind"):
+            inhibited_until = await self._inhibited_until(group, summary, now)
+            if inhibited_until is not None:
+                log.info("group %s inhibited until %s", group.id, inhibited_until)
+                return await self.store.hold(group, until=inhibited_until)
         kind = {"update": "update", "remind": "reminder", "close": "closed",
                 "escalate": "escalated"}[action]  # fmt: skip
         acked_by = [
@@ -289,6 +294,26 @@ class Pipeline:
         if written:
             self.metrics.updates.inc()
         return written
+
+    async def _inhibited_until(
+        self, group: GroupRow, summary: Summary, now: datetime
+    ) -> datetime | None:
+        """The end of the longest inhibition over this group: a source group (of a rule that
+        targets this group's route) pushed within the rule's `for`, in a region that holds
+        this group's region."""
+        until: datetime | None = None
+        paths = self._region_paths(group, summary)
+        for rule in self.rules.current.inhibitions:
+            if group.route_id not in rule.target_routes:
+                continue
+            for labels, pushed_at in await self.store.recent_pushes(
+                sorted(rule.source_routes), since=now - rule.for_
+            ):
+                region = dict(labels).get("region")
+                end = pushed_at + rule.for_
+                if end > now and region is not None and paths and all(region in p for p in paths):
+                    until = end if until is None else max(until, end)
+        return until
 
     def _region_paths(self, group: GroupRow, summary: Summary) -> list[tuple[str, ...]]:
         """The region the group stands for (its label), or else its incidents' regions."""

@@ -132,6 +132,18 @@ class Route:
         return timedelta(0) if self.immediate else self.group_interval
 
 
+@dataclass(frozen=True, slots=True)
+class Inhibition:
+    """While a group of a `source` route has pushed within `for_`, groups of the `target`
+    routes in its region or below it hold their routine updates and reminders (as in
+    Alertmanager: a mass-casualty alert quiets the digests it would drown)."""
+
+    name: str
+    source_routes: frozenset[str]
+    target_routes: frozenset[str]
+    for_: timedelta
+
+
 def match(root: Route, report: Report, region_path: tuple[str, ...]) -> list[Route]:
     """The routes a report reaches, in tree order (the root matches every report)."""
     return _match(root, report, region_path)

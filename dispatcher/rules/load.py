@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dispatcher.locate import RegionIndex
 from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
-from dispatcher.route import Route, group_labels, match
+from dispatcher.route import Inhibition, Route, group_labels, match
 from dispatcher.rules.boundaries import read_outlines
 from dispatcher.rules.errors import Loc, Problems, RuleError, RulesInvalid
 from dispatcher.rules.schema import (
@@ -49,6 +49,7 @@ class RuleSet:
     leaders: dict[str, Leader] = field(default_factory=dict)
     _paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _routes: dict[str, Route] = field(default_factory=dict)
+    inhibitions: tuple[Inhibition, ...] = ()
     _names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def region_path(self, region_id: str) -> tuple[str, ...]:
@@ -186,10 +187,12 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
     c = Checker(problems)
     specs = parse_regions(docs["regions.yaml"], str(folder / "regions.yaml"), c)
     teams, _ = parse_teams(docs["teams.yaml"], str(folder / "teams.yaml"), c)
+    inhibitions: list[Inhibition] = []
     root = parse_routes(
         docs["routes.yaml"],
         str(folder / "routes.yaml"),
         c,
+        inhibitions=inhibitions,
         regions=specs if docs["regions.yaml"] is not None and specs else None,
         teams=(
             {*teams, *(LEADER_MARK + lead.id for team in teams.values() for lead in team.leaders)}
@@ -234,6 +237,7 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
         leaders={leader.id: leader for team in teams.values() for leader in team.leaders},
         _paths=paths,
         _routes={route.id: route for route in _walk(root)},
+        inhibitions=tuple(inhibitions),
         _names=region_names(regions.values()),
     )
     return ruleset, problems

@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from dispatcher.model import KINDS, LOCALES, STATUSES, Leader, Region, Team
-from dispatcher.route import COUNTS, Matchers, Route, Threshold
+from dispatcher.route import COUNTS, Inhibition, Matchers, Route, Threshold
 from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.errors import Loc, Problems, suggest
 from dispatcher.rules.yamlmarks import Y
@@ -404,11 +404,12 @@ def parse_routes(
     *,
     regions: Iterable[str] | None,
     teams: Iterable[str] | None,
+    inhibitions: list[Inhibition] | None = None,
 ) -> Route | None:
     """The route tree. A receiver is a team id or a single leader's id. `regions` or `teams`
     (team ids, and leader ids marked with LEADER_MARK) is None when its file could not be
     read: then references to it are not checked, rather than each reported as unknown."""
-    if doc is None or not c.mapping(doc, "routes.yaml", ("route",), ("route",)):
+    if doc is None or not c.mapping(doc, "routes.yaml", ("route", "inhibit"), ("route",)):
         return None
     root = doc.value["route"]
     if root.is_map():
@@ -420,7 +421,7 @@ def parse_routes(
                 )
     names: dict[str, Loc] = {}
     inherited = _Inherited(None, (), dict(DEFAULT_TIMINGS))
-    return _route(
+    tree = _route(
         root,
         "root",
         inherited,
@@ -430,6 +431,41 @@ def parse_routes(
         names,
         is_root=True,
     )
+    if "inhibit" in doc.value:
+        found = _inhibitions(doc.value["inhibit"], c, names)
+        if inhibitions is not None:
+            inhibitions.extend(found)
+    return tree
+
+
+INHIBIT_KEYS = ("name", "source", "target", "for")
+
+
+def _inhibitions(y: Y, c: Checker, names: dict[str, Loc]) -> list[Inhibition]:
+    """`inhibit:` rules; routes are named by their `name`."""
+    if not y.is_list():
+        c.p.error(y.loc, "inhibit must be a list of rules, each starting with '- source: ...'")
+        return []
+    out = []
+    for i, item in enumerate(y.value):
+        if not c.mapping(item, "an inhibit rule", INHIBIT_KEYS, ("source", "target", "for")):
+            continue
+        v = item.value
+        sides = []
+        for side in ("source", "target"):
+            routes: list[str] = []
+            if c.mapping(v[side], f"inhibit {side}", ("routes",), ("routes",)):
+                for route, loc in c.strings(v[side].value["routes"], f"{side}.routes"):
+                    if route not in names:
+                        hint = suggest(route, names) or "; routes are named by their 'name'"
+                        c.p.error(loc, f"unknown route '{route}'{hint}")
+                    routes.append(route)
+            sides.append(frozenset(routes))
+        for_ = c.duration(v["for"], "for")
+        name = c.string(v.get("name"), "inhibit name") or f"inhibit.{i}"
+        if for_ is not None and all(sides):
+            out.append(Inhibition(name, sides[0], sides[1], for_))
+    return out
 
 
 def _route(

@@ -695,6 +695,19 @@ class Store:
 
         return await self._write(hold)
 
+    async def recent_pushes(
+        self, route_ids: Sequence[str], *, since: datetime
+    ) -> list[tuple[tuple[tuple[str, str], ...], datetime]]:
+        """(labels, last push) of the groups of these routes that pushed since `since`."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(alert_groups.c.labels, alert_groups.c.last_flush_at).where(
+                    alert_groups.c.route_id.in_(list(route_ids)),
+                    alert_groups.c.last_flush_at >= since,
+                )
+            )
+            return [(_labels(r.labels), r.last_flush_at) for r in rows]
+
     # --- silences ------------------------------------------------------------------------
 
     async def add_silence(self, silence: Silence, *, key_name: str) -> None:

@@ -8,6 +8,7 @@ Center after 30m).
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,56 @@ async def test_a_silence_holds_a_team_s_alerts_until_it_ends(
 
         status, expired = await svc.delete(f"/v1/silences/{silence['id']}", key="desk")
         assert (status, expired["state"]) == (200, "expired")
+
+
+async def test_a_mass_casualty_alert_quiets_the_digest_it_would_drown(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    emu = fcm_emulator
+    clock = ManualClock(MORNING)
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).parents[1] / "testdata" / "rules-e2e", rules)
+    with (rules / "routes.yaml").open("a") as f:
+        f.write(
+            "inhibit:\n"
+            "  - name: mass-casualty-quiets-idleb\n"
+            "    source: {routes: [mass-casualty]}\n"
+            "    target: {routes: [idleb]}\n"
+            "    for: 20m\n"
+        )
+    settings = settings_for(
+        tmp_path,
+        keys,
+        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
+        scheduler={"tick": "1h"},
+        rules={"path": str(rules)},
+    )
+    seen = 0
+
+    async def at(svc: Running, when: datetime) -> list[ReceivedMessage]:
+        nonlocal seen
+        clock.set(when)
+        await svc.service.pipeline.tick()
+        new, seen = emu.received[seen:], len(emu.received)
+        return new
+
+    async with running(settings, keys, clock=clock) as svc:
+        harim, idleb = emu.issue_token(), emu.issue_token()
+        for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
+            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
+                                       "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
+            assert status == 201
+        status, body = await svc.post("/v1/reports", report("m1", MORNING, 12), key="observatory")
+        assert status == 202
+        assert body["routes"] == ["mass-casualty", "harim", "idleb"]
+        mass, _, idleb_digest = body["groups"]
+        await svc.service.pipeline.drain()
+        (urgent,) = await at(svc, MORNING)
+        assert (urgent.token, urgent.data["group_id"]) == (idleb, mass)
+
+        first = await at(svc, MORNING + S)
+        assert [m.token for m in first] == [harim], "Idleb's digest is held: it would repeat"
+        assert await at(svc, MORNING + 19 * M) == []
+        (digest,) = await at(svc, MORNING + 20 * M)
+        assert (digest.token, digest.data["group_id"]) == (idleb, idleb_digest)
+        assert digest.title == "Idleb · new incidents: 1"

@@ -73,6 +73,10 @@ CASES = {
         "teams.yaml:11:18: team 'harim-center' cannot escalate to itself",
         "teams.yaml:14:5: a team that escalates needs both escalate_after and escalate_to",
     ],
+    "inhibit": [
+        "routes.yaml:10:23: unknown route 'mass-casulty'; did you mean 'mass-casualty'?",
+        "routes.yaml:12:10: for: 'soon' is not a duration; write it like 30s, 2m, 1h30m or 500ms",
+    ],
     "receivers": [
         "routes.yaml:5:17: unknown team or leader 'idleb-lead-one'; did you mean 'idleb-lead-1'?",
         "routes.yaml:7:19: warning: group_wait has no effect on an immediate route: each "
