@@ -843,8 +843,7 @@ class Store:
         """Every notification of a group, oldest first, with its device."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(notifications, devices.c.token, devices.c.platform)
-                .outerjoin(devices, devices.c.id == notifications.c.device_id)
+                _with_devices()
                 .where(notifications.c.group_id == group_id)
                 .order_by(notifications.c.seq, notifications.c.id)
             )
@@ -1048,12 +1047,16 @@ def _claim(conn: Connection, now: datetime, lease: timedelta, limit: int) -> lis
     return _pending(conn, ids)
 
 
+def _with_devices() -> Any:
+    """Outbox rows with their device's token and platform (none for a fallback channel)."""
+    return select(notifications, devices.c.token, devices.c.platform).outerjoin(
+        devices, devices.c.id == notifications.c.device_id
+    )
+
+
 def _pending(conn: Connection, ids: Sequence[int]) -> list[PendingPush]:
     rows = conn.execute(
-        select(notifications, devices.c.token, devices.c.platform)
-        .outerjoin(devices, devices.c.id == notifications.c.device_id)
-        .where(notifications.c.id.in_(list(ids)))
-        .order_by(notifications.c.id)
+        _with_devices().where(notifications.c.id.in_(list(ids))).order_by(notifications.c.id)
     )
     return [
         PendingPush(

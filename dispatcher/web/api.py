@@ -334,16 +334,20 @@ def _device_leader(request: web.Request) -> str | web.Response:
 M = TypeVar("M", bound=BaseModel)
 
 
-async def _device_body(request: web.Request, model: type[M]) -> M | web.Response:
+async def read_body(request: web.Request, model: type[M], *, what: str) -> M | web.Response:
+    """A JSON object body as `model`, or the problem to answer (400/413/415, or 422 naming
+    each bad field)."""
     data = await _read_json(request)
     if isinstance(data, web.Response):
         return data
     if not isinstance(data, dict):
-        return problem(422, "Invalid device", errors=[FieldError("(device)", "must be an object")])
+        return problem(
+            422, f"Invalid {what}", errors=[FieldError(f"({what})", "must be an object")]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        return problem(422, "Invalid device", "nothing was stored", errors=field_errors(exc))
+        return problem(422, f"Invalid {what}", "nothing was stored", errors=field_errors(exc))
 
 
 @requires("devices:write")
@@ -353,7 +357,7 @@ async def delete_device(request: web.Request) -> web.Response:
     leader = _device_leader(request)
     if isinstance(leader, web.Response):
         return leader
-    gone = await _device_body(request, DeviceGone)
+    gone = await read_body(request, DeviceGone, what="device")
     if isinstance(gone, web.Response):
         return gone
     if not await pipeline.store.remove_device(
@@ -369,7 +373,7 @@ async def post_device(request: web.Request) -> web.Response:
     leader = _device_leader(request)
     if isinstance(leader, web.Response):
         return leader
-    device_in = await _device_body(request, DeviceIn)
+    device_in = await read_body(request, DeviceIn, what="device")
     if isinstance(device_in, web.Response):
         return device_in
     if device_in.replaces is not None and device_in.replaces != device_in.token:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.intake import field_errors
-from dispatcher.web.api import PIPELINE, _device_leader, _read_json, json_response
+from dispatcher.web.api import PIPELINE, _device_leader, json_response, read_body
 from dispatcher.web.auth import requires
 from dispatcher.web.problems import problem
 
@@ -32,15 +31,12 @@ async def acknowledge(request: web.Request) -> web.Response:
     leader = _device_leader(request)
     if isinstance(leader, web.Response):
         return leader
-    body: AckIn = AckIn()
+    body = AckIn()
     if request.can_read_body:
-        data = await _read_json(request)
-        if isinstance(data, web.Response):
-            return data
-        try:
-            body = AckIn.model_validate(data)
-        except ValidationError as exc:
-            return problem(422, "Invalid acknowledgement", errors=field_errors(exc))
+        given = await read_body(request, AckIn, what="acknowledgement")
+        if isinstance(given, web.Response):
+            return given
+        body = given
     group = await pipeline.store.get_group(request.match_info["id"])
     if group is None:
         return problem(404, "Not Found", "no alert group with that id")

@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from dispatcher.intake import FieldError, field_errors
+from dispatcher.intake import FieldError
 from dispatcher.model import KINDS
 from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
-from dispatcher.web.api import PIPELINE, _read_json, json_response
+from dispatcher.web.api import PIPELINE, json_response, read_body
 from dispatcher.web.auth import KEY, requires
 from dispatcher.web.problems import problem
 
@@ -131,13 +131,9 @@ def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
 @requires("admin")
 async def add_silence(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
-    data = await _read_json(request)
-    if isinstance(data, web.Response):
-        return data
-    try:
-        body = SilenceIn.model_validate(data)
-    except ValidationError as exc:
-        return problem(422, "Invalid silence", "nothing was stored", errors=field_errors(exc))
+    body = await read_body(request, SilenceIn, what="silence")
+    if isinstance(body, web.Response):
+        return body
     now = pipeline.clock()
     silence, errors = _check(body, pipeline.rules.current, now)
     if silence is None:
