@@ -152,7 +152,8 @@ class Pipeline:
         return flushed
 
     async def _flush(self, group: GroupRow, *, send_now: bool = False) -> bool:
-        """Send what the group owes its leaders now: an update, a reminder, or its closing."""
+        """Send what the group owes its leaders now (an update, a reminder, an escalation to
+        another team, or its closing), unless a silence or an inhibition holds it."""
         rules = self.rules.current
         now = self.clock()
         action = due_action(group.life, now)

@@ -746,6 +746,15 @@ class Store:
                 conn.execute(
                     update(silences).where(silences.c.id == silence_id).values(ends_at=now)
                 )
+                # Groups this silence was holding (until its old end) are told now.
+                conn.execute(
+                    update(alert_groups)
+                    .where(
+                        alert_groups.c.closed_at.is_(None),
+                        alert_groups.c.next_flush_at == row.ends_at,
+                    )
+                    .values(next_flush_at=now)
+                )
                 row = conn.execute(select(silences).where(silences.c.id == silence_id)).one()
             return _silence_from_row(row)
 
