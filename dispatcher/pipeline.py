@@ -215,6 +215,7 @@ class Pipeline:
         data = {**self._payload(group, summary), "kind": kind}
         if minimal:
             data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
+        today = await self._incidents_today(group, now)
         # Rendered in every language and kept with the update, for the app to fetch.
         rendered = {
             locale: render(
@@ -227,6 +228,7 @@ class Pipeline:
                 quiet=group.close_after,
                 escalated_from=escalated_from,
                 waited=group.escalate_after,
+                today=today,
             )
             for locale in LOCALES
         }
@@ -315,6 +317,17 @@ class Pipeline:
                 if end > now and region is not None and paths and all(region in p for p in paths):
                     until = end if until is None else max(until, end)
         return until
+
+    async def _incidents_today(self, group: GroupRow, now: datetime) -> int | None:
+        """Live incidents in the group's region since midnight where the leaders are."""
+        region = dict(group.labels).get("region")
+        if region is None or region == UNASSIGNED:
+            return None
+        local = now.astimezone(self.display_tz)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return await self.store.count_live_incidents(
+            regions=self.rules.current.subtree(region), since=midnight
+        )
 
     def _region_paths(self, group: GroupRow, summary: Summary) -> list[tuple[str, ...]]:
         """The region the group stands for (its label), or else its incidents' regions."""

@@ -58,6 +58,7 @@ WORDS: dict[str, dict[str, str]] = {
         "trapped": "trapped",
         "incidents": "incidents in this alert",
         "since": "since",
+        "today": "today",
         "reminder": "still active, no change",
         "closed": "closed: quiet for",
         "acknowledged": "acknowledged",
@@ -75,6 +76,7 @@ WORDS: dict[str, dict[str, str]] = {
         "trapped": "عالقون",
         "incidents": "حوادث هذا التنبيه",
         "since": "منذ",
+        "today": "اليوم",
         "reminder": "ما زال نشطاً، دون تغيير",
         "closed": "أُغلق: هدوء منذ",
         "acknowledged": "استلم",
@@ -118,12 +120,14 @@ def render(
     quiet: timedelta | None = None,
     escalated_from: str | None = None,
     waited: timedelta | None = None,
+    today: int | None = None,
 ) -> Rendered:
     """Title and body of one update for a leader reading `locale`. `kind` is "update" (what
     changed), "reminder" (nothing changed, nobody acknowledged) or "closed" (the group's
     closing summary after `quiet`); `acks` are the (name, responding) of leaders who
     acknowledged since the last update. An "escalated" update goes to another team, saying
-    which team (`escalated_from`) left it unacknowledged for `waited`."""
+    which team (`escalated_from`) left it unacknowledged for `waited`. `today` is how many
+    incidents the group's region has had since midnight (in `tz`)."""
     w = WORDS.get(locale, WORDS["en"])
     kinds = KIND_NAMES.get(locale, KIND_NAMES["en"])
     changes = []
@@ -159,7 +163,8 @@ def render(
         f"{w['acknowledged']}: {acked}" if acks else "",
         " · ".join(f"{kinds.get(k, k)}: {n}" for k, n in summary.kinds[:3]),
         f"{w['incidents']}: {summary.incidents}"
-        + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else ""),
+        + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else "")
+        + (f" · {w['today']}: {today}" if today is not None else ""),
     ]
     body = "\n".join(line for line in lines if line)
     title, body = _fit(title, TITLE_MAX), _fit(body, BODY_MAX)

@@ -456,6 +456,26 @@ class Store:
             )
             return [_report_from_row(row) for row in rows]
 
+    async def count_live_incidents(self, *, regions: frozenset[str], since: datetime) -> int:
+        """Incidents in `regions` that occurred since `since` and that some report still
+        counts (its latest revision is not a retraction)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    reports.c.incident_id,
+                    reports.c.source,
+                    reports.c.ext_id,
+                    reports.c.revision,
+                    reports.c.status,
+                ).where(reports.c.region.in_(sorted(regions)), reports.c.occurred_at >= since)
+            )
+            latest: dict[tuple[str, str], tuple[int, str, str | None]] = {}
+            for incident_id, source, ext_id, revision, status in rows:
+                key = (source, ext_id)
+                if key not in latest or revision > latest[key][0]:
+                    latest[key] = (revision, status, incident_id)
+        return len({inc for _, status, inc in latest.values() if status != "retracted" and inc})
+
     async def list_incidents(
         self,
         *,

@@ -82,6 +82,7 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
         assert titles(first) == {"harim": "Harim · new incidents: 1",
                                  "idleb": "Idleb · new incidents: 1"}  # fmt: skip
         assert {m.data["kind"] for m in first} == {"update"}
+        assert first[0].body.splitlines()[-1].endswith("today: 1")
 
         status, _ = await svc.post(
             "/v1/reports", report("r2", MORNING + 5 * S, 3, lat=36.2), key="observatory"
@@ -146,6 +147,9 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
         assert titles(fresh)["harim"] == "Harim · new incidents: 1"
         assert {m.data["seq"] for m in fresh} == {"1"}
         assert fresh[0].body.splitlines()[0] == "killed: 1 · injured: 0 · trapped: 0"
+        assert fresh[0].body.splitlines()[-1] == ("incidents in this alert: 1 · today: 3"), (
+            "the morning's two strikes and this one, in Damascus' day"
+        )
 
 
 async def test_a_silence_holds_a_team_s_alerts_until_it_ends(
