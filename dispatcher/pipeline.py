@@ -229,6 +229,7 @@ class Pipeline:
                 escalated_from=escalated_from,
                 waited=group.escalate_after,
                 today=today,
+                templates=rules.templates.get(locale),
             )
             for locale in LOCALES
         }

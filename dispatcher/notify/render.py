@@ -9,11 +9,12 @@ screen shows without expanding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 
 from dispatcher.group import Summary
+from dispatcher.rules.templates import fill
 
 TITLE_MAX = 65
 BODY_MAX = 240
@@ -121,13 +122,15 @@ def render(
     escalated_from: str | None = None,
     waited: timedelta | None = None,
     today: int | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> Rendered:
     """Title and body of one update for a leader reading `locale`. `kind` is "update" (what
     changed), "reminder" (nothing changed, nobody acknowledged) or "closed" (the group's
     closing summary after `quiet`); `acks` are the (name, responding) of leaders who
     acknowledged since the last update. An "escalated" update goes to another team, saying
     which team (`escalated_from`) left it unacknowledged for `waited`. `today` is how many
-    incidents the group's region has had since midnight (in `tz`)."""
+    incidents the group's region has had since midnight (in `tz`). `templates` (checked by
+    dispatcher.rules.templates) replace the title, totals and footer lines."""
     w = WORDS.get(locale, WORDS["en"])
     kinds = KIND_NAMES.get(locale, KIND_NAMES["en"])
     changes = []
@@ -150,21 +153,40 @@ def render(
         changes = [w["escalated"].format(team=escalated_from or "?", waited=waited_text)]
     elif not changes and acks:
         changes = [f"{w['acknowledged']}: {acked}"]
-    title = f"{place} · " + (" · ".join(changes) if changes else w["update"])
+    changed = " · ".join(changes) if changes else w["update"]
+    title = f"{place} · {changed}"
     t = summary.totals
     revised = [
         f"{w[name]} {before}→{after}" if locale != "ar" else f"{w[name]}: من {before} إلى {after}"
         for _, name, before, after in summary.revisions[:3]
         if name in w
     ]
+    since = f"{summary.since.astimezone(tz):%H:%M}" if summary.since else ""
+    totals = (
+        f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}"
+    )
+    footer = (
+        f"{w['incidents']}: {summary.incidents}"
+        + (f" · {w['since']} {since}" if since else "")
+        + (f" · {w['today']}: {today}" if today is not None else "")
+    )
+    if templates:
+        values = {
+            "place": place, "changes": changed, "new": len(summary.new),
+            "revised": len(summary.revised), "retracted": len(summary.retracted),
+            "confirmed": len(summary.confirmed), "killed": t.killed, "injured": t.injured,
+            "trapped": t.trapped, "rescued": t.rescued, "incidents": summary.incidents,
+            "since": since, "today": "" if today is None else today,
+        }  # fmt: skip
+        title = fill(templates["title"], values) if "title" in templates else title
+        totals = fill(templates["totals"], values) if "totals" in templates else totals
+        footer = fill(templates["footer"], values) if "footer" in templates else footer
     lines = [
-        f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}",
+        totals,
         (f"{w['revised']}: " + ", ".join(revised)) if revised else "",
         f"{w['acknowledged']}: {acked}" if acks else "",
         " · ".join(f"{kinds.get(k, k)}: {n}" for k, n in summary.kinds[:3]),
-        f"{w['incidents']}: {summary.incidents}"
-        + (f" · {w['since']} {summary.since.astimezone(tz):%H:%M}" if summary.since else "")
-        + (f" · {w['today']}: {today}" if today is not None else ""),
+        footer,
     ]
     body = "\n".join(line for line in lines if line)
     title, body = _fit(title, TITLE_MAX), _fit(body, BODY_MAX)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dispatcher.clock import Clock
 from dispatcher.rules.errors import RulesInvalid
-from dispatcher.rules.load import FILES, RuleSet, load_rules
+from dispatcher.rules.load import FILES, OPTIONAL_FILES, RuleSet, load_rules
 
 log = logging.getLogger("dispatcher.rules")
 
@@ -64,7 +64,8 @@ class LiveRules:
     def _file_stamps(self) -> tuple[tuple[str, int, int], ...]:
         """The rule files' and boundary files' names, times and sizes."""
         stamps = []
-        paths = [self.path / name for name in FILES] + sorted(self.path.rglob("*.geojson"))
+        paths = [self.path / name for name in (*FILES, *OPTIONAL_FILES)]
+        paths += sorted(self.path.rglob("*.geojson"))
         for path in paths:
             try:
                 st = path.stat()

@@ -29,9 +29,11 @@ from dispatcher.rules.schema import (
     parse_teams,
     region_names,
 )
+from dispatcher.rules.templates import parse_templates
 from dispatcher.rules.yamlmarks import Y, load_marked
 
 FILES = ("regions.yaml", "teams.yaml", "routes.yaml")
+OPTIONAL_FILES = ("templates.yaml",)
 UNASSIGNED_NAMES = {"en": "Unassigned area", "ar": "منطقة غير محددة"}
 
 
@@ -50,6 +52,7 @@ class RuleSet:
     _paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _routes: dict[str, Route] = field(default_factory=dict)
     inhibitions: tuple[Inhibition, ...] = ()
+    templates: dict[str, dict[str, str]] = field(default_factory=dict)  # locale -> line -> text
     _names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def region_path(self, region_id: str) -> tuple[str, ...]:
@@ -158,6 +161,17 @@ def _read(folder: Path, problems: Problems) -> tuple[dict[str, Y | None], str]:
             continue
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
         docs[name] = load_marked(text, shown, problems)
+    for name in OPTIONAL_FILES:
+        path = folder / name
+        docs[name] = None
+        if path.exists():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.error(Loc(str(path), 1, 1), f"cannot read the file: {exc}")
+                continue
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+            docs[name] = load_marked(text, str(path), problems)
     return docs, digest.hexdigest()
 
 
@@ -187,6 +201,7 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
     c = Checker(problems)
     specs = parse_regions(docs["regions.yaml"], str(folder / "regions.yaml"), c)
     teams, _ = parse_teams(docs["teams.yaml"], str(folder / "teams.yaml"), c)
+    templates = parse_templates(docs["templates.yaml"], c)
     inhibitions: list[Inhibition] = []
     root = parse_routes(
         docs["routes.yaml"],
@@ -238,6 +253,7 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
         _paths=paths,
         _routes={route.id: route for route in _walk(root)},
         inhibitions=tuple(inhibitions),
+        templates=templates,
         _names=region_names(regions.values()),
     )
     return ruleset, problems

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dispatcher.group import summarize
 from dispatcher.model import Casualties, Report
 from dispatcher.notify.render import BODY_MAX, PDF, RLE, TITLE_MAX, render
+from dispatcher.rules.load import load_rules
 
 DAMASCUS = ZoneInfo("Asia/Damascus")
 T0 = datetime(2026, 11, 24, 11, 2, tzinfo=UTC)
@@ -89,3 +91,28 @@ def test_a_revision_says_which_counts_changed() -> None:
     ]
     ar = render(s, place="حارم", locale="ar", tz=DAMASCUS)
     assert ar.body.splitlines()[1] == f"{RLE}معدّلة: قتلى: من 1 إلى 3{PDF}"
+
+
+def test_operators_templates_replace_the_title_totals_and_footer(tmp_path: Path) -> None:
+    e2e = Path(__file__).parents[1] / "testdata" / "rules-e2e"
+    for name in ("regions.yaml", "teams.yaml", "routes.yaml"):
+        (tmp_path / name).write_text((e2e / name).read_text())
+    (tmp_path / "templates.yaml").write_text(
+        "en:\n"
+        '  title: "{place} · {new} new strikes since {since}"\n'
+        '  totals: "{killed} killed, {injured} injured, {trapped} trapped"\n'
+        '  footer: "{today} strikes today"\n'
+    )
+    templates = load_rules(tmp_path).templates
+    rs = reports(4)
+    s = summarize(rs, previous={"inc-0": [1, 2, 1, 0, 0]}, previous_at=T0)
+    r = render(s, place="Idleb", locale="en", tz=DAMASCUS, today=7,
+               templates=templates["en"])  # fmt: skip
+    assert r.title == "Idleb · 3 new strikes since 14:02"
+    assert r.body.splitlines() == [
+        "4 killed, 8 injured, 4 trapped",
+        "airstrike: 2 · barrel bomb: 2",
+        "7 strikes today",
+    ]
+    arabic = render(s, place="إدلب", locale="ar", tz=DAMASCUS, templates=templates.get("ar"))
+    assert "قتلى: 4" in arabic.body, "a language without templates keeps the shipped texts"

@@ -77,6 +77,13 @@ CASES = {
         "routes.yaml:10:23: unknown route 'mass-casulty'; did you mean 'mass-casualty'?",
         "routes.yaml:12:10: for: 'soon' is not a duration; write it like 30s, 2m, 1h30m or 500ms",
     ],
+    "templates": [
+        "templates.yaml:2:10: title: unknown field 'changs'; did you mean 'changes'?",
+        "templates.yaml:3:11: totals: write fields plainly, like {place}, not "
+        "{killed.__class__...}",
+        "templates.yaml:4:11: footer: write fields plainly, like {place}, not {today...}",
+        "templates.yaml:5:1: unknown key 'fr' in templates.yaml; allowed: ar, en",
+    ],
     "receivers": [
         "routes.yaml:5:17: unknown team or leader 'idleb-lead-one'; did you mean 'idleb-lead-1'?",
         "routes.yaml:7:19: warning: group_wait has no effect on an immediate route: each "
