@@ -165,6 +165,13 @@ async def build(
         pipeline.tick,
         settings.scheduler.tick,
         watch=(lambda: live.reload_if_changed(clock)) if settings.rules.watch else None,
+        retention=(
+            lambda: pipeline.forget(
+                delivery_records=settings.retention.delivery_records,
+                disabled_devices=settings.retention.disabled_devices,
+            ),
+            settings.retention.every,
+        ),
     )
     return Service(settings, store, live, channel, pipeline, scheduler, migrated)
 

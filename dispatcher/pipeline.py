@@ -140,6 +140,16 @@ class Pipeline:
         await self.flush_due()
         await self.delivery.run_once()
 
+    async def forget(self, *, delivery_records: timedelta, disabled_devices: timedelta) -> None:
+        """The retention job: what need not be kept any longer is deleted."""
+        now = self.clock()
+        records, phones = await self.store.forget(
+            closed_before=now - delivery_records, disabled_before=now - disabled_devices
+        )
+        if records or phones:
+            log.info("retention: %d delivery records and %d disabled phones deleted",
+                     records, phones)  # fmt: skip
+
     async def flush_due(self) -> int:
         flushed = 0
         for group in await self.store.due_groups(self.clock()):

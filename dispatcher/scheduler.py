@@ -1,7 +1,8 @@
 """The cadence driver: the only module that imports APScheduler.
 
-One interval job runs the pipeline's tick (flush due groups, deliver the outbox). The timers
-themselves live in the database, so the job only asks "what is due now?".
+One interval job runs the pipeline's tick (flush due groups: updates, reminders, escalations,
+closings; deliver and retry the outbox); others watch the rules and apply retention. The
+timers themselves live in the database, so the jobs only ask "what is due now?".
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ class Scheduler:
         every: timedelta,
         *,
         watch: Callable[[], Awaitable[object]] | None = None,
+        retention: tuple[Callable[[], Awaitable[object]], timedelta] | None = None,
     ) -> None:
         self._tick = tick
         self._every = every
         self._watch = watch
+        self._retention = retention
         self._scheduler: AsyncIOScheduler | None = None
         self._running = asyncio.Lock()
 
@@ -58,8 +61,28 @@ class Scheduler:
                 max_instances=1,
                 coalesce=True,
             )
+        if self._retention is not None:
+            job, every = self._retention
+            scheduler.add_job(
+                self._guarded(job, "retention"),
+                "interval",
+                seconds=every.total_seconds(),
+                id="retention",
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self._scheduler = scheduler
+
+    @staticmethod
+    def _guarded(job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await job()
+            except Exception:
+                log.exception("the %s job failed; it runs again at its next time", name)
+
+        return run
 
     async def _run_watch(self) -> None:
         assert self._watch is not None

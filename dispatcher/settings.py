@@ -107,6 +107,16 @@ class AlertsSettings(_Section):
         return value
 
 
+class RetentionSettings(_Section):
+    # Reports and their revisions are kept for good (who said what, when). What goes: the
+    # delivery records of groups closed this long ago, and phones disabled this long ago
+    # (their tokens with them): a seized server or backup then says less about who was
+    # alerted, on which phone.
+    delivery_records: Duration = timedelta(days=30)
+    disabled_devices: Duration = timedelta(days=30)
+    every: Duration = timedelta(hours=1)
+
+
 class IncidentSettings(_Section):
     # Reports of one kind from different sources within this distance and time are one
     # incident (see dispatcher/incidents.py).
@@ -147,6 +157,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     alerts: AlertsSettings = AlertsSettings()
     incidents: IncidentSettings = IncidentSettings()
+    retention: RetentionSettings = RetentionSettings()
     auth: AuthSettings = AuthSettings()
 
     @classmethod

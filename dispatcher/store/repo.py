@@ -728,6 +728,32 @@ class Store:
             )
             return [(_labels(r.labels), r.last_flush_at) for r in rows]
 
+    async def forget(
+        self, *, closed_before: datetime, disabled_before: datetime
+    ) -> tuple[int, int]:
+        """Retention: delete the delivery records of groups closed before `closed_before`
+        and the phones disabled before `disabled_before`. Returns (records, phones)."""
+
+        def forget(conn: Connection) -> tuple[int, int]:
+            old_groups = select(alert_groups.c.id).where(
+                alert_groups.c.closed_at.is_not(None), alert_groups.c.closed_at < closed_before
+            )
+            records = conn.execute(
+                notifications.delete().where(notifications.c.group_id.in_(old_groups))
+            ).rowcount
+            old_devices = select(devices.c.id).where(
+                devices.c.disabled_at.is_not(None), devices.c.disabled_at < disabled_before
+            )
+            conn.execute(
+                update(notifications)
+                .where(notifications.c.device_id.in_(old_devices))
+                .values(device_id=None)
+            )
+            phones = conn.execute(devices.delete().where(devices.c.id.in_(old_devices))).rowcount
+            return int(records), int(phones)
+
+        return await self._write(forget)
+
     # --- silences ------------------------------------------------------------------------
 
     async def add_silence(self, silence: Silence, *, key_name: str) -> None:

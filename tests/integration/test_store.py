@@ -274,3 +274,33 @@ async def test_a_report_that_joins_during_a_flush_is_not_passed_over(store: Stor
     assert await store.record_update(
         again, now=T0 + 33 * S, summary={}, outbox=[], rules_version="v1"
     )
+
+
+async def test_retention_forgets_old_delivery_records_and_dead_phones_only(store: Store) -> None:
+    dev, _ = await store.register_device(
+        leader_id="b", token="tok-" + "r" * 30, platform="android", locale="en", now=T0
+    )
+    live, _ = await store.register_device(
+        leader_id="b", token="tok-" + "l" * 30, platform="android", locale="en", now=T0
+    )
+    await save(store, report("a"))
+    group_id = await pending_update(store, dev.id, T0 + 30 * S)
+    (push,) = await store.claim_pushes(T0 + 30 * S, lease=60 * S)
+    await store.record_outcomes(
+        [Outcome(push.id, "failed", error="UNREGISTERED: gone", disable_device=True)],
+        now=T0 + 31 * S,
+        device_of={push.id: dev.id},
+    )
+    group = await store.get_group(group_id)
+    assert group is not None
+    assert await store.record_update(
+        group, now=T0 + 40 * S, summary={}, outbox=[], rules_version="v1", close=True
+    )
+    assert await store.forget(closed_before=T0, disabled_before=T0) == (0, 0), "too recent"
+    assert await store.forget(closed_before=T0 + 3600 * S, disabled_before=T0 + 3600 * S) == (
+        1,
+        1,
+    )
+    assert await store.deliveries(group_id) == []
+    assert [d.id for d in await store.active_devices(["b"])] == [live.id], "live phones stay"
+    assert len(await store.report_revisions("obs", "a")) == 1, "reports are kept for good"
