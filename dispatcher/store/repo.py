@@ -458,23 +458,20 @@ class Store:
 
     async def count_live_incidents(self, *, regions: frozenset[str], since: datetime) -> int:
         """Incidents in `regions` that occurred since `since` and that some report still
-        counts (its latest revision is not a retraction)."""
+        counts (its latest revision is not a retraction), counted in the database."""
+        newer = reports.alias("newer")
+        query = select(func.count(func.distinct(reports.c.incident_id))).where(
+            reports.c.region.in_(sorted(regions)),
+            reports.c.occurred_at >= since,
+            reports.c.status != "retracted",
+            ~exists().where(
+                newer.c.source == reports.c.source,
+                newer.c.ext_id == reports.c.ext_id,
+                newer.c.revision > reports.c.revision,
+            ),
+        )
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(
-                    reports.c.incident_id,
-                    reports.c.source,
-                    reports.c.ext_id,
-                    reports.c.revision,
-                    reports.c.status,
-                ).where(reports.c.region.in_(sorted(regions)), reports.c.occurred_at >= since)
-            )
-            latest: dict[tuple[str, str], tuple[int, str, str | None]] = {}
-            for incident_id, source, ext_id, revision, status in rows:
-                key = (source, ext_id)
-                if key not in latest or revision > latest[key][0]:
-                    latest[key] = (revision, status, incident_id)
-        return len({inc for _, status, inc in latest.values() if status != "retracted" and inc})
+            return int((await conn.execute(query)).scalar_one())
 
     async def list_incidents(
         self,
