@@ -31,6 +31,30 @@ def report(rid: str, at: datetime, killed: int, lat: float = HARIM["lat"]) -> di
     }  # fmt: skip
 
 
+class Ticker:
+    """Moves the injected clock and ticks by hand; tells which pushes each tick sent."""
+
+    def __init__(self, clock: ManualClock, emu: FcmEmulator) -> None:
+        self.clock, self.emu, self.seen = clock, emu, 0
+
+    async def at(self, svc: Running, when: datetime) -> list[ReceivedMessage]:
+        """Move the clock to `when`, tick once, and return the pushes that tick sent."""
+        self.clock.set(when)
+        await svc.service.pipeline.tick()
+        new, self.seen = self.emu.received[self.seen :], len(self.emu.received)
+        return new
+
+
+async def phones(svc: Running, emu: FcmEmulator) -> tuple[str, str]:
+    """Android phones for Harim's leader and Idleb's deputy; their tokens."""
+    harim, idleb = emu.issue_token(), emu.issue_token()
+    for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
+        status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
+                                   "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
+        assert status == 201
+    return harim, idleb
+
+
 @pytest.fixture
 def keys() -> Keys:
     k = Keys()
@@ -52,27 +76,14 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
         push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
         scheduler={"tick": "1h"},  # the test ticks by hand
     )
-    seen = 0
-
-    async def at(svc: Running, when: datetime) -> list[ReceivedMessage]:
-        """Move the clock to `when`, tick once, and return the pushes that tick sent."""
-        nonlocal seen
-        clock.set(when)
-        await svc.service.pipeline.tick()
-        new, seen = emu.received[seen:], len(emu.received)
-        return new
+    at = Ticker(clock, emu).at
 
     def titles(msgs: list[ReceivedMessage]) -> dict[str, str]:
         by_token = {harim: "harim", idleb: "idleb"}
         return {by_token[m.token]: m.title for m in msgs}
 
     async with running(settings, keys, clock=clock) as svc:
-        harim = emu.issue_token()
-        idleb = emu.issue_token()
-        for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
-            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
-                                       "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
-            assert status == 201
+        harim, idleb = await phones(svc, emu)
 
         status, body = await svc.post("/v1/reports", report("r1", MORNING, 2), key="observatory")
         assert status == 202
@@ -164,21 +175,10 @@ async def test_a_silence_holds_a_team_s_alerts_until_it_ends(
         push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
         scheduler={"tick": "1h"},
     )
-    seen = 0
-
-    async def at(svc: Running, when: datetime) -> list[ReceivedMessage]:
-        nonlocal seen
-        clock.set(when)
-        await svc.service.pipeline.tick()
-        new, seen = emu.received[seen:], len(emu.received)
-        return new
+    at = Ticker(clock, emu).at
 
     async with running(settings, keys, clock=clock) as svc:
-        harim, idleb = emu.issue_token(), emu.issue_token()
-        for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
-            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
-                                       "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
-            assert status == 201
+        harim, idleb = await phones(svc, emu)
 
         # Checked against the rules, all errors at once; only an admin key may silence.
         bad = {"matchers": {"regions": ["Atlantis"], "receivers": ["harim-centre"]},
@@ -246,21 +246,10 @@ async def test_a_mass_casualty_alert_quiets_the_digest_it_would_drown(
         scheduler={"tick": "1h"},
         rules={"path": str(rules)},
     )
-    seen = 0
-
-    async def at(svc: Running, when: datetime) -> list[ReceivedMessage]:
-        nonlocal seen
-        clock.set(when)
-        await svc.service.pipeline.tick()
-        new, seen = emu.received[seen:], len(emu.received)
-        return new
+    at = Ticker(clock, emu).at
 
     async with running(settings, keys, clock=clock) as svc:
-        harim, idleb = emu.issue_token(), emu.issue_token()
-        for leader, token in (("harim-lead-1", harim), ("idleb-lead-2", idleb)):
-            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
-                                       "locale": "en"}, key=f"phone-{leader}")  # fmt: skip
-            assert status == 201
+        harim, idleb = await phones(svc, emu)
         status, body = await svc.post("/v1/reports", report("m1", MORNING, 12), key="observatory")
         assert status == 202
         assert body["routes"] == ["mass-casualty", "harim", "idleb"]
