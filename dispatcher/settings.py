@@ -80,6 +80,13 @@ class WebhookSettings(_Section):
     secret: SecretStr = Field(min_length=16)  # shared with the receiver; never logged
     timeout: float = Field(10.0, gt=0)
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_push_channel(cls, value: str) -> str:
+        if value in ("fcm", "console"):
+            raise ValueError(f"'{value}' is the name of a push channel; give the webhook another")
+        return value
+
 
 class PushSettings(_Section):
     fcm: FcmSettings = FcmSettings()
