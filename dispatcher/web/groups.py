@@ -41,7 +41,12 @@ async def acknowledge(request: web.Request) -> web.Response:
     if group is None:
         return problem(404, "Not Found", "no alert group with that id")
     rules = pipeline.rules.current
-    if leader not in {x.id for x in rules.leaders_of(group.receiver)}:
+    allowed = {x.id for x in rules.leaders_of(group.receiver)}
+    team = rules.teams.get(group.receiver)
+    if group.escalated_at is not None and team is not None and team.escalate_to:
+        # The team it escalated to may answer for it.
+        allowed |= {x.id for x in rules.leaders_of(team.escalate_to)}
+    if leader not in allowed:
         return problem(403, "Forbidden", f"leader '{leader}' does not receive this alert group")
     acked = await pipeline.store.acknowledge(
         group.id, leader_id=leader, at=pipeline.clock(), responding=body.responding,

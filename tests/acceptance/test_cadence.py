@@ -129,7 +129,7 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
         )  # fmt: skip
         assert status == 201, acked
         assert acked["acknowledged"][0]["name"] == "Omar"
-        status, _ = await svc.post(f"/v1/groups/{harim_group}/ack", {}, key="phone-idleb-lead-2")
+        status, _ = await svc.post(f"/v1/groups/{idleb_group}/ack", {}, key="phone-harim-lead-1")
         assert status == 403, "a leader acknowledges only groups they receive"
         told = await at(svc, MORNING + H + 10 * M)
         assert titles(told) == {"harim": "Harim · acknowledged: Omar (responding)"}
@@ -222,6 +222,11 @@ async def test_a_silence_holds_a_team_s_alerts_until_it_ends(
         assert told.body.splitlines()[0] == "killed: 5 · injured: 0 · trapped: 0"
         (escalated,) = await at(svc, MORNING + 40 * M + S)
         assert escalated.data == {**escalated.data, "kind": "escalated", "group_id": harim_group}
+        status, acked = await svc.post(
+            f"/v1/groups/{harim_group}/ack", {"responding": True}, key="phone-idleb-lead-2"
+        )
+        assert status == 201, "the team it escalated to may answer for it"
+        assert acked["acknowledged"][0]["name"] == "Sara"
 
 
 async def test_a_mass_casualty_alert_quiets_the_digest_it_would_drown(
