@@ -369,7 +369,8 @@ async def _main(args: argparse.Namespace) -> None:
         body = m.body.replace("\n", " / ")
         print(f"{stamp} push to {redact_token(m.token)}: {m.title} | {body} | {m.data}", flush=True)
 
-    emu.on_message = show
+    if not args.quiet:
+        emu.on_message = show
     try:
         await asyncio.Event().wait()
     finally:
@@ -381,6 +382,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=9099)
     p.add_argument("--credentials", type=Path, default=Path("data/fcm-emulator.json"))
     p.add_argument("--tokens", type=int, default=1, help="registration tokens to issue")
+    p.add_argument("--quiet", action="store_true", help="do not print each push (benches)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(p.parse_args()))
 
