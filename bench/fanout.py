@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 
 from firebase_admin import messaging
+from service import cpu_seconds
 
 from dispatcher.notify.base import Push
 from dispatcher.notify.fcm import FcmChannel
@@ -50,11 +51,6 @@ def start_emulator(tmp: Path, tokens: int) -> tuple[subprocess.Popen[str], str, 
     proc.stdout.readline()  # "service account written to ..."
     issued = [proc.stdout.readline().split("token: ", 1)[1].strip() for _ in range(tokens)]
     return proc, m.group(1), creds, issued
-
-
-def cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu() -> float:
@@ -139,12 +135,12 @@ async def run(args: argparse.Namespace) -> None:
                 jobs = (("firebase-admin send_each_for_multicast_async", sdk_multicast),
                         ("FcmChannel.send (send_each_async)", ours))  # fmt: skip
                 for label, job in jobs:
-                    c0, e0, t0 = own_cpu(), cpu_of(emu.pid), time.perf_counter()
+                    c0, e0, t0 = own_cpu(), cpu_seconds(emu.pid), time.perf_counter()
                     sent = await job()
                     wall = time.perf_counter() - t0
                     print(f"{label}: {sent} of {len(targets)} sent in {wall:.2f} s = "
                           f"{sent / wall:.0f} pushes/s; sender CPU {(own_cpu() - c0) / wall:.0%},"
-                          f" emulator CPU {(cpu_of(emu.pid) - e0) / wall:.0%}")  # fmt: skip
+                          f" emulator CPU {(cpu_seconds(emu.pid) - e0) / wall:.0%}")  # fmt: skip
             finally:
                 await channel.close()
         finally:

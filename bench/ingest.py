@@ -13,16 +13,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import service
+from service import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-ingest-key"
@@ -68,12 +69,6 @@ end
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
 def start(db_url: str, synchronous: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
     entry = {
         "name": "bench",
@@ -81,29 +76,13 @@ def start(db_url: str, synchronous: str, cwd: Path) -> tuple[subprocess.Popen[st
         "scopes": ["reports:write", "read"],
     }
     env = {
-        **os.environ,
         "DISPATCHER_SERVER__PORT": "0",
         "DISPATCHER_STORAGE__URL": db_url,
         "DISPATCHER_STORAGE__SQLITE_SYNCHRONOUS": synchronous,
         "DISPATCHER_RULES__PATH": str(ROOT / "rules"),
         "DISPATCHER_AUTH__KEYS": json.dumps([entry]),
     }
-    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    proc = subprocess.Popen(  # noqa: S603 - our own command line
-        [sys.executable, "-m", "dispatcher", "serve", "--config", str(ROOT / "config.yaml")],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=open(cwd / "server.log", "w"),  # noqa: SIM115 - lives as long as the process
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    m = re.match(r"dispatcher listening on (http://\S+)", first)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"the service did not start: {first!r}")
-    return proc, m.group(1)
+    return service.start(env, cwd / "server.log", cwd=cwd)
 
 
 def run_wrk(url: str, script: Path, *, seconds: int, connections: int, batch: int) -> str:

@@ -18,13 +18,10 @@ import asyncio
 import hashlib
 import json
 import multiprocessing
-import os
 import random
-import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -32,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import service
+from service import cpu_seconds
 
 from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
 
@@ -50,7 +49,6 @@ def keys() -> list[dict[str, Any]]:
 
 def start(tmp: Path, emu: FcmEmulator) -> tuple[subprocess.Popen[str], str]:
     env = {
-        **os.environ,
         "DISPATCHER_SERVER__PORT": "0",
         "DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp / 'latency.db'}",
         "DISPATCHER_RULES__PATH": str(ROOT / "rules"),
@@ -58,25 +56,7 @@ def start(tmp: Path, emu: FcmEmulator) -> tuple[subprocess.Popen[str], str]:
         "DISPATCHER_PUSH__FCM__CREDENTIALS": str(emu.write_service_account(tmp / "sa.json")),
         "DISPATCHER_PUSH__FCM__ENDPOINT": emu.base_url,
     }
-    proc = subprocess.Popen(  # noqa: S603 - our own command line
-        [sys.executable, "-m", "dispatcher", "serve", "--config", str(ROOT / "config.yaml")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp / "server.log", "w"),  # noqa: SIM115 - lives as long as the process
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    m = re.match(r"dispatcher listening on (http://\S+)", first)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"the service did not start: {first!r}; see {tmp / 'server.log'}")
-    return proc, m.group(1)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return service.start(env, tmp / "server.log")
 
 
 def report(n: int, *, killed: int, rng: random.Random) -> dict[str, Any]:
