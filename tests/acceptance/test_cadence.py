@@ -17,7 +17,7 @@ import pytest
 
 from dispatcher.testing.clock import ManualClock
 from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
-from tests.support.harness import Keys, Running, running, settings_for
+from tests.support.harness import Keys, Running, fcm_push, running, settings_for
 
 HARIM = {"lat": 36.12, "lon": 36.52}  # in SY0703 Harim, in SY07 Idleb
 MORNING = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
@@ -73,7 +73,7 @@ async def test_a_day_of_updates_reminders_acknowledgement_and_closing(
     settings = settings_for(
         tmp_path,
         keys,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
+        push=fcm_push(emu, fcm_credentials),
         scheduler={"tick": "1h"},  # the test ticks by hand
     )
     at = Ticker(clock, emu).at
@@ -172,7 +172,7 @@ async def test_a_silence_holds_a_team_s_alerts_until_it_ends(
     settings = settings_for(
         tmp_path,
         keys,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
+        push=fcm_push(emu, fcm_credentials),
         scheduler={"tick": "1h"},
     )
     at = Ticker(clock, emu).at
@@ -247,7 +247,7 @@ async def test_a_mass_casualty_alert_quiets_the_digest_it_would_drown(
     settings = settings_for(
         tmp_path,
         keys,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": emu.base_url}},
+        push=fcm_push(emu, fcm_credentials),
         scheduler={"tick": "1h"},
         rules={"path": str(rules)},
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.testing.fcm_emulator import FcmEmulator
-from tests.support.harness import Keys, running, settings_for
+from tests.support.harness import Keys, fcm_push, running, settings_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 SECRET = "gateway-secret-0123456789"
@@ -43,10 +43,11 @@ async def test_a_leader_without_a_reachable_phone_gets_the_alert_by_webhook(
     settings = settings_for(
         tmp_path,
         keys,
-        push={
-            "fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url},
-            "webhooks": [{"name": "sms", "url": gateway.url, "secret": SECRET}],
-        },
+        push=fcm_push(
+            fcm_emulator,
+            fcm_credentials,
+            webhooks=[{"name": "sms", "url": gateway.url, "secret": SECRET}],
+        ),
     )
     try:
         async with running(settings, keys) as svc:

@@ -17,7 +17,7 @@ import pytest
 
 from dispatcher.testing.fcm_emulator import FcmEmulator
 from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
-from tests.support.harness import Keys, running, settings_for
+from tests.support.harness import Keys, fcm_push, running, settings_for
 
 pytestmark = pytest.mark.skipif(
     postgres_url() is None, reason="needs DISPATCHER_TEST_POSTGRES_URL (two instances share it)"
@@ -40,7 +40,7 @@ async def test_two_instances_never_send_an_update_twice(
         tmp_path,
         keys,
         db_url=url,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+        push=fcm_push(fcm_emulator, fcm_credentials),
     )
     try:
         async with running(settings, keys) as one, running(settings, keys) as two:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
-from tests.support.harness import Keys, Running, running, settings_for
+from tests.support.harness import Keys, Running, fcm_push, running, settings_for
 
 HARIM = {"lat": 36.12, "lon": 36.52}  # inside SY0703 Harim district, in SY07 Idleb
 
@@ -53,7 +53,7 @@ async def service(
     settings = settings_for(
         tmp_path,
         keys,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+        push=fcm_push(fcm_emulator, fcm_credentials),
     )
     async with running(settings, keys) as svc:
         yield svc  # type: ignore[misc]
@@ -273,7 +273,7 @@ async def test_an_immediate_route_pushes_each_report_at_once_to_one_leader(
     settings = settings_for(
         tmp_path,
         keys,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+        push=fcm_push(fcm_emulator, fcm_credentials),
         scheduler={"tick": "60s"},
     )
     emu = fcm_emulator
@@ -370,7 +370,7 @@ async def test_a_minimal_payload_route_pushes_only_a_reference(
     settings = settings_for(
         tmp_path,
         keys,
-        push={"fcm": {"credentials": str(fcm_credentials), "endpoint": fcm_emulator.base_url}},
+        push=fcm_push(fcm_emulator, fcm_credentials),
         rules={"path": str(rules)},
     )
     emu = fcm_emulator

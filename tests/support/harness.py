@@ -63,6 +63,11 @@ class Running:
             return resp.status, await resp.json(content_type=None)
 
 
+def fcm_push(emulator: Any, credentials: Path, **more: Any) -> dict[str, Any]:
+    """The `push` settings section that points firebase-admin at the FCM emulator."""
+    return {"fcm": {"credentials": str(credentials), "endpoint": emulator.base_url}, **more}
+
+
 def settings_for(
     tmp_path: Path, keys: Keys, *, db_url: str | None = None, **sections: Any
 ) -> Settings:
