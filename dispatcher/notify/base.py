@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
 Priority = Literal["high", "normal"]
@@ -62,3 +63,19 @@ def redact_token(token: str) -> str:
     if len(token) <= 12:
         return "…"
     return f"{token[:6]}…{token[-4:]}"
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """An HTTP Retry-After header (RFC 9110: seconds, or an HTTP date) in seconds from now."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

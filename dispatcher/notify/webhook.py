@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from dispatcher.notify.base import Push, PushResult
+from dispatcher.notify.base import Push, PushResult, retry_after_seconds
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 CONCURRENCY = 16
@@ -86,7 +86,7 @@ class WebhookChannel:
             try:
                 async with self._session.post(self._url, data=body, headers=headers) as resp:
                     status = resp.status
-                    retry_after = _seconds(resp.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
                     request_id = resp.headers.get("X-Request-Id")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return PushResult(push.ref, False, error_code="NETWORK", retryable=True,
@@ -105,10 +105,3 @@ class WebhookChannel:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
