@@ -95,6 +95,7 @@ async def choose_channel(settings: Settings) -> Channel:
             str(credentials),
             endpoint=settings.push.fcm.endpoint,
             http_timeout=settings.push.fcm.timeout,
+            connections=settings.push.fcm.connections,
         )
     except (OSError, ValueError) as exc:
         raise ConfigError([f"push.fcm.credentials: cannot use {credentials}: {exc}"]) from exc

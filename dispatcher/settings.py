@@ -68,7 +68,9 @@ class RulesSettings(_Section):
 class FcmSettings(_Section):
     credentials: Path | None = None
     endpoint: str = GOOGLE_FCM_ENDPOINT
-    timeout: float = Field(10.0, gt=0)
+    timeout: float = Field(10.0, gt=0)  # seconds for one message's answer
+    # Messages in flight at once, each on its own keep-alive connection.
+    connections: int = Field(64, ge=1, le=1000)
 
 
 class WebhookSettings(_Section):

@@ -123,6 +123,7 @@ class FcmEmulator:
         self._unregistered: set[str] = set()
         self._access_tokens: set[str] = set()
         self._faults: deque[_Fault] = deque()
+        self._slow: dict[str, float] = {}
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -194,6 +195,14 @@ class FcmEmulator:
     def unregister(self, token: str) -> None:
         """The app was uninstalled: FCM answers UNREGISTERED from now on."""
         self._unregistered.add(token)
+
+    def slow_down(self, token: str, seconds: float) -> None:
+        """Answer sends to `token` only after `seconds`: a device behind a slow path."""
+        self._slow[token] = seconds
+
+    def revoke_access_tokens(self) -> None:
+        """Every access token granted so far is refused from now on (401 UNAUTHENTICATED)."""
+        self._access_tokens.clear()
 
     def fail_next(
         self,
@@ -305,6 +314,8 @@ class FcmEmulator:
                 "INVALID_ARGUMENT",
             )
         token = msg.get("token")
+        if token in self._slow:
+            await asyncio.sleep(self._slow[token])
         fault = self._fault_for(token)
         if fault is not None:
             headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else None

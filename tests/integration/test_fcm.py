@@ -170,3 +170,62 @@ async def test_the_emulator_answers_like_fcm(fcm_emulator: FcmEmulator) -> None:
 
     status, body = await send_raw(fcm_emulator, {"token": token}, token=None)
     assert (status, body["error"]["status"]) == (401, "UNAUTHENTICATED")
+
+
+async def test_a_slow_device_holds_up_only_itself(
+    fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    ch = await FcmChannel.create(str(fcm_credentials), endpoint=fcm_emulator.base_url,
+                                 http_timeout=0.3, connections=2)  # fmt: skip
+    try:
+        slow, *quick = (fcm_emulator.issue_token() for _ in range(6))
+        fcm_emulator.slow_down(slow, 2)
+        began = time.perf_counter()
+        results = await ch.send([push(i, t) for i, t in enumerate([slow, *quick])])
+        took = time.perf_counter() - began
+    finally:
+        await ch.close()
+    assert (results[0].error_code, results[0].retryable) == ("DEADLINE_EXCEEDED", True)
+    assert all(r.ok for r in results[1:]), "the others went out on the other connection"
+    assert took < 1.5, f"the send waited {took:.1f}s for one device"
+
+
+async def test_a_refused_access_token_is_replaced_before_the_retry(
+    channel: FcmChannel, fcm_emulator: FcmEmulator
+) -> None:
+    token = fcm_emulator.issue_token()
+    assert (await channel.send([push(1, token)]))[0].ok
+    fcm_emulator.revoke_access_tokens()
+    (refused,) = await channel.send([push(2, token)])
+    assert (refused.ok, refused.error_code, refused.retryable) == (False, "UNAUTHENTICATED", True)
+    (retried,) = await channel.send([push(2, token)])
+    assert retried.ok
+    assert fcm_emulator.access_tokens_granted == 2
+
+
+async def test_unavailable_is_retried_after_what_fcm_asked(
+    channel: FcmChannel, fcm_emulator: FcmEmulator
+) -> None:
+    token = fcm_emulator.issue_token()
+    fcm_emulator.fail_next(1, status=503, error_code="UNAVAILABLE", retry_after=12)
+    fcm_emulator.fail_next(1, status=500, error_code="INTERNAL")
+    first, second = await channel.send([push(1, token), push(2, token)])
+    assert {(r.error_code, r.retryable, r.retry_after) for r in (first, second)} == {
+        ("UNAVAILABLE", True, 12.0),
+        ("INTERNAL", True, None),
+    }
+
+
+async def test_configuration_errors_are_not_retried_nor_blamed_on_the_phone(
+    channel: FcmChannel, fcm_emulator: FcmEmulator
+) -> None:
+    token = fcm_emulator.issue_token()
+    fcm_emulator.fail_next(1, status=401, error_code="THIRD_PARTY_AUTH_ERROR")
+    fcm_emulator.fail_next(1, status=403, error_code="SENDER_ID_MISMATCH")
+    results = await channel.send([push(1, token), push(2, token)])
+    assert sorted(r.error_code or "" for r in results) == [
+        "SENDER_ID_MISMATCH",
+        "THIRD_PARTY_AUTH_ERROR",
+    ]
+    assert not any(r.retryable or r.disable_device for r in results)
+    assert all(r.detail.startswith("configuration error") for r in results)
