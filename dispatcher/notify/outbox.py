@@ -68,13 +68,20 @@ class Delivery:
         self.channels[channel.name] = channel
         self.fallback_of = fallback_of  # leader id -> the channel to use when the phone fails
 
-    async def run_once(self) -> int:
-        """Send the pushes due now, once each; return how many were attempted.
+    async def run_once(self, *, rounds: int = 20) -> int:
+        """Send the pushes due now, once each, `batch` at a time for at most `rounds`
+        batches (then the tick lets the flush run, and the next tick goes on); return how
+        many were attempted.
 
         Pushes are claimed in the database first, so a tick, an immediate push and a second
         service instance can all deliver at once without sending anything twice."""
-        due = await self.store.claim_pushes(self.clock(), lease=self.lease, limit=self.batch)
-        return await self.deliver(due)
+        attempted = 0
+        for _ in range(rounds):
+            due = await self.store.claim_pushes(self.clock(), lease=self.lease, limit=self.batch)
+            attempted += await self.deliver(due)
+            if len(due) < self.batch:
+                break
+        return attempted
 
     async def deliver(self, due: list[PendingPush]) -> int:
         """Send pushes this instance has claimed and record what became of each. A push that

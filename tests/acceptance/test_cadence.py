@@ -269,3 +269,26 @@ async def test_a_mass_casualty_alert_quiets_the_digest_it_would_drown(
         (digest,) = await at(svc, MORNING + 20 * M)
         assert (digest.token, digest.data["group_id"]) == (idleb, idleb_digest)
         assert digest.title == "Idleb · new incidents: 1"
+
+
+async def test_one_tick_sends_a_fan_out_larger_than_a_claim(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    emu = fcm_emulator
+    clock = ManualClock(MORNING)
+    settings = settings_for(
+        tmp_path, keys, push=fcm_push(emu, fcm_credentials), scheduler={"tick": "1h"}
+    )
+    async with running(settings, keys, clock=clock) as svc:
+        svc.service.pipeline.delivery.batch = 3  # pushes claimed at a time
+        tokens = {emu.issue_token() for _ in range(7)}
+        for token in tokens:
+            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
+                                       "locale": "en"}, key="phone-harim-lead-1")  # fmt: skip
+            assert status == 201
+        status, _ = await svc.post("/v1/reports", report("r1", MORNING, 2), key="observatory")
+        assert status == 202
+        clock.set(MORNING + S)
+        await svc.service.pipeline.tick()
+        harim = {m.token for m in emu.received if m.title.startswith("Harim")}
+        assert harim == tokens, "every phone gets the update in the tick it fell due"
