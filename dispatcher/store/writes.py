@@ -107,6 +107,14 @@ class Sql:
         else:
             self.conn.execute(_clause(sql), params)
 
+    def run_many(self, sql: str, params: Sequence[dict[str, Any]]) -> None:
+        if not params:
+            return
+        if self.cursor is not None:
+            self.cursor.executemany(sql, params)
+        else:
+            self.conn.execute(_clause(sql), list(params))
+
     def at(self, value: datetime) -> Any:
         """A time as a parameter: every time the write path binds goes through here."""
         return _lite(value) if self.sqlite else value
