@@ -7,8 +7,9 @@ firebase-admin's async path cannot carry a fan-out (bench/fanout.py): through ht
 spends a whole core on ~500 messages/s, it does not retry 429, ignores Retry-After on 503,
 and one non-string data value fails the whole batch. Here each message is one POST to
 `{endpoint}/v1/projects/{project}/messages:send` (FCM v1 has no batch endpoint since 2024),
-`connections` of them in flight at once on aiohttp keep-alive connections, each with its own
-timeout, so one slow device holds up nothing but its own slot.
+`connections` of them in flight at once on keep-alive connections (notify/http1.py: aiohttp's
+client cost more CPU than everything else in a fan-out), each with its own timeout, so one
+slow device holds up nothing but its own slot.
 
 FCM answers a failure with a google.rpc.Status whose details may carry an FcmError code
 (https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode); `result_for` maps each
@@ -28,12 +29,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import firebase_admin
 import google.auth.transport.requests
 from firebase_admin import credentials, messaging
 
 from dispatcher.notify.base import Push, PushResult, redact_token, retry_after_seconds
+from dispatcher.notify.http1 import Origin
 
 GOOGLE = "https://fcm.googleapis.com"
 APNS_COLLAPSE_MAX = 64
@@ -182,13 +183,13 @@ class FcmChannel:
         self._credential = credential.get_credential()
         self._project = credential.project_id
         self._endpoint = endpoint.rstrip("/")
-        self._url = f"{self._endpoint}/v1/projects/{self._project}/messages:send"
+        self._path = f"/v1/projects/{self._project}/messages:send"
+        self._origin = Origin(self._endpoint, timeout=timeout)
         self._source = source
         self._timeout = timeout
         self._connections = connections
         self._refresh_lock = asyncio.Lock()
         self._refused: str | None = None  # an access token FCM answered 401 to
-        self._session: aiohttp.ClientSession | None = None
         self._headers = {
             "Content-Type": "application/json; charset=UTF-8",
             # As firebase-admin sends them: the error format its mapping (and ours) expects.
@@ -233,15 +234,6 @@ class FcmChannel:
                 self._refused = None
             return str(cred.token)
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
-
     async def send(self, pushes: Sequence[Push]) -> list[PushResult]:
         results: dict[int, PushResult] = {}
         ready: list[tuple[Push, bytes]] = []
@@ -262,44 +254,39 @@ class FcmChannel:
                     results[push.ref] = PushResult(push.ref, False, error_code="AUTH",
                                                    retryable=True, detail=detail)  # fmt: skip
             else:
-                headers = {**self._headers, "Authorization": f"Bearer {token}"}
+                head = self._origin.head(
+                    self._path, {**self._headers, "Authorization": f"Bearer {token}"}
+                )
                 work = iter(ready)
                 lanes = min(self._connections, len(ready))
-                await asyncio.gather(*(self._lane(work, headers, results) for _ in range(lanes)))
+                await asyncio.gather(*(self._lane(work, head, results) for _ in range(lanes)))
                 if any(r.error_code == "UNAUTHENTICATED" for r in results.values()):
                     self._refused = token  # fetch a new one before the retry
         return [results[p.ref] for p in pushes]
 
     async def _lane(
-        self,
-        work: Iterator[tuple[Push, bytes]],
-        headers: dict[str, str],
-        results: dict[int, PushResult],
+        self, work: Iterator[tuple[Push, bytes]], head: bytes, results: dict[int, PushResult]
     ) -> None:
         # A few long-lived workers share one iterator: cheaper than a task per push, and at
         # most `connections` requests are ever in flight.
-        http = self._http()
         for push, body in work:
             try:
-                async with http.post(self._url, data=body, headers=headers) as resp:
-                    answer = await resp.read()
-                    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-                result = result_for(push.ref, resp.status, answer, retry_after=retry_after)
+                answer = await self._origin.post(head, body)
+                retry_after = retry_after_seconds(answer.retry_after)
+                result = result_for(push.ref, answer.status, answer.body, retry_after=retry_after)
             except TimeoutError:
                 late = f"no answer from FCM within {self._timeout:g}s"
                 result = PushResult(push.ref, False, error_code="DEADLINE_EXCEEDED",
                                     retryable=True, detail=late)  # fmt: skip
-            except aiohttp.ClientError as exc:
+            except ConnectionError as exc:
                 result = PushResult(push.ref, False, error_code="UNAVAILABLE", retryable=True,
-                                    detail=f"cannot reach FCM: {type(exc).__name__}")  # fmt: skip
+                                    detail=f"cannot reach FCM: {exc}"[:300])  # fmt: skip
             if push.token and push.token in result.detail:  # FCM does not echo it; be sure
                 result = _redacted(result, push.token)
             results[push.ref] = result
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._origin.close()
 
 
 def _redacted(result: PushResult, token: str) -> PushResult:
