@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -50,6 +51,10 @@ async def _serve(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
+        # What start-up built (modules, rules, SQLAlchemy's caches) lives as long as the
+        # process: keep the cyclic GC from walking it again in every full collection, which
+        # a 4,000-phone fan-out triggers several times (~15% of its time).
+        gc.freeze()
         port = runner.addresses[0][1]  # the real one when the config asks for port 0
         for line in service.banner(f"http://{settings.server.host}:{port}"):
             print(line, flush=True)
