@@ -8,7 +8,11 @@ The emulator runs in a process of its own (`python -m dispatcher.testing.fcm_emu
 2. firebase-admin's own `send_each_for_multicast_async`, 500 tokens a call (the baseline
    the issue names);
 3. our FcmChannel.send (firebase-admin's encoding, our own pooled aiohttp sender), 500
-   pushes a call, as Delivery uses it, and all pushes in one call.
+   pushes a call, as Delivery uses it, and all pushes in one call;
+4. the whole service (`dispatcher serve`, SQLite, its own process): the duty officer of the
+   shipped rules has `--pushes` phones registered, and one report with 12 killed (an
+   immediate route) is posted; from the POST until the service counts every push sent,
+   which takes in writing the update and its outbox rows, claiming, sending and recording.
 
     .venv/bin/python bench/fanout.py [--pushes 4000] [--tokens 2000] [--connections 64]
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -29,7 +34,9 @@ import time
 import warnings
 from pathlib import Path
 
+import aiohttp
 import firebase_admin
+import service
 from firebase_admin import credentials, messaging
 from service import cpu_seconds
 
@@ -94,6 +101,69 @@ def emulator_capacity(url: str, token: str, fcm_token: str, seconds: int) -> flo
     return float(m.group(1)) if m else None
 
 
+WRITER, PHONE = "bench-fanout-writer", "bench-fanout-phone"
+OFFICER = "central-duty-officer"  # the shipped rules' immediate route alerts this leader
+SENT = r'dispatcher_push_attempts_total\{channel="fcm",result="sent"\} (\S+)'
+
+
+async def whole_service(args: argparse.Namespace, url: str, creds: Path, tokens: list[str],
+                        emu_pid: int, tmp: Path) -> None:  # fmt: skip
+    def key(name: str, scopes: list[str], leader: str | None = None) -> dict[str, object]:
+        return {"name": name, "sha256": hashlib.sha256(name.encode()).hexdigest(),
+                "scopes": scopes, "leader": leader}  # fmt: skip
+
+    env = {
+        "DISPATCHER_SERVER__PORT": "0",
+        "DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp / 'fanout.db'}",
+        "DISPATCHER_RULES__PATH": str(service.ROOT / "rules"),
+        "DISPATCHER_AUTH__KEYS": json.dumps([key(WRITER, ["reports:write", "read"]),
+                                             key(PHONE, ["devices:write"], OFFICER)]),
+        "DISPATCHER_PUSH__FCM__CREDENTIALS": str(creds),
+        "DISPATCHER_PUSH__FCM__ENDPOINT": url,
+        "DISPATCHER_PUSH__FCM__CONNECTIONS": str(args.connections),
+    }  # fmt: skip
+    proc, api = service.start(env, tmp / "server.log")
+    try:
+        async with aiohttp.ClientSession() as http:
+            limit = asyncio.Semaphore(32)
+
+            async def register(token: str) -> None:
+                body = {"token": token, "platform": "android", "locale": "en"}
+                headers = {"Authorization": f"Bearer {PHONE}"}
+                async with limit, http.post(f"{api}/v1/devices", json=body, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+
+            phones = tokens[: args.pushes]
+            await asyncio.gather(*(register(t) for t in phones))
+            reader = {"Authorization": f"Bearer {WRITER}"}
+
+            async def sent() -> float:
+                async with http.get(f"{api}/metrics", headers=reader) as r:
+                    text = await r.text()
+                m = re.search(SENT, text)
+                return float(m.group(1)) if m else 0.0
+
+            report = {
+                "id": "fanout-1", "source": "bench", "kind": "airstrike",
+                "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "location": {"lat": 35.93, "lon": 36.63}, "casualties": {"killed": 12},
+            }  # fmt: skip
+            c0, e0, t0 = cpu_seconds(proc.pid), cpu_seconds(emu_pid), time.perf_counter()
+            async with http.post(f"{api}/v1/reports", json=report, headers=reader) as r:
+                assert r.status == 202, await r.text()
+            # The service is another process: its counter is polled.
+            while (done := await sent()) < len(phones) and time.perf_counter() < t0 + 120:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            wall = time.perf_counter() - t0
+            print(f"the service, one immediate report to {len(phones)} phones: {done:.0f} sent "
+                  f"in {wall:.2f} s = {done / wall:.0f} pushes/s; service CPU "
+                  f"{(cpu_seconds(proc.pid) - c0) / wall:.0%}, emulator CPU "
+                  f"{(cpu_seconds(emu_pid) - e0) / wall:.0%}")  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def sdk_app(creds: Path, url: str) -> firebase_admin.App:
     """A firebase-admin app whose messaging service posts to the emulator. The SDK has no
     option for another endpoint; this sets the private send URL it builds at start."""
@@ -104,68 +174,72 @@ def sdk_app(creds: Path, url: str) -> firebase_admin.App:
     return app
 
 
+async def channel_rows(
+    args: argparse.Namespace, url: str, creds: Path, tokens: list[str], emu_pid: int
+) -> None:
+    token = await access_token(creds)
+    capacity = await asyncio.to_thread(emulator_capacity, url, token, tokens[0], args.seconds)
+    alone = f"{capacity:.0f} messages/s" if capacity else "not measured (no wrk)"
+    print(f"emulator alone (wrk, one process): {alone}")
+
+    channel = await FcmChannel.create(str(creds), endpoint=url, connections=args.connections)
+    app = await asyncio.to_thread(sdk_app, creds, url)
+    try:
+        targets = [tokens[i % args.tokens] for i in range(args.pushes)]
+        note = messaging.Notification(title="Idleb · new incidents: 3", body="killed: 2")
+
+        async def sdk_multicast() -> int:
+            sent = 0
+            for start in range(0, len(targets), 500):
+                batch = await messaging.send_each_for_multicast_async(
+                        messaging.MulticastMessage(tokens=targets[start : start + 500],
+                                                   notification=note, data={"g": "1"}),
+                        app=app,
+                    )  # fmt: skip
+                sent += batch.success_count
+            return sent
+
+        pushes = [
+                Push(ref=i, token=t, platform="android", title=note.title or "",
+                     body=note.body or "", collapse_key="g", data={"g": "1"})
+                for i, t in enumerate(targets)
+            ]  # fmt: skip
+
+        async def ours_by_500() -> int:
+            sent = 0
+            for start in range(0, len(pushes), 500):
+                results = await channel.send(pushes[start : start + 500])
+                sent += sum(1 for r in results if r.ok)
+            return sent
+
+        async def ours_at_once() -> int:
+            return sum(1 for r in await channel.send(pushes) if r.ok)
+
+        await channel.send([Push(ref=0, token=tokens[0], platform="android",
+                                     title="warm", body="up", collapse_key="g")])  # fmt: skip
+        jobs = (("firebase-admin send_each_for_multicast_async", sdk_multicast),
+                    ("FcmChannel.send, 500 a call", ours_by_500),
+                    ("FcmChannel.send, all in one call", ours_at_once))  # fmt: skip
+        for label, job in jobs:
+            c0, e0, t0 = own_cpu(), cpu_seconds(emu_pid), time.perf_counter()
+            sent = await job()
+            wall = time.perf_counter() - t0
+            print(f"{label}: {sent} of {len(targets)} sent in {wall:.2f} s = "
+                      f"{sent / wall:.0f} pushes/s; sender CPU {(own_cpu() - c0) / wall:.0%},"
+                      f" emulator CPU {(cpu_seconds(emu_pid) - e0) / wall:.0%}")  # fmt: skip
+    finally:
+        await channel.close()
+        await asyncio.to_thread(firebase_admin.delete_app, app)
+
+
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
-        emu, url, creds, tokens = start_emulator(Path(tmp_name), args.tokens)
+        emu, url, creds, tokens = start_emulator(Path(tmp_name), max(args.tokens, args.pushes))
         os.environ["FANOUT_CREDS"] = str(creds)
         try:
-            token = await access_token(creds)
-            capacity = await asyncio.to_thread(
-                emulator_capacity, url, token, tokens[0], args.seconds
-            )
-            alone = f"{capacity:.0f} messages/s" if capacity else "not measured (no wrk)"
-            print(f"emulator alone (wrk, one process): {alone}")
-
-            channel = await FcmChannel.create(
-                str(creds), endpoint=url, connections=args.connections
-            )
-            app = await asyncio.to_thread(sdk_app, creds, url)
-            try:
-                targets = [tokens[i % len(tokens)] for i in range(args.pushes)]
-                note = messaging.Notification(title="Idleb · new incidents: 3", body="killed: 2")
-
-                async def sdk_multicast() -> int:
-                    sent = 0
-                    for start in range(0, len(targets), 500):
-                        batch = await messaging.send_each_for_multicast_async(
-                            messaging.MulticastMessage(tokens=targets[start : start + 500],
-                                                       notification=note, data={"g": "1"}),
-                            app=app,
-                        )  # fmt: skip
-                        sent += batch.success_count
-                    return sent
-
-                pushes = [
-                    Push(ref=i, token=t, platform="android", title=note.title or "",
-                         body=note.body or "", collapse_key="g", data={"g": "1"})
-                    for i, t in enumerate(targets)
-                ]  # fmt: skip
-
-                async def ours_by_500() -> int:
-                    sent = 0
-                    for start in range(0, len(pushes), 500):
-                        results = await channel.send(pushes[start : start + 500])
-                        sent += sum(1 for r in results if r.ok)
-                    return sent
-
-                async def ours_at_once() -> int:
-                    return sum(1 for r in await channel.send(pushes) if r.ok)
-
-                await channel.send([Push(ref=0, token=tokens[0], platform="android",
-                                         title="warm", body="up", collapse_key="g")])  # fmt: skip
-                jobs = (("firebase-admin send_each_for_multicast_async", sdk_multicast),
-                        ("FcmChannel.send, 500 a call", ours_by_500),
-                        ("FcmChannel.send, all in one call", ours_at_once))  # fmt: skip
-                for label, job in jobs:
-                    c0, e0, t0 = own_cpu(), cpu_seconds(emu.pid), time.perf_counter()
-                    sent = await job()
-                    wall = time.perf_counter() - t0
-                    print(f"{label}: {sent} of {len(targets)} sent in {wall:.2f} s = "
-                          f"{sent / wall:.0f} pushes/s; sender CPU {(own_cpu() - c0) / wall:.0%},"
-                          f" emulator CPU {(cpu_seconds(emu.pid) - e0) / wall:.0%}")  # fmt: skip
-            finally:
-                await channel.close()
-                await asyncio.to_thread(firebase_admin.delete_app, app)
+            if not args.service_only:
+                await channel_rows(args, url, creds, tokens, emu.pid)
+            await whole_service(args, url, creds, tokens, emu.pid, Path(tmp_name))
         finally:
             emu.terminate()
             emu.wait(timeout=10)
@@ -180,6 +254,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=5, help="of wrk against the emulator")
     ap.add_argument("--connections", type=int, default=64, help="of our sender")
+    ap.add_argument("--service-only", action="store_true", help="only the whole service's row")
     asyncio.run(run(ap.parse_args()))
 
 
