@@ -35,7 +35,10 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     # One connection: SQLite has one writer at a time anyway, and a single connection makes
     # writers queue in the pool instead of failing with "database is locked".
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-    _sqlite_pragmas(engine.sync_engine, sqlite_synchronous)
+    # This connection only reads once the service runs (every write goes through the
+    # writer below), so its transactions begin DEFERRED: in WAL a reader never takes the
+    # write lock, never waits for the writer, and never makes it wait.
+    _sqlite_pragmas(engine.sync_engine, sqlite_synchronous, begin="BEGIN")
     return engine
 
 
@@ -52,17 +55,17 @@ def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | Non
         max_overflow=0,
         connect_args={"check_same_thread": False},  # used from worker threads, one at a time
     )
-    _sqlite_pragmas(engine, sqlite_synchronous)
+    _sqlite_pragmas(engine, sqlite_synchronous, begin="BEGIN IMMEDIATE")
     return engine
 
 
-def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
+def _sqlite_pragmas(engine: Engine, synchronous: str, *, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        # The driver's own BEGIN is DEFERRED: a transaction that reads first and writes later
-        # fails with "database is locked" at once, busy_timeout or not, if the other
-        # connection (report writer or flusher) committed in between. BEGIN IMMEDIATE takes
-        # the write lock up front and waits its turn instead.
+        # SQLAlchemy emits `begin` below instead of the driver's own BEGIN. For the writer
+        # it is IMMEDIATE: a DEFERRED transaction that reads first and writes later fails
+        # with "database is locked" at once, busy_timeout or not, if another connection
+        # committed in between; IMMEDIATE takes the write lock up front.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -73,7 +76,7 @@ def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -530,12 +530,8 @@ class Store:
     async def record_rule_set(
         self, *, version: str, sha256: str, applied_at: datetime, how: str
     ) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                rule_sets.insert().values(
-                    version=version, sha256=sha256, applied_at=applied_at, how=how[:200]
-                )
-            )
+        row = {"version": version, "sha256": sha256, "applied_at": applied_at, "how": how[:200]}
+        await self._write(lambda conn: conn.execute(rule_sets.insert().values(**row)))
 
     async def rule_set_history(self, limit: int = 10) -> list[dict[str, str]]:
         """The rule sets applied most recently, newest first."""
@@ -819,10 +815,11 @@ class Store:
     ) -> tuple[DeviceRow, bool]:
         """Register a token for a leader; a token seen before moves to this leader (shared
         phones change hands). Returns the device and whether it is new."""
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(devices).where(devices.c.token == token))).first()
+
+        def register(conn: Connection) -> tuple[DeviceRow, bool]:
+            row = conn.execute(select(devices).where(devices.c.token == token)).first()
             if row is None:
-                result = await conn.execute(
+                result = conn.execute(
                     devices.insert().values(
                         leader_id=leader_id,
                         token=token,
@@ -835,7 +832,7 @@ class Store:
                 pk = result.inserted_primary_key
                 assert pk is not None
                 return DeviceRow(int(pk[0]), leader_id, token, platform, locale, now, now), True
-            await conn.execute(
+            conn.execute(
                 update(devices)
                 .where(devices.c.id == row.id)
                 .values(
@@ -849,12 +846,15 @@ class Store:
             )
             return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False
 
+        return await self._write(register)
+
     async def remove_device(
         self, *, leader_id: str, token: str, now: datetime, reason: str
     ) -> bool:
         """Stop pushing to a leader's token; the row is kept (disabled) for the record."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
+
+        def remove(conn: Connection) -> bool:
+            result = conn.execute(
                 update(devices)
                 .where(
                     devices.c.token == token,
@@ -864,6 +864,8 @@ class Store:
                 .values(disabled_at=now, disabled_reason=reason)
             )
             return result.rowcount == 1
+
+        return await self._write(remove)
 
     async def active_devices(self, leader_ids: Sequence[str]) -> list[DeviceRow]:
         if not leader_ids:
