@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
@@ -58,6 +59,10 @@ class Pipeline:
         self.display_tz = display_tz
         self.metrics = metrics
         self._background: set[asyncio.Task[None]] = set()
+        # One immediate flush per group at a time (see push_now); a lock lives while in use.
+        self._flushing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         """Place, route and store validated reports in one transaction; returns once committed."""
@@ -120,9 +125,16 @@ class Pipeline:
         for a tick or a delivery round."""
         try:
             for group_id in dict.fromkeys(group_ids):
-                group = await self.store.get_group(group_id)
-                if group is not None and group.pending:
-                    await self._flush(group, send_now=True)
+                lock = self._flushing.setdefault(group_id, asyncio.Lock())
+                # The next report's flush waits here, then sends what joined meanwhile,
+                # rather than race this one for the group's next update and lose.
+                async with lock:
+                    for _ in range(3):  # lost to a tick or another instance: look again
+                        group = await self.store.get_group(group_id)
+                        if group is None or not group.pending:
+                            break
+                        if await self._flush(group, send_now=True):
+                            break
         except Exception:
             log.exception("immediate push failed; the next tick sends it")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -97,6 +97,7 @@ class GroupRow:
     created_at: datetime | None = None
     escalate_after: timedelta | None = None
     escalated_at: datetime | None = None
+    group_interval: timedelta = timedelta(0)
 
     @property
     def life(self) -> Life:
@@ -246,6 +247,7 @@ def _group_from_row(row: Any) -> GroupRow:
         created_at=row.created_at,
         escalate_after=_seconds(row.escalate_after_s),
         escalated_at=row.escalated_at,
+        group_interval=_seconds(row.group_interval_s) or timedelta(0),
     )
 
 
@@ -601,10 +603,12 @@ class Store:
         """Write update seq+1 of the group (a change, a reminder or, with `close`, its closing
         summary) and queue its pushes, atomically; the group next wakes at `wakeup`.
 
-        The update is claimed with a conditional write on the group's state as read (sequence
-        number, pending change, last report), so two flushers never send the same update
-        twice and a report that joined meanwhile is not passed over. Returns False if the
-        group moved on; it is then looked at again.
+        The update is claimed with a conditional write on the group's sequence number, so two
+        flushers never send the same update twice. A report that joined since the group was
+        read is not passed over: the group stays pending, due a group_interval after this
+        update (at once for an immediate route). A closing or an escalation is written only
+        if nothing at all changed. Returns False if the group moved on; it is then looked at
+        again.
         """
         written = await self._write(
             lambda conn: _record_update(
@@ -981,15 +985,30 @@ def _record_update(
     """Write update seq+1 of a group and its outbox rows (claimed for `lease` if given);
     None when the group moved on since it was read."""
     seq = group.seq + 1
+    pending: Any
+    next_flush_at: Any
+    if close or escalate:
+        where, pending, next_flush_at = _as_read(group), False, None if close else wakeup
+    else:
+        # Not undone by a report that joined meanwhile: under a steady stream of reports
+        # every flush of a busy group would lose that race, and none would be sent.
+        joined = alert_groups.c.last_report_at.is_distinct_from(group.last_report_at)
+        where = and_(
+            alert_groups.c.id == group.id,
+            alert_groups.c.seq == group.seq,
+            alert_groups.c.closed_at.is_(None),
+        )
+        pending = case((joined, alert_groups.c.pending), else_=False)
+        next_flush_at = case((joined, now + group.group_interval), else_=wakeup)
     claimed = conn.execute(
         update(alert_groups)
-        .where(_as_read(group))
+        .where(where)
         .values(
             seq=seq,
-            pending=False,
+            pending=pending,
             # An escalation goes to another team: the receiving team's reminders keep time.
             last_flush_at=group.last_flush_at if escalate else now,
-            next_flush_at=None if close else wakeup,
+            next_flush_at=next_flush_at,
             closed_at=now if close else None,
             escalated_at=now if escalate else group.escalated_at,
         )

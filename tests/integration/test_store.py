@@ -266,14 +266,19 @@ async def test_a_report_that_joins_during_a_flush_is_not_passed_over(store: Stor
     await save(store, report("a"))
     (read,) = await store.due_groups(T0 + 30 * S)  # a flusher reads the group ...
     await save(store, report("b"), T0 + 31 * S)  # ... a report joins before it writes
+    assert await store.record_update(
+        read, now=T0 + 32 * S, summary={}, outbox=[], rules_version="v1"
+    ), "the update of what was read goes out: a stream of reports cannot starve a group"
     assert not await store.record_update(
         read, now=T0 + 32 * S, summary={}, outbox=[], rules_version="v1"
-    ), "the update was built without the new report"
-    (again,) = await store.due_groups(T0 + 32 * S)
-    assert again.pending, "the group is still due, with both reports"
+    ), "a second flusher that read the same group cannot send the same update"
+    assert await store.due_groups(T0 + 151 * S) == [], "not within the group_interval"
+    (again,) = await store.due_groups(T0 + 152 * S)
+    assert (again.pending, again.seq) == (True, 1), "then due again, for the report that joined"
     assert await store.record_update(
-        again, now=T0 + 33 * S, summary={}, outbox=[], rules_version="v1"
+        again, now=T0 + 152 * S, summary={}, outbox=[], rules_version="v1"
     )
+    assert await store.due_groups(T0 + 1000 * S) == [], "nothing left to send"
 
 
 async def test_retention_forgets_old_delivery_records_and_dead_phones_only(store: Store) -> None:
