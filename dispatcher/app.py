@@ -122,6 +122,9 @@ async def build(
         writer=db.create_writer(
             settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
         ),
+        reader=db.create_reader(
+            settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
+        ),
     )
 
     async def record(ruleset: RuleSet, how: str, at: datetime) -> None:

@@ -186,11 +186,26 @@ class Pipeline:
         if action is None:
             # Woken with nothing due (acknowledged since its reminder was set): sleep on.
             return await self.store.settle(group, wakeup=next_wakeup(group.life))
-        reports = await self.store.group_reports(group.id)
-        last = await self.store.last_update(group.id)
+        leaders = rules.leaders_of(group.receiver)
+        escalated_from = None
+        if action == "escalate":
+            team = rules.teams.get(group.receiver)
+            escalated_from = team.name if team is not None else group.receiver
+            leaders = rules.leaders_of(team.escalate_to) if team and team.escalate_to else ()
+        # Everything else in one read, with the group again: its reports then match it.
+        read = await self.store.flush_reads(
+            group.id,
+            leader_ids=[leader.id for leader in leaders],
+            silences_ending_after=now,
+            today=self._today_scope(group, now),
+        )
+        if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
+            return False  # another flusher got there first
+        if action != "update" and read.group.last_report_at != group.last_report_at:
+            return False  # a report joined: look at the group again
+        group, reports, last, acks = read.group, read.reports, read.last, read.acks
         previous: dict[str, list[int]] = dict(last[1].get("state", {})) if last else {}
         summary = summarize(reports, previous=previous, previous_at=last[0] if last else None)
-        acks = await self.store.acks(group.id)
         after = replace(after, acked=after.acked or bool(acks))
         new_acks = [a for a in acks if last is None or a.at > last[0]]
         if action == "update" and not summary.changed and not new_acks:
@@ -198,7 +213,7 @@ class Pipeline:
             idle = replace(after, last_flush_at=group.last_flush_at)
             return await self.store.settle(group, wakeup=next_wakeup(idle))
         muted = first_muting(
-            await self.store.current_silences(ending_after=now),
+            read.silences,
             now,
             route_id=group.route_id,
             receiver=group.receiver,
@@ -221,23 +236,17 @@ class Pipeline:
              a.responding)
             for a in new_acks
         ]  # fmt: skip
-        leaders = rules.leaders_of(group.receiver)
-        escalated_from = None
-        if action == "escalate":
-            team = rules.teams.get(group.receiver)
-            escalated_from = team.name if team is not None else group.receiver
-            leaders = rules.leaders_of(team.escalate_to) if team and team.escalate_to else ()
         if not leaders:
             log.error("group %s: receiver %s has no leaders in the rules", group.id, group.receiver)
         route = rules.route(group.route_id)
         priority = "high" if route is not None and route.immediate else "normal"
         expires_at = now + (route.ttl if route is not None else DEFAULT_TTL)
-        devices = await self.store.active_devices([leader.id for leader in leaders])
+        devices = read.devices
         minimal = route is not None and route.payload == "minimal"
         data = {**self._payload(group, summary), "kind": kind}
         if minimal:
             data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
-        today = await self._incidents_today(group, now)
+        today = read.today
         # Rendered in every language and kept with the update, for the app to fetch.
         rendered = {
             locale: render(
@@ -341,16 +350,17 @@ class Pipeline:
                     until = end if until is None else max(until, end)
         return until
 
-    async def _incidents_today(self, group: GroupRow, now: datetime) -> int | None:
-        """Live incidents in the group's region since midnight where the leaders are."""
+    def _today_scope(
+        self, group: GroupRow, now: datetime
+    ) -> tuple[frozenset[str], datetime] | None:
+        """Where and since when "today: N" counts live incidents: the group's region and
+        below, since midnight where the leaders are."""
         region = dict(group.labels).get("region")
         if region is None or region == UNASSIGNED:
             return None
         local = now.astimezone(self.display_tz)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        return await self.store.count_live_incidents(
-            regions=self.rules.current.subtree(region), since=midnight
-        )
+        return self.rules.current.subtree(region), midnight
 
     def _region_paths(self, group: GroupRow, summary: Summary) -> list[tuple[str, ...]]:
         """The region the group stands for (its label), or else its incidents' regions."""

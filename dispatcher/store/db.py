@@ -59,6 +59,24 @@ def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | Non
     return engine
 
 
+def create_reader(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | None:
+    """For SQLite, a plain (sync) engine on the same file for the reads a flush makes, run
+    together in one worker thread: through aiosqlite each statement is several hops between
+    the event loop and its thread, and under load every hop waits its turn. None for other
+    databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    engine = create_sync_engine(
+        parsed.set(drivername="sqlite"),
+        pool_size=2,
+        max_overflow=2,
+        connect_args={"check_same_thread": False},  # used from worker threads, one at a time
+    )
+    _sqlite_pragmas(engine, sqlite_synchronous, begin="BEGIN")
+    return engine
+
+
 def _sqlite_pragmas(engine: Engine, synchronous: str, *, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:

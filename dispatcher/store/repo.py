@@ -124,6 +124,19 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class FlushReads:
+    """Everything a flush reads about a group, read together (Store.flush_reads)."""
+
+    group: GroupRow
+    reports: list[Report]
+    last: tuple[datetime, dict[str, Any]] | None
+    acks: list[Ack]
+    silences: list[Silence]
+    devices: list[DeviceRow]
+    today: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceRow:
     id: int
     leader_id: str
@@ -300,10 +313,12 @@ class Store:
         *,
         merge: MergeRule | None = None,
         writer: Engine | None = None,
+        reader: Engine | None = None,
     ) -> None:
         self.engine = engine
         self.merge = merge or MergeRule()
         self.writer = writer  # SQLite: a sync engine for writes (see db.create_writer)
+        self.reader = reader  # SQLite: a sync engine for a flush's reads (db.create_reader)
         self._queued: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -311,8 +326,9 @@ class Store:
         if self._drainer is not None:
             await self._drainer  # answer what was accepted before closing
         await self.engine.dispose()
-        if self.writer is not None:
-            await asyncio.to_thread(self.writer.dispose)
+        for sync_engine in (self.writer, self.reader):
+            if sync_engine is not None:
+                await asyncio.to_thread(sync_engine.dispose)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -363,6 +379,20 @@ class Store:
     ) -> list[SaveResult]:
         request = _WriteRequest(items, now, key_name, rules_version)
         return await self._write(lambda conn: request.write(conn, self))
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one read transaction: on SQLite in a worker thread on the reader's
+        plain connection (one hop, however many statements), elsewhere on the async engine."""
+        if self.reader is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn)
+        reader = self.reader
+
+        def run() -> T:
+            with reader.connect() as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(run)
 
     async def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a write transaction and return what it returns, once committed.
@@ -458,23 +488,6 @@ class Store:
             )
             return [_report_from_row(row) for row in rows]
 
-    async def count_live_incidents(self, *, regions: frozenset[str], since: datetime) -> int:
-        """Incidents in `regions` that occurred since `since` and that some report still
-        counts (its latest revision is not a retraction), counted in the database."""
-        newer = reports.alias("newer")
-        query = select(func.count(func.distinct(reports.c.incident_id))).where(
-            reports.c.region.in_(sorted(regions)),
-            reports.c.occurred_at >= since,
-            reports.c.status != "retracted",
-            ~exists().where(
-                newer.c.source == reports.c.source,
-                newer.c.ext_id == reports.c.ext_id,
-                newer.c.revision > reports.c.revision,
-            ),
-        )
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
-
     async def list_incidents(
         self,
         *,
@@ -560,33 +573,42 @@ class Store:
             return [_group_from_row(row) for row in rows]
 
     async def get_group(self, group_id: str) -> GroupRow | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(alert_groups).where(alert_groups.c.id == group_id))
-            ).first()
-            return _group_from_row(row) if row is not None else None
+        return await self._read(lambda conn: _get_group(conn, group_id))
 
     async def group_reports(self, group_id: str) -> list[Report]:
         """Every revision of every report that joined the group."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(reports)
-                .join(group_reports, group_reports.c.report_pk == reports.c.pk)
-                .where(group_reports.c.group_id == group_id)
-            )
-            return [_report_from_row(row).report for row in rows]
+        return await self._read(lambda conn: _group_reports(conn, group_id))
 
     async def last_update(self, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(group_updates.c.created_at, group_updates.c.summary)
-                    .where(group_updates.c.group_id == group_id)
-                    .order_by(group_updates.c.seq.desc())
-                    .limit(1)
-                )
-            ).first()
-            return (row.created_at, dict(row.summary)) if row is not None else None
+        return await self._read(lambda conn: _last_update(conn, group_id))
+
+    async def flush_reads(
+        self,
+        group_id: str,
+        *,
+        leader_ids: Sequence[str],
+        silences_ending_after: datetime,
+        today: tuple[frozenset[str], datetime] | None,
+    ) -> FlushReads | None:
+        """What a flush of the group reads, in one read transaction: the group, its reports,
+        its last update, acknowledgements, current silences, the receivers' phones and (for
+        `today`: regions, since) the live incidents there. None if the group is gone."""
+
+        def read(conn: Connection) -> FlushReads | None:
+            group = _get_group(conn, group_id)
+            if group is None:
+                return None
+            return FlushReads(
+                group=group,
+                reports=_group_reports(conn, group_id),
+                last=_last_update(conn, group_id),
+                acks=_acks(conn, group_id),
+                silences=_current_silences(conn, silences_ending_after),
+                devices=_active_devices(conn, leader_ids),
+                today=_count_live_incidents(conn, *today) if today is not None else None,
+            )
+
+        return await self._read(read)
 
     async def record_update(
         self,
@@ -772,13 +794,7 @@ class Store:
 
     async def current_silences(self, *, ending_after: datetime) -> list[Silence]:
         """Silences that end after `ending_after` (active and pending ones, for now)."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(silences)
-                .where(silences.c.ends_at > ending_after)
-                .order_by(silences.c.starts_at, silences.c.id)
-            )
-            return [_silence_from_row(r) for r in rows]
+        return await self._read(lambda conn: _current_silences(conn, ending_after))
 
     async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
         def expire(conn: Connection) -> Silence | None:
@@ -804,13 +820,7 @@ class Store:
         return await self._write(expire)
 
     async def acks(self, group_id: str) -> list[Ack]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(group_acks)
-                .where(group_acks.c.group_id == group_id)
-                .order_by(group_acks.c.at, group_acks.c.id)
-            )
-            return [Ack(r.leader_id, r.at, r.responding, r.note) for r in rows]
+        return await self._read(lambda conn: _acks(conn, group_id))
 
     # --- devices -------------------------------------------------------------------------
 
@@ -874,18 +884,7 @@ class Store:
     async def active_devices(self, leader_ids: Sequence[str]) -> list[DeviceRow]:
         if not leader_ids:
             return []
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(devices)
-                .where(devices.c.leader_id.in_(list(leader_ids)), devices.c.disabled_at.is_(None))
-                .order_by(devices.c.id)
-            )
-            return [
-                DeviceRow(
-                    r.id, r.leader_id, r.token, r.platform, r.locale, r.created_at, r.updated_at
-                )
-                for r in rows
-            ]
+        return await self._read(lambda conn: _active_devices(conn, leader_ids))
 
     # --- outbox --------------------------------------------------------------------------
 
@@ -946,6 +945,82 @@ class Store:
                 select(notifications.c.status, func.count()).group_by(notifications.c.status)
             )
             return {str(status): int(n) for status, n in rows}
+
+
+# --- reads, run by Store._read --------------------------------------------------------------
+
+
+def _get_group(conn: Connection, group_id: str) -> GroupRow | None:
+    row = conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).first()
+    return _group_from_row(row) if row is not None else None
+
+
+def _group_reports(conn: Connection, group_id: str) -> list[Report]:
+    rows = conn.execute(
+        select(reports)
+        .join(group_reports, group_reports.c.report_pk == reports.c.pk)
+        .where(group_reports.c.group_id == group_id)
+    )
+    return [_report_from_row(row).report for row in rows]
+
+
+def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
+    row = conn.execute(
+        select(group_updates.c.created_at, group_updates.c.summary)
+        .where(group_updates.c.group_id == group_id)
+        .order_by(group_updates.c.seq.desc())
+        .limit(1)
+    ).first()
+    return (row.created_at, dict(row.summary)) if row is not None else None
+
+
+def _acks(conn: Connection, group_id: str) -> list[Ack]:
+    rows = conn.execute(
+        select(group_acks)
+        .where(group_acks.c.group_id == group_id)
+        .order_by(group_acks.c.at, group_acks.c.id)
+    )
+    return [Ack(r.leader_id, r.at, r.responding, r.note) for r in rows]
+
+
+def _current_silences(conn: Connection, ending_after: datetime) -> list[Silence]:
+    rows = conn.execute(
+        select(silences)
+        .where(silences.c.ends_at > ending_after)
+        .order_by(silences.c.starts_at, silences.c.id)
+    )
+    return [_silence_from_row(r) for r in rows]
+
+
+def _active_devices(conn: Connection, leader_ids: Sequence[str]) -> list[DeviceRow]:
+    if not leader_ids:
+        return []
+    rows = conn.execute(
+        select(devices)
+        .where(devices.c.leader_id.in_(list(leader_ids)), devices.c.disabled_at.is_(None))
+        .order_by(devices.c.id)
+    )
+    return [
+        DeviceRow(r.id, r.leader_id, r.token, r.platform, r.locale, r.created_at, r.updated_at)
+        for r in rows
+    ]
+
+
+def _count_live_incidents(conn: Connection, regions: frozenset[str], since: datetime) -> int:
+    """Incidents in `regions` that occurred since `since` and that some report still counts
+    (its latest revision is not a retraction), counted in the database."""
+    newer = reports.alias("newer")
+    query = select(func.count(func.distinct(reports.c.incident_id))).where(
+        reports.c.region.in_(sorted(regions)),
+        reports.c.occurred_at >= since,
+        reports.c.status != "retracted",
+        ~exists().where(
+            newer.c.source == reports.c.source,
+            newer.c.ext_id == reports.c.ext_id,
+            newer.c.revision > reports.c.revision,
+        ),
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 # --- the outbox's writes, run by Store._write ----------------------------------------------

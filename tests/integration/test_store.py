@@ -38,7 +38,7 @@ def report(rid: str = "r1", *, revision: int = 1, killed: int = 1) -> Report:
 async def store(db_url: str) -> Store:
     engine = db.create_engine(db_url)
     await db.upgrade(engine)
-    s = Store(engine, writer=db.create_writer(db_url))
+    s = Store(engine, writer=db.create_writer(db_url), reader=db.create_reader(db_url))
     yield s  # type: ignore[misc]
     await s.close()
 
