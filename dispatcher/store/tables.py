@@ -117,6 +117,8 @@ reports = Table(
     UniqueConstraint("source", "ext_id", "revision", name="uq_reports_source_ext_id_revision"),
 )
 Index("ix_reports_incident_id", reports.c.incident_id)
+# "today: N" in each update: the region's reports since midnight.
+Index("ix_reports_region_occurred_at", reports.c.region, reports.c.occurred_at)
 
 # One alert group per (route, group_by values) while it is open. Its timer lives here, not in
 # memory, so a restart resumes every group where it was.
