@@ -183,6 +183,30 @@ def latest_revisions(reports: Iterable[Report]) -> list[Report]:
     return sorted(best.values(), key=lambda r: (r.occurred_at, report_key(r)))
 
 
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One incident of a group, as its latest revisions count it."""
+
+    first: tuple[datetime, str]  # its earliest report (occurred_at, key): the order shown
+    count: IncidentCount | None  # None when every report of it is retracted
+    kind: str = ""  # of its earliest live report
+    region: str = ""  # the region most of its live reports were placed in
+
+
+def _tally(members: Sequence[Report]) -> Tally:
+    """`members`: the latest revision of each report of one incident, in (time, key) order."""
+    first = (members[0].occurred_at, report_key(members[0]))
+    alive = [r for r in members if r.status != "retracted"]
+    if not alive:
+        return Tally(first, None)
+    region = Counter(r.region for r in alive).most_common(1)[0][0]
+    return Tally(first, count(alive), alive[0].kind, region)
+
+
+def _incident_of(report: Report) -> str:
+    return report.incident or f"report:{report_key(report)}"
+
+
 def summarize(
     reports: Iterable[Report],
     *,
@@ -197,32 +221,85 @@ def summarize(
     """
     by_incident: dict[str, list[Report]] = {}
     for r in latest_revisions(reports):
-        by_incident.setdefault(r.incident or f"report:{report_key(r)}", []).append(r)
-    live: dict[str, tuple[IncidentCount, list[Report]]] = {}
-    for incident, members in by_incident.items():
-        alive = [r for r in members if r.status != "retracted"]
-        if alive:
-            live[incident] = (count(alive), alive)
-    state = {inc: c.as_list() for inc, (c, _) in live.items()}
+        by_incident.setdefault(_incident_of(r), []).append(r)
+    tallies = {inc: _tally(members) for inc, members in by_incident.items()}
+    return summary_of(tallies, previous=previous, previous_at=previous_at)
+
+
+class GroupTally:
+    """`summarize` for a group that keeps growing: reports are added as they join (each
+    stored report row once: rows are never changed), and only the incidents they touch are
+    counted again. A flush of a group of thousands of reports then reads and counts only
+    what joined since the last flush. `summary` equals `summarize` of every report added."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()  # stored report rows (pk) already added
+        self._latest: dict[str, Report] = {}  # report key -> latest revision
+        self._members: dict[str, dict[str, Report]] = {}  # incident -> key -> report
+        self._tallies: dict[str, Tally] = {}
+
+    def add(self, rows: Iterable[tuple[int, Report]]) -> None:
+        touched: set[str] = set()
+        for pk, report in rows:
+            if pk in self.seen:
+                continue
+            self.seen.add(pk)
+            key = report_key(report)
+            old = self._latest.get(key)
+            if old is not None and old.revision >= report.revision:
+                continue
+            self._latest[key] = report
+            if old is not None:
+                moved_from = _incident_of(old)
+                self._members[moved_from].pop(key, None)
+                touched.add(moved_from)
+            incident = _incident_of(report)
+            self._members.setdefault(incident, {})[key] = report
+            touched.add(incident)
+        for incident in touched:
+            members = self._members.get(incident)
+            if not members:
+                self._members.pop(incident, None)
+                self._tallies.pop(incident, None)
+                continue
+            ordered = sorted(members.values(), key=lambda r: (r.occurred_at, report_key(r)))
+            self._tallies[incident] = _tally(ordered)
+
+    def summary(
+        self, *, previous: Mapping[str, Sequence[int]], previous_at: datetime | None
+    ) -> Summary:
+        ordered = dict(sorted(self._tallies.items(), key=lambda kv: kv[1].first))
+        return summary_of(ordered, previous=previous, previous_at=previous_at)
+
+
+def summary_of(
+    tallies: Mapping[str, Tally],
+    *,
+    previous: Mapping[str, Sequence[int]],
+    previous_at: datetime | None,
+) -> Summary:
+    """A Summary from each incident's tally, in the order the incidents are to be shown."""
+    live = {inc: t for inc, t in tallies.items() if t.count is not None}
+    state = {inc: t.count.as_list() for inc, t in live.items() if t.count is not None}
     new = [inc for inc in live if inc not in previous]
     revised = [inc for inc in live if inc in previous and list(previous[inc])[:4] != state[inc][:4]]
     confirmed = [
         inc for inc in live if state[inc][4] and (inc not in previous or not list(previous[inc])[4])
     ]
-    retracted = [inc for inc in previous if inc not in live and inc in by_incident]
+    retracted = [inc for inc in previous if inc not in live and inc in tallies]
     revisions = tuple(
         (inc, name, before, after)
         for inc in revised
         for name, before, after in zip(COUNT_FIELDS, previous[inc], state[inc], strict=False)
         if before != after
     )
-    kinds = Counter(members[0].kind for _, members in live.values())
-    regions = Counter(Counter(r.region for r in members).most_common(1)[0][0]
-                      for _, members in live.values())  # fmt: skip
+    counts = [t.count for t in live.values() if t.count is not None]
+    kinds = Counter(t.kind for t in live.values())
+    regions = Counter(t.region for t in live.values())
     return Summary(
-        totals=sum((c.casualties for c, _ in live.values()), Casualties()),
+        totals=sum((c.casualties for c in counts), Casualties()),
         incidents=len(live),
-        live_reports=sum(c.live_reports for c, _ in live.values()),
+        live_reports=sum(c.live_reports for c in counts),
         new=tuple(new),
         revised=tuple(revised),
         retracted=tuple(retracted),

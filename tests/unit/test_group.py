@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dispatcher.group import (
+    GroupTally,
     Life,
     Timing,
     due_action,
@@ -186,3 +188,38 @@ def test_a_group_s_life(
 ) -> None:
     assert due_action(group, now) == action, why
     assert next_wakeup(group) == wakeup, why
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_growing_group_counts_as_if_summed_up_whole(seed: int) -> None:
+    """GroupTally, fed the reports of a group as they join (corrections, retractions,
+    reports that move to another incident, rows seen twice), says what summarize says of
+    all of them, after every flush."""
+    rng = random.Random(seed)
+    at = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    rows: list[tuple[int, Report]] = []
+    revisions: dict[str, int] = {}
+    tally = GroupTally()
+    previous: dict[str, list[int]] = {}
+    previous_at = None
+    for _flush in range(8):
+        for _ in range(rng.randint(0, 25)):
+            rid = f"r{rng.randint(0, 30)}"
+            revisions[rid] = revisions.get(rid, 0) + 1
+            report = Report(
+                source=rng.choice(["obs", "spotter"]),
+                id=rid,
+                kind=rng.choice(["airstrike", "shelling"]),
+                occurred_at=at + timedelta(minutes=rng.randint(0, 50)),
+                region=rng.choice(["SY07", "SY0703", "SY02"]),
+                casualties=Casualties(rng.randint(0, 9), rng.randint(0, 9), rng.randint(0, 3), 0),
+                status=rng.choice(["unconfirmed", "confirmed", "retracted"]),
+                revision=revisions[rid],
+                incident=rng.choice([None, "inc-a", "inc-b", f"inc-{rid}"]),
+            )
+            rows.append((len(rows) + 1, report))
+        tally.add(rows[rng.randint(0, len(rows)) :])  # newest first, some seen before
+        tally.add(rows)
+        whole = summarize([r for _, r in rows], previous=previous, previous_at=previous_at)
+        assert tally.summary(previous=previous, previous_at=previous_at) == whole
+        previous, previous_at = dict(whole.state), at
