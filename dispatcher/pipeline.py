@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 from dispatcher.clock import Clock
-from dispatcher.group import Summary, Timing, due_action, next_wakeup, summarize
+from dispatcher.group import GroupTally, Summary, Timing, due_action, next_wakeup
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
-from dispatcher.model import LOCALES, UNASSIGNED
+from dispatcher.model import LOCALES, UNASSIGNED, Report
 from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
 from dispatcher.notify.render import NEUTRAL, render
@@ -29,6 +30,7 @@ from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult,
 log = logging.getLogger("dispatcher.pipeline")
 
 DEFAULT_TTL = timedelta(hours=1)  # for a group whose route is gone from the rules
+MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes (~1 KB each)
 MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far below FCM's 4 KB
 
 
@@ -59,6 +61,9 @@ class Pipeline:
         self.display_tz = display_tz
         self.metrics = metrics
         self._background: set[asyncio.Task[None]] = set()
+        # Each open group's reports as counted so far, so that a flush reads and counts only
+        # what joined since (the most recently flushed groups; rebuilt from the store).
+        self._tallies: OrderedDict[str, GroupTally] = OrderedDict()
         # One immediate flush per group at a time (see push_now); a lock lives while in use.
         self._flushing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -193,19 +198,22 @@ class Pipeline:
             escalated_from = team.name if team is not None else group.receiver
             leaders = rules.leaders_of(team.escalate_to) if team and team.escalate_to else ()
         # Everything else in one read, with the group again: its reports then match it.
+        tally = self._tallies.get(group.id)
         read = await self.store.flush_reads(
             group.id,
             leader_ids=[leader.id for leader in leaders],
             silences_ending_after=now,
             today=self._today_scope(group, now),
+            known=frozenset(tally.seen) if tally is not None else frozenset(),
         )
         if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
             return False  # another flusher got there first
         if action != "update" and read.group.last_report_at != group.last_report_at:
             return False  # a report joined: look at the group again
-        group, reports, last, acks = read.group, read.reports, read.last, read.acks
+        group, last, acks = read.group, read.last, read.acks
+        tally = self._tally(group.id, read.reports, whole=read.whole)
         previous: dict[str, list[int]] = dict(last[1].get("state", {})) if last else {}
-        summary = summarize(reports, previous=previous, previous_at=last[0] if last else None)
+        summary = tally.summary(previous=previous, previous_at=last[0] if last else None)
         after = replace(after, acked=after.acked or bool(acks))
         new_acks = [a for a in acks if last is None or a.at > last[0]]
         if action == "update" and not summary.changed and not new_acks:
@@ -328,6 +336,8 @@ class Pipeline:
         )
         if written:
             self.metrics.updates.inc()
+            if action == "close":
+                self._tallies.pop(group.id, None)
         return written
 
     async def _inhibited_until(
@@ -349,6 +359,17 @@ class Pipeline:
                 if end > now and region is not None and paths and all(region in p for p in paths):
                     until = end if until is None else max(until, end)
         return until
+
+    def _tally(self, group_id: str, joined: list[tuple[int, Report]], *, whole: bool) -> GroupTally:
+        tally = self._tallies.get(group_id)
+        if tally is None or whole:
+            tally = GroupTally()
+        tally.add(joined)
+        self._tallies[group_id] = tally
+        self._tallies.move_to_end(group_id)
+        while len(self._tallies) > MAX_TALLIES:
+            self._tallies.popitem(last=False)
+        return tally
 
     def _today_scope(
         self, group: GroupRow, now: datetime

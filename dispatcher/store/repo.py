@@ -127,7 +127,8 @@ class FlushReads:
     """Everything a flush reads about a group, read together (Store.flush_reads)."""
 
     group: GroupRow
-    reports: list[Report]
+    reports: list[tuple[int, Report]]  # (row pk, report): new ones, or all if `whole`
+    whole: bool  # `reports` holds every report of the group
     last: tuple[datetime, dict[str, Any]] | None
     acks: list[Ack]
     silences: list[Silence]
@@ -588,18 +589,23 @@ class Store:
         leader_ids: Sequence[str],
         silences_ending_after: datetime,
         today: tuple[frozenset[str], datetime] | None,
+        known: frozenset[int] = frozenset(),
     ) -> FlushReads | None:
-        """What a flush of the group reads, in one read transaction: the group, its reports,
-        its last update, acknowledgements, current silences, the receivers' phones and (for
-        `today`: regions, since) the live incidents there. None if the group is gone."""
+        """What a flush of the group reads, in one read transaction: the group, the reports
+        that joined it (only those not in `known`, the report rows the caller has already
+        counted, unless some of those are gone), its last update, acknowledgements, current
+        silences, the receivers' phones and (for `today`: regions, since) the live incidents
+        there. None if the group is gone."""
 
         def read(conn: Connection) -> FlushReads | None:
             group = _get_group(conn, group_id)
             if group is None:
                 return None
+            joined, whole = _reports_joined(conn, group_id, known)
             return FlushReads(
                 group=group,
-                reports=_group_reports(conn, group_id),
+                reports=joined,
+                whole=whole,
                 last=_last_update(conn, group_id),
                 acks=_acks(conn, group_id),
                 silences=_current_silences(conn, silences_ending_after),
@@ -948,6 +954,8 @@ class Store:
 
 # --- reads, run by Store._read --------------------------------------------------------------
 
+GROUP_REPORT_PKS = "SELECT report_pk FROM group_reports WHERE group_id = :group_id"
+REPORTS_BY_PK = f"SELECT {writes.REPORT_COLUMNS} FROM reports WHERE pk IN"  # noqa: S608
 GROUP_REPORTS = (
     f"SELECT {writes.REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
     "JOIN group_reports ON group_reports.report_pk = reports.pk "
@@ -966,6 +974,26 @@ def _group_reports(conn: Connection, group_id: str) -> list[Report]:
     sql = writes.Sql(conn)
     rows = sql.rows(GROUP_REPORTS, {"group_id": group_id})
     return [writes.stored_from_row(sql, row)[0] for row in rows]
+
+
+def _reports_joined(
+    conn: Connection, group_id: str, known: frozenset[int]
+) -> tuple[list[tuple[int, Report]], bool]:
+    """The group's report rows not in `known`, and whether that is all of them (when
+    `known` is empty, or holds a row the group no longer has)."""
+    sql = writes.Sql(conn)
+    pks = {int(pk) for (pk,) in sql.rows(GROUP_REPORT_PKS, {"group_id": group_id})}
+    whole = not known or not known <= pks
+    new = pks if whole else pks - known
+    if not new:
+        return [], whole
+    if len(new) > 500:  # e.g. the first flush after a restart: one read of them all
+        rows = sql.rows(GROUP_REPORTS, {"group_id": group_id})
+    else:
+        marks = ", ".join(f":p{i}" for i in range(len(new)))
+        rows = sql.rows(f"{REPORTS_BY_PK} ({marks})", {f"p{i}": pk for i, pk in enumerate(new)})
+    stored = (writes.stored_from_row(sql, row) for row in rows)
+    return [(pk, report) for report, pk, *_ in stored if pk in new], whole
 
 
 def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:

@@ -309,3 +309,29 @@ async def test_retention_forgets_old_delivery_records_and_dead_phones_only(store
     assert await store.deliveries(group_id) == []
     assert [d.id for d in await store.active_devices(["b"])] == [live.id], "live phones stay"
     assert len(await store.report_revisions("obs", "a")) == 1, "reports are kept for good"
+
+
+async def test_a_flush_reads_only_the_reports_that_joined_since_it_last_counted(
+    store: Store,
+) -> None:
+    await save(store, report("a"))
+    await save(store, report("b"))
+    (group,) = await store.due_groups(T0 + 30 * S)
+    first = await store.flush_reads(group.id, leader_ids=[], silences_ending_after=T0, today=None)
+    assert first is not None
+    assert first.whole
+    assert sorted(r.id for _, r in first.reports) == ["a", "b"]
+    await save(store, report("a", revision=2, killed=4), T0 + 40 * S)
+    known = frozenset(pk for pk, _ in first.reports)
+    later = await store.flush_reads(
+        group.id, leader_ids=[], silences_ending_after=T0, today=None, known=known
+    )
+    assert later is not None
+    assert not later.whole
+    assert [(r.id, r.revision, r.casualties.killed) for _, r in later.reports] == [("a", 2, 4)]
+    stale = await store.flush_reads(
+        group.id, leader_ids=[], silences_ending_after=T0, today=None, known=known | {10**9}
+    )
+    assert stale is not None
+    assert stale.whole, "a row it counted is gone: read them all again"
+    assert len(stale.reports) == 3
