@@ -2,9 +2,9 @@
 
 Strict by design: it verifies the service account's signed JWT as Google does, accepts only
 registration tokens it issued, validates every message as the real API does
-(`fcm_validate`), and answers failures with the real error shapes, so firebase-admin maps
-them to its real exception types. Tests, benchmarks and the README tour point the service
-at it; nothing here leaves the machine.
+(`fcm_validate`), and answers failures with the real error shapes (google.rpc.Status with
+an FcmError detail), which the sender maps as it would Google's. Tests, benchmarks and the
+README tour point the service at it; nothing here leaves the machine.
 
     python -m dispatcher.testing.fcm_emulator --port 9099 --credentials data/fcm.json --tokens 2
 """

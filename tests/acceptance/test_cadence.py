@@ -1,6 +1,6 @@
 """A day of cadence in seconds: the clock is injected and the test drives the ticks.
 
-The real service on a real port, a real SQLite file, firebase-admin against the FCM
+The real service on a real port, a real SQLite file, the FCM channel against the FCM
 emulator; only time is in the test's hands. Rules: tests/testdata/rules-e2e (group_wait
 1s, group_interval 3s, repeat_interval 1h, close_after 3h; Harim Center escalates to Idleb
 Center after 30m).

@@ -1,6 +1,6 @@
-"""The whole path: a field report reaches team leaders' phones through the real FCM SDK.
+"""The whole path: a field report reaches team leaders' phones through FCM.
 
-The real service on a free port, a real SQLite file, firebase-admin talking to the FCM
+The real service on a free port, a real SQLite file, the FCM channel talking to the FCM
 emulator on loopback. Rules: tests/testdata/rules-e2e (group_wait 1s, group_interval 3s).
 """
 
@@ -311,7 +311,7 @@ async def test_operators_see_what_became_of_every_push(
     flaky = await register(service, emu, "harim-lead-1", "android", "en")
     gone = await register(service, emu, "idleb-lead-1", "android", "ar")
     emu.unregister(gone)
-    # 429: firebase-admin's async path does not retry it itself, so our retry shows.
+    # 429: only the outbox retries it (firebase-admin's own async path did not).
     emu.fail_next(1, status=429, error_code="QUOTA_EXCEEDED", retry_after=1, token=flaky)
     status, body = await service.post("/v1/reports", report("d1", killed=1), key="observatory")
     assert status == 202

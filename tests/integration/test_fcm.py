@@ -1,4 +1,5 @@
-"""The real firebase-admin SDK against the FCM emulator: what arrives, and each failure's fate."""
+"""Our FCM sender (firebase-admin's credentials and encoding) against the FCM emulator: what
+arrives, and each failure's fate."""
 
 from __future__ import annotations
 

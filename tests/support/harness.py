@@ -64,7 +64,7 @@ class Running:
 
 
 def fcm_push(emulator: Any, credentials: Path, **more: Any) -> dict[str, Any]:
-    """The `push` settings section that points firebase-admin at the FCM emulator."""
+    """The `push` settings section that points the FCM channel at the emulator."""
     return {"fcm": {"credentials": str(credentials), "endpoint": emulator.base_url}, **more}
 
 
