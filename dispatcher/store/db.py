@@ -46,17 +46,7 @@ def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | Non
     """For SQLite, a plain (sync) engine on the same file for report writes, which the store
     runs whole in a worker thread: aiosqlite would hop threads for every statement. None for
     other databases, whose async drivers need no such help."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    engine = create_sync_engine(
-        parsed.set(drivername="sqlite"),
-        pool_size=1,
-        max_overflow=0,
-        connect_args={"check_same_thread": False},  # used from worker threads, one at a time
-    )
-    _sqlite_pragmas(engine, sqlite_synchronous, begin="BEGIN IMMEDIATE")
-    return engine
+    return _sqlite_sync_engine(url, sqlite_synchronous, begin="BEGIN IMMEDIATE", connections=1)
 
 
 def create_reader(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | None:
@@ -64,16 +54,22 @@ def create_reader(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | Non
     together in one worker thread: through aiosqlite each statement is several hops between
     the event loop and its thread, and under load every hop waits its turn. None for other
     databases."""
+    return _sqlite_sync_engine(url, sqlite_synchronous, begin="BEGIN", connections=4)
+
+
+def _sqlite_sync_engine(
+    url: str, synchronous: str, *, begin: str, connections: int
+) -> Engine | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
     engine = create_sync_engine(
         parsed.set(drivername="sqlite"),
-        pool_size=2,
-        max_overflow=2,
+        pool_size=connections,
+        max_overflow=0,
         connect_args={"check_same_thread": False},  # used from worker threads, one at a time
     )
-    _sqlite_pragmas(engine, sqlite_synchronous, begin="BEGIN")
+    _sqlite_pragmas(engine, synchronous, begin=begin)
     return engine
 
 
