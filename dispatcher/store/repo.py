@@ -577,7 +577,8 @@ class Store:
 
     async def group_reports(self, group_id: str) -> list[Report]:
         """Every revision of every report that joined the group."""
-        return await self._read(lambda conn: _group_reports(conn, group_id))
+        joined, _ = await self._read(lambda conn: _reports_joined(conn, group_id, frozenset()))
+        return [report for _, report in joined]
 
     async def last_update(self, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
         return await self._read(lambda conn: _last_update(conn, group_id))
@@ -968,19 +969,13 @@ def _get_group(conn: Connection, group_id: str) -> GroupRow | None:
     return _group_from_row(row) if row is not None else None
 
 
-def _group_reports(conn: Connection, group_id: str) -> list[Report]:
-    # Plain SQL (as the write path): a busy group holds thousands of reports, and Core's
-    # row processing took most of each flush's read.
-    sql = writes.Sql(conn)
-    rows = sql.rows(GROUP_REPORTS, {"group_id": group_id})
-    return [writes.stored_from_row(sql, row)[0] for row in rows]
-
-
 def _reports_joined(
     conn: Connection, group_id: str, known: frozenset[int]
 ) -> tuple[list[tuple[int, Report]], bool]:
     """The group's report rows not in `known`, and whether that is all of them (when
-    `known` is empty, or holds a row the group no longer has)."""
+    `known` is empty, or holds a row the group no longer has). Plain SQL, as the write
+    path: a busy group holds thousands of reports, and Core's row processing took most of
+    each flush's read."""
     sql = writes.Sql(conn)
     pks = {int(pk) for (pk,) in sql.rows(GROUP_REPORT_PKS, {"group_id": group_id})}
     whole = not known or not known <= pks
