@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import firebase_admin
 import google.auth.transport.requests
@@ -183,7 +184,9 @@ class FcmChannel:
         self._credential = credential.get_credential()
         self._project = credential.project_id
         self._endpoint = endpoint.rstrip("/")
-        self._path = f"/v1/projects/{self._project}/messages:send"
+        # An endpoint may be a relay under a path of its own: keep it.
+        prefix = urlsplit(self._endpoint).path.rstrip("/")
+        self._path = f"{prefix}/v1/projects/{self._project}/messages:send"
         self._origin = Origin(self._endpoint, timeout=timeout)
         self._source = source
         self._timeout = timeout

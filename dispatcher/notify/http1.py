@@ -101,7 +101,7 @@ class _Connection(asyncio.Protocol):
 class Origin:
     """Keep-alive connections to one scheme://host:port, opened as needed and reused."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    def __init__(self, url: str, *, timeout: float, tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -109,7 +109,9 @@ class Origin:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.authority = parts.netloc.rsplit("@", 1)[-1]
         self.timeout = timeout
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._tls = None
+        if parts.scheme == "https":
+            self._tls = tls or ssl.create_default_context()
         self._idle: list[_Connection] = []
 
     def head(self, path: str, headers: dict[str, str]) -> bytes:

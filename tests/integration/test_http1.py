@@ -4,10 +4,18 @@ closed and stale connections, garbage and silence."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from dispatcher.notify import http1
 from dispatcher.notify.http1 import Origin
@@ -146,3 +154,56 @@ async def test_garbage_and_silence_fail_the_request_not_the_caller() -> None:
     finally:
         for server in (garbage, silent):
             server.close()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_https_checks_the_server_s_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    app = web.Application()
+    app.router.add_post("/relay/x", echo)
+    run = web.AppRunner(app, access_log=None)
+    await run.setup()
+    await web.TCPSite(run, "127.0.0.1", 0, ssl_context=server_tls).start()
+    url = f"https://127.0.0.1:{run.addresses[0][1]}"
+    try:
+        trusting = Origin(url, timeout=5, tls=ssl.create_default_context(cafile=str(cert)))
+        answer = await trusting.post(trusting.head("/relay/x", {}), b"over tls")
+        assert (answer.status, answer.body) == (200, b"over tls")
+        trusting.close()
+        default = Origin(url, timeout=5)  # the system's CAs do not know this certificate
+        with pytest.raises(ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            await default.post(default.head("/relay/x", {}), b"{}")
+    finally:
+        await run.cleanup()
