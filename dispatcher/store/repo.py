@@ -956,6 +956,10 @@ class Store:
 # --- reads, run by Store._read --------------------------------------------------------------
 
 GROUP_REPORT_PKS = "SELECT report_pk FROM group_reports WHERE group_id = :group_id"
+ACTIVE_DEVICES = (
+    "SELECT id, leader_id, token, platform, locale, created_at, updated_at FROM devices "
+    "WHERE leader_id IN"
+)
 REPORTS_BY_PK = f"SELECT {writes.REPORT_COLUMNS} FROM reports WHERE pk IN"  # noqa: S608
 GROUP_REPORTS = (
     f"SELECT {writes.REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
@@ -1020,17 +1024,26 @@ def _current_silences(conn: Connection, ending_after: datetime) -> list[Silence]
 
 
 def _active_devices(conn: Connection, leader_ids: Sequence[str]) -> list[DeviceRow]:
+    """The phones of these leaders that are not disabled. Plain SQL: a fan-out reads
+    thousands, and Core's row processing (two times a row) cost 60-100 ms for 4,000."""
     if not leader_ids:
         return []
-    rows = conn.execute(
-        select(devices)
-        .where(devices.c.leader_id.in_(list(leader_ids)), devices.c.disabled_at.is_(None))
-        .order_by(devices.c.id)
+    sql = writes.Sql(conn)
+    marks = ", ".join(f":l{i}" for i in range(len(leader_ids)))
+    rows = sql.rows(
+        f"{ACTIVE_DEVICES} ({marks}) AND disabled_at IS NULL ORDER BY id",
+        {f"l{i}": leader for i, leader in enumerate(leader_ids)},
     )
     return [
-        DeviceRow(r.id, r.leader_id, r.token, r.platform, r.locale, r.created_at, r.updated_at)
-        for r in rows
+        DeviceRow(pk, leader, token, platform, locale, _aware(sql, created), _aware(sql, updated))
+        for pk, leader, token, platform, locale, created, updated in rows
     ]
+
+
+def _aware(sql: writes.Sql, value: Any) -> datetime:
+    when = sql.time(value)
+    assert when is not None
+    return when
 
 
 def _count_live_incidents(conn: Connection, regions: frozenset[str], since: datetime) -> int:
