@@ -1261,11 +1261,27 @@ def _with_devices() -> Any:
 
 def _pending(sql: writes.Sql, where: str, params: dict[str, Any]) -> list[PendingPush]:
     """Outbox rows as senders need them, with their device's token and platform. PENDING's
-    columns are PendingPush's fields, in order."""
+    columns are PendingPush's fields, in order. The rows of one update share their data
+    and expiry, so each distinct value is decoded once."""
     rows = sql.rows(f"{PENDING} WHERE {where} ORDER BY n.id", params)
+    datas: dict[Any, dict[str, Any]] = {}
+    times: dict[Any, datetime | None] = {}
+
+    def data_of(raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, str):
+            return dict(raw)
+        if raw not in datas:
+            datas[raw] = _json_object(raw)
+        return dict(datas[raw])
+
+    def time_of(raw: Any) -> datetime | None:
+        if raw not in times:
+            times[raw] = sql.time(raw)
+        return times[raw]
+
     return [
         PendingPush(pk, group_id, seq, leader, device, token, platform, channel, title, body,
-                    _json_object(data), collapse_key, priority, attempts, sql.time(expires_at))
+                    data_of(data), collapse_key, priority, attempts, time_of(expires_at))
         for (pk, group_id, seq, leader, device, token, platform, channel, title, body, data,
              collapse_key, priority, attempts, expires_at) in rows
     ]  # fmt: skip
