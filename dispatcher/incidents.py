@@ -13,9 +13,10 @@ see the same dead, not different ones. It is confirmed once any live report conf
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from dispatcher.model import Casualties, Point, Report
 
@@ -28,15 +29,18 @@ class MergeRule:
     window: timedelta = timedelta(minutes=15)
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """An open incident a new report might join."""
+class Candidate(NamedTuple):
+    """An open incident a new report might join: the sources whose reports joined it, sorted.
+
+    A tuple of plain values, which the cyclic garbage collector stops looking at once it has
+    seen it: the writer holds hundreds of thousands of these through a surge.
+    """
 
     id: str
     kind: str
     location: Point | None
     occurred_at: datetime
-    sources: frozenset[str]
+    sources: tuple[str, ...]
 
 
 def distance_m(a: Point, b: Point) -> float:
@@ -100,3 +104,133 @@ def count(live: Iterable[Report]) -> IncidentCount:
         confirmed=any(r.status == "confirmed" for r in reports),
         live_reports=len(reports),
     )
+
+
+# An incident as the index holds it: (id, kind, lat, lon, occurred_at, sources). A plain
+# tuple of plain values, which the cyclic garbage collector stops looking at once it has
+# seen it (it never does so for named tuples): the writer holds hundreds of thousands of
+# these through a surge, and full collections walked every one again and again.
+_Entry = tuple[str, str, float, float, datetime, tuple[str, ...]]
+
+
+def _candidate(entry: _Entry) -> Candidate:
+    iid, kind, lat, lon, at, sources = entry
+    return Candidate(iid, kind, Point(lat, lon), at, sources)
+
+
+class IncidentIndex:
+    """Incidents with coordinates by kind, place and time: the merge rule's lookup, in memory.
+
+    Points fall in square cells one merge diameter wide, so the incidents a report may join
+    lie in the four to six cells around it. The index answers for reports whose merge window
+    starts at or after `since`; the store fills it from the incidents table and keeps it
+    equal to it.
+    """
+
+    _ROW = 1 << 24
+
+    def __init__(self, rule: MergeRule, *, since: datetime) -> None:
+        self.rule = rule
+        self.since = since
+        self._dlat = math.degrees(rule.radius_m / EARTH_RADIUS_M)
+        self._cell = max(2 * self._dlat, 1e-6)
+        # kind -> cell -> incidents. Cells are numbered row * _ROW + column; were two cells
+        # to share a number (far outside any map) a lookup would only see more candidates.
+        # A cell is a tuple, rebuilt when it changes: it holds a few incidents at most.
+        self._cells: dict[str, dict[int, tuple[_Entry, ...]]] = {}
+        self._by_id: dict[str, _Entry] = {}
+        self._one_source: dict[str, tuple[str, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id)
+
+    def __contains__(self, incident_id: object) -> bool:
+        return incident_id in self._by_id
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter([_candidate(e) for e in self._by_id.values()])
+
+    def covers(self, report: Report) -> bool:
+        """Whether every incident `report` might join is held here."""
+        return report.occurred_at - self.rule.window >= self.since
+
+    def _key(self, lat: float, lon: float) -> int:
+        return math.floor(lat / self._cell) * self._ROW + math.floor(lon / self._cell)
+
+    def _sources(self, sources: Iterable[str]) -> tuple[str, ...]:
+        found = tuple(sorted(set(sources)))
+        if len(found) == 1:  # most incidents have one source: share the tuple
+            return self._one_source.setdefault(found[0], found)
+        return found
+
+    def add(
+        self,
+        incident_id: str,
+        kind: str,
+        at: Point,
+        occurred_at: datetime,
+        sources: Iterable[str] = (),
+    ) -> None:
+        """Hold an incident (again: its place, time and sources are replaced); one that
+        occurred before `since` is not held, as no report the index answers for can join it."""
+        self.remove(incident_id)
+        if occurred_at < self.since:
+            return
+        lat, lon = at.lat, at.lon
+        entry = (incident_id, kind, lat, lon, occurred_at, self._sources(sources))
+        self._by_id[incident_id] = entry
+        cells = self._cells.setdefault(kind, {})
+        key = self._key(lat, lon)
+        cells[key] = (*cells.get(key, ()), entry)
+
+    def join(self, incident_id: str, source: str) -> None:
+        """A report of `source` joined the incident (if held)."""
+        entry = self._by_id.get(incident_id)
+        if entry is not None and source not in entry[5]:
+            iid, kind, lat, lon, at, sources = entry
+            self.add(iid, kind, Point(lat, lon), at, (*sources, source))
+
+    def remove(self, incident_id: str) -> None:
+        entry = self._by_id.pop(incident_id, None)
+        if entry is None:
+            return
+        cells = self._cells[entry[1]]
+        key = self._key(entry[2], entry[3])
+        rest = tuple(e for e in cells[key] if e[0] != incident_id)
+        if rest:
+            cells[key] = rest
+        else:
+            del cells[key]
+
+    def candidates(self, report: Report) -> list[Candidate]:
+        """The incidents of the report's kind in the cells its merge circle touches and in
+        its time window (a superset of what `pick` accepts; `pick` decides)."""
+        at = report.location
+        cells = self._cells.get(report.kind)
+        if at is None or cells is None:
+            return []
+        dlat, c, row = self._dlat, self._cell, self._ROW
+        # The circle is widest in longitude at its edge nearer the pole.
+        dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(at.lat) + dlat))))
+        j0, j1 = math.floor((at.lon - dlon) / c), math.floor((at.lon + dlon) / c)
+        t0, t1 = report.occurred_at - self.rule.window, report.occurred_at + self.rule.window
+        source = report.source
+        found = []
+        for i in range(math.floor((at.lat - dlat) / c), math.floor((at.lat + dlat) / c) + 1):
+            for j in range(i * row + j0, i * row + j1 + 1):
+                for entry in cells.get(j, ()):
+                    if t0 <= entry[4] <= t1 and source not in entry[5]:
+                        found.append(_candidate(entry))
+        return found
+
+    def forget_before(self, since: datetime) -> int:
+        """Let go of incidents that occurred before `since`; the index then answers only
+        for reports whose window starts at or after it. Returns how many were let go."""
+        old = [e[0] for e in self._by_id.values() if e[4] < since]
+        for incident_id in old:
+            self.remove(incident_id)
+        self.since = max(self.since, since)
+        return len(old)

@@ -32,7 +32,7 @@ def report(*, source: str = "spotter", kind: str = "airstrike", at: Point | None
 
 def cand(cid: str, *, at: Point = HERE, minutes: float = 0, kind: str = "airstrike",
          sources: tuple[str, ...] = ("observatory",)) -> Candidate:  # fmt: skip
-    return Candidate(cid, kind, at, T0 + timedelta(minutes=minutes), frozenset(sources))
+    return Candidate(cid, kind, at, T0 + timedelta(minutes=minutes), tuple(sorted(sources)))
 
 
 @pytest.mark.parametrize(
