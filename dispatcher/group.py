@@ -6,6 +6,7 @@ timer; the scheduler asks `is_due`; the notify stage renders a `Summary` for eac
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,21 @@ class Timing:
     repeat_interval: timedelta
     close_after: timedelta = timedelta(hours=1)
     escalate_after: timedelta | None = None  # the receiving team's, if it escalates
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTarget:
+    """An alert group a new report joins (created if not open yet)."""
+
+    route_id: str
+    labels: tuple[tuple[str, str], ...]
+    receiver: str
+    timing: Timing
+
+    @property
+    def group_key(self) -> str:
+        """The group's labels as the store keys it."""
+        return json.dumps(list(self.labels), separators=(",", ":"), ensure_ascii=False)
 
 
 def next_flush_after_report(

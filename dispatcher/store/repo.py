@@ -11,13 +11,26 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, case, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.group import Life, Timing
+from dispatcher.group import GroupTarget, Life
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.silence import MATCHERS, Silence
@@ -33,37 +46,7 @@ from dispatcher.store.tables import (
     rule_sets,
     silences,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class GroupTarget:
-    """An alert group a new report joins (created if not open yet)."""
-
-    route_id: str
-    labels: tuple[tuple[str, str], ...]
-    receiver: str
-    timing: Timing
-
-    @property
-    def group_key(self) -> str:
-        return json.dumps(list(self.labels), separators=(",", ":"), ensure_ascii=False)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredReport:
-    report: Report
-    pk: int
-    received_at: datetime
-    key_name: str
-    rules_version: str
-
-
-@dataclass(frozen=True, slots=True)
-class SaveResult:
-    outcome: Literal["created", "duplicate", "stale"]
-    stored: StoredReport  # the new row, the one already held, or (stale) the newer one
-    group_ids: tuple[str, ...] = ()
-    merged: bool = False  # joined an incident another report had opened
+from dispatcher.store.writes import ReportWrite, SaveResult, StoredReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,23 +267,6 @@ def _seconds(value: float | None) -> timedelta | None:
     return timedelta(seconds=value) if value is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class _WriteRequest:
-    """The reports of one API request, saved in order within a transaction."""
-
-    items: Sequence[tuple[Report, Sequence[GroupTarget]]]
-    now: datetime
-    key_name: str
-    rules_version: str
-
-    def write(self, conn: Connection, store: Store) -> list[SaveResult]:
-        sql = writes.Sql(conn)
-        return [
-            store._save_one(sql, report, targets, self.now, self.key_name, self.rules_version)
-            for report, targets in self.items
-        ]
-
-
 T = TypeVar("T")
 
 
@@ -319,7 +285,11 @@ class Store:
         self.merge = merge or MergeRule()
         self.writer = writer  # SQLite: a sync engine for writes (see db.create_writer)
         self.reader = reader  # SQLite: a sync engine for a flush's reads (db.create_reader)
-        self._queued: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._queued: list[
+            tuple[Callable[[Connection], Any] | ReportWrite, asyncio.Future[Any]]
+        ] = []
+        # SQLite: the writer's memory of recent incidents, for the merge lookup.
+        self._memory = writes.IncidentMemory(self.merge)
         self._drainer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -377,8 +347,16 @@ class Store:
         key_name: str,
         rules_version: str,
     ) -> list[SaveResult]:
-        request = _WriteRequest(items, now, key_name, rules_version)
-        return await self._write(lambda conn: request.write(conn, self))
+        request = ReportWrite(items, now, key_name, rules_version)
+        if self.writer is None:
+
+            def save(conn: Connection) -> list[SaveResult]:
+                (results,) = writes.ReportWriter(writes.Sql(conn), self.merge).save([request])
+                return results
+
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(save)
+        return await self._write(request)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read transaction: on SQLite in a worker thread on the reader's
@@ -394,7 +372,7 @@ class Store:
 
         return await asyncio.to_thread(run)
 
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Connection], T] | ReportWrite) -> T:
         """Run `fn` in a write transaction and return what it returns, once committed.
 
         SQLite has one writer: every write of the service goes through this one thread, and
@@ -403,6 +381,7 @@ class Store:
         connections wait on each other's lock (SQLite's busy wait sleeps up to 100 ms).
         Elsewhere (PostgreSQL) it is a transaction of the async engine."""
         if self.writer is None:
+            assert not isinstance(fn, ReportWrite)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -433,51 +412,37 @@ class Store:
                 if not future.done():  # the client may have gone away
                     future.set_result(result)
 
-    def _commit(self, fns: list[Callable[[Connection], Any]]) -> list[Any]:
-        """One SQLite transaction for several writes, run in a worker thread."""
+    def _commit(self, jobs: list[Callable[[Connection], Any] | ReportWrite]) -> list[Any]:
+        """One SQLite transaction for several writes, run in a worker thread. Consecutive
+        report writes are decided together and written with one executemany per table."""
         assert self.writer is not None
-        with self.writer.begin() as conn:
-            return [fn(conn) for fn in fns]
-
-    def _save_one(
-        self,
-        sql: writes.Sql,
-        report: Report,
-        targets: Sequence[GroupTarget],
-        now: datetime,
-        key_name: str,
-        rules_version: str,
-    ) -> SaveResult:
-        latest_row = writes.latest_revision(sql, report.source, report.id)
-        latest = _stored(sql, latest_row) if latest_row is not None else None
-        if latest is not None and latest.report.revision >= report.revision:
-            # A retry of a revision we hold (even an old one, delayed by a bad link) is a
-            # duplicate; a revision older than ours that we never saw is stale.
-            same = writes.revision(sql, report.source, report.id, report.revision)
-            if same is not None:
-                return SaveResult("duplicate", _stored(sql, same))
-            return SaveResult("stale", latest)
-        incident, merged = writes.assign_incident(
-            sql, report, latest.report if latest else None, now, self.merge
-        )
-        report = writes.with_incident(report, incident)
-        pk = writes.insert_report(sql, report, now, key_name, rules_version)
-        group_ids = [
-            writes.join_group(
-                sql,
-                route_id=target.route_id,
-                group_key=target.group_key,
-                labels=target.labels,
-                receiver=target.receiver,
-                timing=target.timing,
-                report_pk=pk,
-                now=now,
-                rules_version=rules_version,
-            )
-            for target in targets
-        ]
-        stored = StoredReport(report, pk, now, key_name, rules_version)
-        return SaveResult("created", stored, tuple(group_ids), merged)
+        out: list[Any] = []
+        writer: writes.ReportWriter | None = None
+        try:
+            with self.writer.begin() as conn:
+                i = 0
+                while i < len(jobs):
+                    job = jobs[i]
+                    if not isinstance(job, ReportWrite):
+                        out.append(job(conn))
+                        i += 1
+                        continue
+                    run = [job]
+                    while i + len(run) < len(jobs) and isinstance(jobs[i + len(run)], ReportWrite):
+                        run.append(jobs[i + len(run)])  # type: ignore[arg-type]
+                    i += len(run)
+                    if writer is None:
+                        sql = writes.Sql(conn)
+                        memory = self._memory.sync(sql, max(w.now for w in run))
+                        writer = writes.ReportWriter(sql, self.merge, memory)
+                    out.extend(writer.save(run))
+        except BaseException:
+            if writer is not None:
+                self._memory.forget()  # its reads may have seen what was rolled back
+            raise
+        if writer is not None:
+            self._memory.committed(writer)
+        return out
 
     async def report_revisions(self, source: str, ext_id: str) -> list[StoredReport]:
         async with self.engine.connect() as conn:
@@ -546,7 +511,7 @@ class Store:
         self, *, version: str, sha256: str, applied_at: datetime, how: str
     ) -> None:
         row = {"version": version, "sha256": sha256, "applied_at": applied_at, "how": how[:200]}
-        await self._write(lambda conn: conn.execute(rule_sets.insert().values(**row)))
+        await self._write(partial(_insert, table=rule_sets, row=row))
 
     async def rule_set_history(self, limit: int = 10) -> list[dict[str, str]]:
         """The rule sets applied most recently, newest first."""
@@ -639,10 +604,12 @@ class Store:
         again.
         """
         written = await self._write(
-            lambda conn: _record_update(
-                conn, group, now, summary, outbox, rules_version, None, wakeup, close, escalate
+            partial(
+                _record_update, group=group, now=now, summary=summary, outbox=outbox,
+                rules_version=rules_version, lease=None, wakeup=wakeup, close=close,
+                escalate=escalate,
             )
-        )
+        )  # fmt: skip
         return written is not None
 
     async def record_update_and_claim(
@@ -659,24 +626,18 @@ class Store:
         """`record_update`, with its pushes claimed for the caller to send at once (an
         immediate route): no wait for the next delivery round. None if not claimed."""
         return await self._write(
-            lambda conn: _record_update(
-                conn, group, now, summary, outbox, rules_version, lease, wakeup, False, False
+            partial(
+                _record_update, group=group, now=now, summary=summary, outbox=outbox,
+                rules_version=rules_version, lease=lease, wakeup=wakeup, close=False,
+                escalate=False,
             )
-        )
+        )  # fmt: skip
 
     async def settle(self, group: GroupRow, *, wakeup: datetime | None = None) -> bool:
         """Clear a group's pending change that needs no update (nothing a leader would see);
         the group next wakes at `wakeup` (a reminder or its closing)."""
 
-        def settle(conn: Connection) -> bool:
-            result = conn.execute(
-                update(alert_groups)
-                .where(_as_read(group))
-                .values(pending=False, next_flush_at=wakeup)
-            )
-            return result.rowcount == 1
-
-        return await self._write(settle)
+        return await self._write(partial(_settle, group=group, wakeup=wakeup))
 
     async def acknowledge(
         self, group_id: str, *, leader_id: str, at: datetime, responding: bool, note: str | None
@@ -685,30 +646,16 @@ class Store:
         every leader of the team is told who acknowledged. Reminders stop from the first.
         None if the group does not exist or has closed."""
 
-        def ack(conn: Connection) -> GroupRow | None:
-            row = conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).first()
-            if row is None or row.closed_at is not None:
-                return None
-            conn.execute(
-                group_acks.insert().values(
-                    group_id=group_id,
-                    leader_id=leader_id,
-                    at=at,
-                    responding=responding,
-                    note=note,
-                )
+        return await self._write(
+            partial(
+                _ack,
+                group_id=group_id,
+                leader_id=leader_id,
+                at=at,
+                responding=responding,
+                note=note,
             )
-            due = at if not row.pending or row.next_flush_at is None else min(row.next_flush_at, at)
-            conn.execute(
-                update(alert_groups)
-                .where(alert_groups.c.id == group_id)
-                .values(pending=True, next_flush_at=due, acked_at=row.acked_at or at)
-            )
-            return _group_from_row(
-                conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).one()
-            )
-
-        return await self._write(ack)
+        )
 
     async def get_update(
         self, group_id: str, seq: int, *, leader_id: str
@@ -732,13 +679,7 @@ class Store:
     async def hold(self, group: GroupRow, *, until: datetime) -> bool:
         """Put off what a group owes its leaders until `until` (a silence's end)."""
 
-        def hold(conn: Connection) -> bool:
-            result = conn.execute(
-                update(alert_groups).where(_as_read(group)).values(next_flush_at=until)
-            )
-            return result.rowcount == 1
-
-        return await self._write(hold)
+        return await self._write(partial(_hold, group=group, until=until))
 
     async def recent_pushes(
         self, route_ids: Sequence[str], *, since: datetime
@@ -759,71 +700,21 @@ class Store:
         """Retention: delete the delivery records of groups closed before `closed_before`
         and the phones disabled before `disabled_before`. Returns (records, phones)."""
 
-        def forget(conn: Connection) -> tuple[int, int]:
-            old_groups = select(alert_groups.c.id).where(
-                alert_groups.c.closed_at.is_not(None), alert_groups.c.closed_at < closed_before
-            )
-            records = conn.execute(
-                notifications.delete().where(notifications.c.group_id.in_(old_groups))
-            ).rowcount
-            old_devices = select(devices.c.id).where(
-                devices.c.disabled_at.is_not(None), devices.c.disabled_at < disabled_before
-            )
-            conn.execute(
-                update(notifications)
-                .where(notifications.c.device_id.in_(old_devices))
-                .values(device_id=None)
-            )
-            phones = conn.execute(devices.delete().where(devices.c.id.in_(old_devices))).rowcount
-            return int(records), int(phones)
-
-        return await self._write(forget)
+        return await self._write(
+            partial(_forget, closed_before=closed_before, disabled_before=disabled_before)
+        )
 
     # --- silences ------------------------------------------------------------------------
 
     async def add_silence(self, silence: Silence, *, key_name: str) -> None:
-        def add(conn: Connection) -> None:
-            conn.execute(
-                silences.insert().values(
-                    id=silence.id,
-                    matchers={name: sorted(getattr(silence, name)) for name in MATCHERS},
-                    starts_at=silence.starts_at,
-                    ends_at=silence.ends_at,
-                    author=silence.author,
-                    reason=silence.reason,
-                    created_at=silence.created_at,
-                    created_by_key=key_name,
-                )
-            )
-
-        await self._write(add)
+        await self._write(partial(_add, silence=silence, key_name=key_name))
 
     async def current_silences(self, *, ending_after: datetime) -> list[Silence]:
         """Silences that end after `ending_after` (active and pending ones, for now)."""
         return await self._read(lambda conn: _current_silences(conn, ending_after))
 
     async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
-        def expire(conn: Connection) -> Silence | None:
-            row = conn.execute(select(silences).where(silences.c.id == silence_id)).first()
-            if row is None:
-                return None
-            if row.ends_at > now:
-                conn.execute(
-                    update(silences).where(silences.c.id == silence_id).values(ends_at=now)
-                )
-                # Groups this silence was holding (until its old end) are told now.
-                conn.execute(
-                    update(alert_groups)
-                    .where(
-                        alert_groups.c.closed_at.is_(None),
-                        alert_groups.c.next_flush_at == row.ends_at,
-                    )
-                    .values(next_flush_at=now)
-                )
-                row = conn.execute(select(silences).where(silences.c.id == silence_id)).one()
-            return _silence_from_row(row)
-
-        return await self._write(expire)
+        return await self._write(partial(_expire, silence_id=silence_id, now=now))
 
     async def acks(self, group_id: str) -> list[Ack]:
         return await self._read(lambda conn: _acks(conn, group_id))
@@ -836,56 +727,25 @@ class Store:
         """Register a token for a leader; a token seen before moves to this leader (shared
         phones change hands). Returns the device and whether it is new."""
 
-        def register(conn: Connection) -> tuple[DeviceRow, bool]:
-            row = conn.execute(select(devices).where(devices.c.token == token)).first()
-            if row is None:
-                result = conn.execute(
-                    devices.insert().values(
-                        leader_id=leader_id,
-                        token=token,
-                        platform=platform,
-                        locale=locale,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                pk = result.inserted_primary_key
-                assert pk is not None
-                return DeviceRow(int(pk[0]), leader_id, token, platform, locale, now, now), True
-            conn.execute(
-                update(devices)
-                .where(devices.c.id == row.id)
-                .values(
-                    leader_id=leader_id,
-                    platform=platform,
-                    locale=locale,
-                    updated_at=now,
-                    disabled_at=None,
-                    disabled_reason=None,
-                )
+        return await self._write(
+            partial(
+                _register,
+                leader_id=leader_id,
+                token=token,
+                platform=platform,
+                locale=locale,
+                now=now,
             )
-            return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False
-
-        return await self._write(register)
+        )
 
     async def remove_device(
         self, *, leader_id: str, token: str, now: datetime, reason: str
     ) -> bool:
         """Stop pushing to a leader's token; the row is kept (disabled) for the record."""
 
-        def remove(conn: Connection) -> bool:
-            result = conn.execute(
-                update(devices)
-                .where(
-                    devices.c.token == token,
-                    devices.c.leader_id == leader_id,
-                    devices.c.disabled_at.is_(None),
-                )
-                .values(disabled_at=now, disabled_reason=reason)
-            )
-            return result.rowcount == 1
-
-        return await self._write(remove)
+        return await self._write(
+            partial(_remove, leader_id=leader_id, token=token, now=now, reason=reason)
+        )
 
     async def active_devices(self, leader_ids: Sequence[str]) -> list[DeviceRow]:
         if not leader_ids:
@@ -900,7 +760,7 @@ class Store:
         """Claim the pushes due now for `lease`: another sender (a second instance) skips
         them until the claim runs out, so no push goes out twice. Pushes past their time to
         live are closed as expired instead."""
-        return await self._write(lambda conn: _claim(conn, now, lease, limit))
+        return await self._write(partial(_claim, now=now, lease=lease, limit=limit))
 
     async def deliveries(self, group_id: str) -> list[DeliveryRow]:
         """Every notification of a group, oldest first, with its device."""
@@ -942,8 +802,9 @@ class Store:
         """Record what became of each push; a failed push listed in `fallbacks` (its id ->
         a channel) is queued again for its leader on that channel, once per update."""
         await self._write(
-            lambda conn: _record_outcomes(conn, outcomes, now, device_of, fallbacks or {})
-        )
+            partial(_record_outcomes, outcomes=outcomes, now=now, device_of=device_of,
+                    fallbacks=fallbacks or {})
+        )  # fmt: skip
 
     async def notification_counts(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
@@ -1361,3 +1222,155 @@ def _queue_fallback(conn: Connection, notification_id: int, channel: str, now: d
             last_error=f"fallback for push {notification_id}",
         )
     )
+
+
+# --- writes, as plain functions of a connection (the writer process runs them) ------
+
+
+def _insert(conn: Connection, table: Table, row: dict[str, Any]) -> None:
+    conn.execute(table.insert().values(**row))
+
+
+def _settle(conn: Connection, *, group: GroupRow, wakeup: datetime | None) -> bool:
+    result = conn.execute(
+        update(alert_groups).where(_as_read(group)).values(pending=False, next_flush_at=wakeup)
+    )
+    return result.rowcount == 1
+
+
+def _ack(
+    conn: Connection,
+    *,
+    group_id: str,
+    leader_id: str,
+    at: datetime,
+    responding: bool,
+    note: str | None,
+) -> GroupRow | None:
+    row = conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).first()
+    if row is None or row.closed_at is not None:
+        return None
+    conn.execute(
+        group_acks.insert().values(
+            group_id=group_id,
+            leader_id=leader_id,
+            at=at,
+            responding=responding,
+            note=note,
+        )
+    )
+    due = at if not row.pending or row.next_flush_at is None else min(row.next_flush_at, at)
+    conn.execute(
+        update(alert_groups)
+        .where(alert_groups.c.id == group_id)
+        .values(pending=True, next_flush_at=due, acked_at=row.acked_at or at)
+    )
+    return _group_from_row(
+        conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).one()
+    )
+
+
+def _hold(conn: Connection, *, group: GroupRow, until: datetime) -> bool:
+    result = conn.execute(update(alert_groups).where(_as_read(group)).values(next_flush_at=until))
+    return result.rowcount == 1
+
+
+def _forget(
+    conn: Connection, *, closed_before: datetime, disabled_before: datetime
+) -> tuple[int, int]:
+    old_groups = select(alert_groups.c.id).where(
+        alert_groups.c.closed_at.is_not(None), alert_groups.c.closed_at < closed_before
+    )
+    records = conn.execute(
+        notifications.delete().where(notifications.c.group_id.in_(old_groups))
+    ).rowcount
+    old_devices = select(devices.c.id).where(
+        devices.c.disabled_at.is_not(None), devices.c.disabled_at < disabled_before
+    )
+    conn.execute(
+        update(notifications)
+        .where(notifications.c.device_id.in_(old_devices))
+        .values(device_id=None)
+    )
+    phones = conn.execute(devices.delete().where(devices.c.id.in_(old_devices))).rowcount
+    return int(records), int(phones)
+
+
+def _add(conn: Connection, *, silence: Silence, key_name: str) -> None:
+    conn.execute(
+        silences.insert().values(
+            id=silence.id,
+            matchers={name: sorted(getattr(silence, name)) for name in MATCHERS},
+            starts_at=silence.starts_at,
+            ends_at=silence.ends_at,
+            author=silence.author,
+            reason=silence.reason,
+            created_at=silence.created_at,
+            created_by_key=key_name,
+        )
+    )
+
+
+def _expire(conn: Connection, *, silence_id: str, now: datetime) -> Silence | None:
+    row = conn.execute(select(silences).where(silences.c.id == silence_id)).first()
+    if row is None:
+        return None
+    if row.ends_at > now:
+        conn.execute(update(silences).where(silences.c.id == silence_id).values(ends_at=now))
+        # Groups this silence was holding (until its old end) are told now.
+        conn.execute(
+            update(alert_groups)
+            .where(
+                alert_groups.c.closed_at.is_(None),
+                alert_groups.c.next_flush_at == row.ends_at,
+            )
+            .values(next_flush_at=now)
+        )
+        row = conn.execute(select(silences).where(silences.c.id == silence_id)).one()
+    return _silence_from_row(row)
+
+
+def _register(
+    conn: Connection, *, leader_id: str, token: str, platform: str, locale: str, now: datetime
+) -> tuple[DeviceRow, bool]:
+    row = conn.execute(select(devices).where(devices.c.token == token)).first()
+    if row is None:
+        result = conn.execute(
+            devices.insert().values(
+                leader_id=leader_id,
+                token=token,
+                platform=platform,
+                locale=locale,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return DeviceRow(int(pk[0]), leader_id, token, platform, locale, now, now), True
+    conn.execute(
+        update(devices)
+        .where(devices.c.id == row.id)
+        .values(
+            leader_id=leader_id,
+            platform=platform,
+            locale=locale,
+            updated_at=now,
+            disabled_at=None,
+            disabled_reason=None,
+        )
+    )
+    return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False
+
+
+def _remove(conn: Connection, *, leader_id: str, token: str, now: datetime, reason: str) -> bool:
+    result = conn.execute(
+        update(devices)
+        .where(
+            devices.c.token == token,
+            devices.c.leader_id == leader_id,
+            devices.c.disabled_at.is_(None),
+        )
+        .values(disabled_at=now, disabled_reason=reason)
+    )
+    return result.rowcount == 1

@@ -10,11 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
-from dispatcher.group import Timing
+from dispatcher.group import GroupTarget, Timing
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db
-from dispatcher.store.repo import GroupTarget, OutboxItem, Outcome, Store
-from dispatcher.store.tables import metadata
+from dispatcher.store.repo import OutboxItem, Outcome, Store
+from dispatcher.store.tables import include_object, metadata
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -48,7 +48,10 @@ async def save(store: Store, r: Report, now: datetime = T0):  # type: ignore[no-
 
 
 def _diff(conn: Connection) -> list[object]:
-    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+    context = MigrationContext.configure(
+        conn, opts={"include_object": include_object(conn.dialect.name)}
+    )
+    return list(compare_metadata(context, metadata))
 
 
 async def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
