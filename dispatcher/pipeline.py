@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 from dispatcher.clock import Clock
-from dispatcher.group import GroupTally, Summary, Timing, due_action, next_wakeup
+from dispatcher.group import GroupTally, Summary, due_action, next_wakeup
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
 from dispatcher.model import LOCALES, UNASSIGNED, Report
@@ -25,7 +25,9 @@ from dispatcher.notify.outbox import Delivery
 from dispatcher.notify.render import NEUTRAL, render
 from dispatcher.rules.live import LiveRules
 from dispatcher.silence import first_muting
-from dispatcher.store.repo import GroupRow, GroupTarget, OutboxItem, SaveResult, Store
+from dispatcher.store.repo import GroupRow, OutboxItem, Store
+from dispatcher.store.writes import SaveResult
+from dispatcher.targets import Router
 
 log = logging.getLogger("dispatcher.pipeline")
 
@@ -37,8 +39,7 @@ MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far bel
 @dataclass(frozen=True, slots=True)
 class Accepted:
     result: SaveResult
-    region_path: tuple[str, ...]
-    routes: tuple[str, ...]
+    routes: tuple[str, ...]  # the routes a new report took
 
 
 class Pipeline:
@@ -61,6 +62,7 @@ class Pipeline:
         self.display_tz = display_tz
         self.metrics = metrics
         self._background: set[asyncio.Task[None]] = set()
+        self._router: Router | None = None  # routing remembered for the rules in force
         # Each open group's reports as counted so far, so that a flush reads and counts only
         # what joined since (the most recently flushed groups; rebuilt from the store).
         self._tallies: OrderedDict[str, GroupTally] = OrderedDict()
@@ -72,46 +74,34 @@ class Pipeline:
     async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         """Place, route and store validated reports in one transaction; returns once committed."""
         rules = self.rules.current
-        prepared = []
+        router = self._router
+        if router is None or router.rules is not rules:
+            router = self._router = Router(rules)
         regions = rules.locate_many(
             [
                 (w.region, w.location.lat, w.location.lon) if w.location else (w.region, None, None)
                 for w in wires
             ]
         )
-        for wire, region in zip(wires, regions, strict=True):
-            report = to_report(wire, region=region)
-            routes = rules.routes_for(report)
-            targets = [
-                GroupTarget(
-                    route_id=route.id,
-                    labels=rules.group_labels(route, report),
-                    receiver=route.receiver,
-                    timing=Timing(
-                        route.effective_wait,
-                        route.effective_interval,
-                        route.repeat_interval,
-                        route.close_after,
-                        rules.escalation_of(route.receiver),
-                    ),
-                )
-                for route in routes
-            ]
-            prepared.append((report, targets, tuple(r.id for r in routes)))
+        reports = [
+            to_report(wire, region=region) for wire, region in zip(wires, regions, strict=True)
+        ]
+        routed = [router(report) for report in reports]
         results = await self.store.save_reports(
-            [(report, targets) for report, targets, _ in prepared],
+            [(report, r.targets) for report, r in zip(reports, routed, strict=True)],
             now=self.clock(),
             key_name=key_name,
             rules_version=rules.version,
         )
-        for result in results:
-            self.metrics.reports.labels(result.outcome).inc()
+        outcomes = Counter(result.outcome for result in results)
+        for outcome, n in outcomes.items():
+            self.metrics.reports.labels(outcome).inc(n)
         urgent = [
             group_id
-            for result, (_, _, route_ids) in zip(results, prepared, strict=True)
-            if result.outcome == "created"
-            for group_id, route_id in zip(result.group_ids, route_ids, strict=True)
-            if (route := rules.route(route_id)) is not None and route.immediate
+            for result, r in zip(results, routed, strict=True)
+            if result.outcome == "created" and any(r.immediate)
+            for group_id, immediate in zip(result.group_ids, r.immediate, strict=True)
+            if immediate
         ]
         if urgent:
             # The groups are committed as due now, so a crash before this runs only delays
@@ -119,10 +109,7 @@ class Pipeline:
             task = asyncio.create_task(self.push_now(urgent))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return [
-            Accepted(result, rules.region_path(report.region), route_ids)
-            for result, (report, _, route_ids) in zip(results, prepared, strict=True)
-        ]
+        return [Accepted(result, r.routes) for result, r in zip(results, routed, strict=True)]
 
     async def push_now(self, group_ids: Sequence[str]) -> None:
         """Flush groups of immediate routes and send their pushes at once: the update and

@@ -87,6 +87,7 @@ def _is_errors(item: Any) -> bool:
 
 
 def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
+    """The answer to a single report: the stored report, where it was placed and routed."""
     result = accepted.result
     stored = result.stored.report
     body: dict[str, Any] = {
@@ -95,7 +96,7 @@ def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
         "received_at": result.stored.received_at.isoformat(),
         "region": {
             "id": stored.region,
-            "path": list(accepted.region_path),
+            "path": list(rules.region_path(stored.region)),
             "name": rules.region_name(stored.region, "en"),
             "name_ar": rules.region_name(stored.region, "ar"),
         },
@@ -105,6 +106,26 @@ def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
         body["routes"] = list(accepted.routes)
         body["groups"] = list(result.group_ids)
     return body
+
+
+def _item_json(index: int, accepted: Accepted) -> dict[str, Any]:
+    """One report's result in a batch answer: what became of it, not the report again
+    (a batch of 1,000 would otherwise echo all of it; GET /v1/reports/{source}/{id} has it)."""
+    result = accepted.result
+    stored = result.stored.report
+    item: dict[str, Any] = {
+        "index": index,
+        "status": HTTP_STATUS[result.outcome],
+        "outcome": STATUS_WORD[result.outcome],
+        "id": stored.id,
+        "source": stored.source,
+        "revision": stored.revision,
+        "region": stored.region,
+        "incident": stored.incident,
+    }
+    if result.outcome == "created":
+        item["merged"] = result.merged
+    return item
 
 
 async def _fast_batch(
@@ -174,10 +195,7 @@ async def post_report(request: web.Request) -> web.Response:
             errors = [e.to_json() for e in p]
             results.append({"index": index, "status": 422, "outcome": "invalid", "errors": errors})
         else:
-            a = next(accepted)
-            item = _result_json(a, rules)
-            item["outcome"] = item.pop("status")
-            results.append({"index": index, "status": HTTP_STATUS[a.result.outcome], **item})
+            results.append(_item_json(index, next(accepted)))
     summary = {
         "accepted": sum(1 for r in results if r["status"] == 202),
         "duplicate": sum(1 for r in results if r["status"] == 200),

@@ -1,0 +1,79 @@
+"""Route -> group: the alert groups a report joins, remembered per rule set. Pure.
+
+Which routes a report reaches and the labels of its group on each depend only on its kind,
+status, source and region and on which of the tree's casualty thresholds it passes. A surge
+brings thousands of reports a second with a few hundred such combinations, so each is
+worked out once per rule set (walking the route tree, building the targets) and then
+looked up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dispatcher.group import GroupTarget, Timing
+from dispatcher.model import Report
+from dispatcher.route import Route, Threshold
+from dispatcher.rules.load import RuleSet
+
+MAX_REMEMBERED = 100_000  # combinations; past this the memory starts again
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a report goes: its groups, and the routes they belong to (in tree order)."""
+
+    targets: tuple[GroupTarget, ...]
+    routes: tuple[str, ...]
+    immediate: tuple[bool, ...]  # per route: push each report at once
+
+
+def _thresholds(route: Route) -> list[Threshold]:
+    found = list(route.matchers.thresholds)
+    for child in route.children:
+        found.extend(_thresholds(child))
+    return found
+
+
+def route_report(rules: RuleSet, report: Report) -> Routed:
+    """The routes `report` reaches and the group it joins on each (the tree walked)."""
+    routes = rules.routes_for(report)
+    targets = tuple(
+        GroupTarget(
+            route_id=route.id,
+            labels=rules.group_labels(route, report),
+            receiver=route.receiver,
+            timing=Timing(
+                route.effective_wait,
+                route.effective_interval,
+                route.repeat_interval,
+                route.close_after,
+                rules.escalation_of(route.receiver),
+            ),
+        )
+        for route in routes
+    )
+    return Routed(targets, tuple(r.id for r in routes), tuple(r.immediate for r in routes))
+
+
+@dataclass
+class Router:
+    """`route_report` remembered for one rule set."""
+
+    rules: RuleSet
+    _thresholds: tuple[Threshold, ...] = field(init=False)
+    _seen: dict[tuple[object, ...], Routed] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Distinct thresholds, each asked once per report.
+        self._thresholds = tuple(dict.fromkeys(_thresholds(self.rules.root)))
+
+    def __call__(self, report: Report) -> Routed:
+        key = (report.kind, report.status, report.source, report.region,
+               *[t.holds(report) for t in self._thresholds])  # fmt: skip
+        routed = self._seen.get(key)
+        if routed is None:
+            if len(self._seen) >= MAX_REMEMBERED:
+                self._seen.clear()
+            routed = self._seen[key] = route_report(self.rules, report)
+        return routed
