@@ -36,7 +36,29 @@ def start(
     return proc, m.group(1)
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds (user and system, from /proc) of a process and of its live descendants:
+    the service's SQLite writer is a process of its own."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {p: st for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+             if (st := _stat(p)) is not None}  # fmt: skip
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, st in stats.items() if int(st[1]) in tree} - tree
+        tree |= more
+        grew = bool(more)
+    used = {p: (int(stats[p][11]) + int(stats[p][12])) / tick for p in tree if p in stats}
+    own = used.pop(pid, 0.0)
+    return own, sum(used.values())
+
+
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process and its live descendants."""
+    return sum(cpu_split(pid))

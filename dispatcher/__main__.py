@@ -4,4 +4,5 @@ import sys
 
 from dispatcher.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a process is started from this one
+    sys.exit(main())

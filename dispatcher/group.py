@@ -11,14 +11,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from dispatcher.incidents import IncidentCount, count
 from dispatcher.model import Casualties, Report
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
+class Timing(NamedTuple):
     group_wait: timedelta
     group_interval: timedelta
     repeat_interval: timedelta

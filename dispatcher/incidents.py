@@ -161,6 +161,8 @@ class IncidentIndex:
         return math.floor(lat / self._cell) * self._ROW + math.floor(lon / self._cell)
 
     def _sources(self, sources: Iterable[str]) -> tuple[str, ...]:
+        if type(sources) is tuple and len(sources) == 1:  # the common case, made fast
+            return self._one_source.setdefault(sources[0], sources)
         found = tuple(sorted(set(sources)))
         if len(found) == 1:  # most incidents have one source: share the tuple
             return self._one_source.setdefault(found[0], found)

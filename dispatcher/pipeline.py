@@ -77,12 +77,12 @@ class Pipeline:
         router = self._router
         if router is None or router.rules is not rules:
             router = self._router = Router(rules)
-        regions = rules.locate_many(
-            [
-                (w.region, w.location.lat, w.location.lon) if w.location else (w.region, None, None)
-                for w in wires
-            ]
-        )
+        places = [
+            (w.region, w.location.lat, w.location.lon) if w.location else (w.region, None, None)
+            for w in wires
+        ]
+        # One spatial query for a batch; for one report a plain lookup costs less.
+        regions = rules.locate_many(places) if len(places) != 1 else [rules.locate(*places[0])]
         reports = [
             to_report(wire, region=region) for wire, region in zip(wires, regions, strict=True)
         ]

@@ -63,6 +63,10 @@ class Router:
     rules: RuleSet
     _thresholds: tuple[Threshold, ...] = field(init=False)
     _seen: dict[tuple[object, ...], Routed] = field(default_factory=dict)
+    # One target object per group, however many combinations lead to it.
+    _targets: dict[tuple[str, tuple[tuple[str, str], ...]], GroupTarget] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         # Distinct thresholds, each asked once per report.
@@ -75,5 +79,10 @@ class Router:
         if routed is None:
             if len(self._seen) >= MAX_REMEMBERED:
                 self._seen.clear()
-            routed = self._seen[key] = route_report(self.rules, report)
+                self._targets.clear()
+            routed = route_report(self.rules, report)
+            targets = tuple(
+                self._targets.setdefault((t.route_id, t.labels), t) for t in routed.targets
+            )
+            routed = self._seen[key] = Routed(targets, routed.routes, routed.immediate)
         return routed

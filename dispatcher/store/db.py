@@ -7,7 +7,7 @@ Migrations are Alembic's, applied at start or by `dispatcher db upgrade`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +17,9 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from dispatcher.store.writer import WriterProcess
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -42,11 +45,23 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     return engine
 
 
-def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | None:
-    """For SQLite, a plain (sync) engine on the same file for report writes, which the store
-    runs whole in a worker thread: aiosqlite would hop threads for every statement. None for
-    other databases, whose async drivers need no such help."""
-    return _sqlite_sync_engine(url, sqlite_synchronous, begin="BEGIN IMMEDIATE", connections=1)
+def create_writer(url: str, *, sqlite_synchronous: str = "FULL") -> WriterProcess | None:
+    """For SQLite, the writer process that makes every write (see store/writer.py),
+    started at the first write. None for other databases, whose transactions the async
+    engine runs."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    from dispatcher.store.writer import WriterProcess
+
+    return WriterProcess(url, synchronous=sqlite_synchronous)
+
+
+def create_sync_writer(url: str, synchronous: str = "FULL") -> Engine:
+    """The writer process's engine: plain sqlite3 on the file, every transaction BEGIN
+    IMMEDIATE, one connection."""
+    engine = _sqlite_sync_engine(url, synchronous, begin="BEGIN IMMEDIATE", connections=1)
+    assert engine is not None, "the writer process is for SQLite only"
+    return engine
 
 
 def create_reader(url: str, *, sqlite_synchronous: str = "FULL") -> Engine | None:

@@ -46,6 +46,7 @@ from dispatcher.store.tables import (
     rule_sets,
     silences,
 )
+from dispatcher.store.writer import CALL, REPORTS, WriterProcess
 from dispatcher.store.writes import ReportWrite, SaveResult, StoredReport
 
 
@@ -278,27 +279,22 @@ class Store:
         engine: AsyncEngine,
         *,
         merge: MergeRule | None = None,
-        writer: Engine | None = None,
+        writer: WriterProcess | None = None,
         reader: Engine | None = None,
     ) -> None:
         self.engine = engine
         self.merge = merge or MergeRule()
-        self.writer = writer  # SQLite: a sync engine for writes (see db.create_writer)
+        self.writer = writer  # SQLite: the process that makes every write (db.create_writer)
+        if writer is not None:
+            writer.merge = self.merge
         self.reader = reader  # SQLite: a sync engine for a flush's reads (db.create_reader)
-        self._queued: list[
-            tuple[Callable[[Connection], Any] | ReportWrite, asyncio.Future[Any]]
-        ] = []
-        # SQLite: the writer's memory of recent incidents, for the merge lookup.
-        self._memory = writes.IncidentMemory(self.merge)
-        self._drainer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self._drainer is not None:
-            await self._drainer  # answer what was accepted before closing
+        if self.writer is not None:
+            await self.writer.close()  # answer what was accepted before closing
         await self.engine.dispose()
-        for sync_engine in (self.writer, self.reader):
-            if sync_engine is not None:
-                await asyncio.to_thread(sync_engine.dispose)
+        if self.reader is not None:
+            await asyncio.to_thread(self.reader.dispose)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -356,7 +352,8 @@ class Store:
 
             async with self.engine.begin() as conn:
                 return await conn.run_sync(save)
-        return await self._write(request)
+        encoded = await self.writer.call(REPORTS, writes.encode_write(request))
+        return writes.decode_results(request, encoded)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read transaction: on SQLite in a worker thread on the reader's
@@ -372,77 +369,17 @@ class Store:
 
         return await asyncio.to_thread(run)
 
-    async def _write(self, fn: Callable[[Connection], T] | ReportWrite) -> T:
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a write transaction and return what it returns, once committed.
 
-        SQLite has one writer: every write of the service goes through this one thread, and
-        writes that arrive while it is busy are committed together in its next transaction
-        (group commit), each answered only after that commit. One writer also means no two
-        connections wait on each other's lock (SQLite's busy wait sleeps up to 100 ms).
-        Elsewhere (PostgreSQL) it is a transaction of the async engine."""
+        On SQLite in the writer process (store/writer.py), which commits the writes that
+        arrive together in one transaction; `fn` must pickle (a partial of a module-level
+        function). Elsewhere (PostgreSQL) in a transaction of the async engine."""
         if self.writer is None:
-            assert not isinstance(fn, ReportWrite)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(fn)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queued.append((fn, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._queued:
-            taken, self._queued = self._queued, []
-            try:
-                results = await asyncio.to_thread(self._commit, [fn for fn, _ in taken])
-            except Exception:
-                # The shared transaction failed: commit each write alone, so that a bad one
-                # fails by itself and the others still get their answer.
-                for fn, future in taken:
-                    try:
-                        (result,) = await asyncio.to_thread(self._commit, [fn])
-                    except Exception as exc:
-                        if not future.done():
-                            future.set_exception(exc)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
-                continue
-            for (_, future), result in zip(taken, results, strict=True):
-                if not future.done():  # the client may have gone away
-                    future.set_result(result)
-
-    def _commit(self, jobs: list[Callable[[Connection], Any] | ReportWrite]) -> list[Any]:
-        """One SQLite transaction for several writes, run in a worker thread. Consecutive
-        report writes are decided together and written with one executemany per table."""
-        assert self.writer is not None
-        out: list[Any] = []
-        writer: writes.ReportWriter | None = None
-        try:
-            with self.writer.begin() as conn:
-                i = 0
-                while i < len(jobs):
-                    job = jobs[i]
-                    if not isinstance(job, ReportWrite):
-                        out.append(job(conn))
-                        i += 1
-                        continue
-                    run = [job]
-                    while i + len(run) < len(jobs) and isinstance(jobs[i + len(run)], ReportWrite):
-                        run.append(jobs[i + len(run)])  # type: ignore[arg-type]
-                    i += len(run)
-                    if writer is None:
-                        sql = writes.Sql(conn)
-                        memory = self._memory.sync(sql, max(w.now for w in run))
-                        writer = writes.ReportWriter(sql, self.merge, memory)
-                    out.extend(writer.save(run))
-        except BaseException:
-            if writer is not None:
-                self._memory.forget()  # its reads may have seen what was rolled back
-            raise
-        if writer is not None:
-            self._memory.committed(writer)
-        return out
+        result: T = await self.writer.call(CALL, fn)
+        return result
 
     async def report_revisions(self, source: str, ext_id: str) -> list[StoredReport]:
         async with self.engine.connect() as conn:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, TextClause, text
 
-from dispatcher.group import GroupTarget, first_flush, next_flush_after_report
+from dispatcher.group import GroupTarget, Timing, first_flush, next_flush_after_report
 from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, bounding_box, pick
 from dispatcher.model import Casualties, Point, Report
 
@@ -42,7 +42,7 @@ MAX_CANDIDATES = 50
 # The writer's memory holds the incidents that occurred this long before now; a report of
 # an older strike looks its incidents up in the table.
 MEMORY_HORIZON = timedelta(hours=6)
-# Rows in one INSERT statement on SQLite, as a power of two (statements are cached by size).
+# Rows in one INSERT statement on SQLite.
 MAX_ROWS_PER_INSERT = 512
 
 REPORT_COLUMNS = (
@@ -136,6 +136,126 @@ class ReportWrite:
     rules_version: str
 
 
+# --- the wire form of report writes (to the SQLite writer process and back) ----------
+# Plain tuples: pickling dataclasses and named tuples cost more than deciding the reports.
+
+_CREATED, _DUPLICATE, _STALE = 0, 1, 2
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(at: datetime) -> int:
+    """A time as whole microseconds since 1970: pickling a datetime with its zone cost
+    more than everything else a report's wire form holds."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _time(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _seconds(span: timedelta | None) -> float | None:
+    return span.total_seconds() if span is not None else None
+
+
+def _span(seconds: float | None) -> timedelta | None:
+    return timedelta(seconds=seconds) if seconds is not None else None
+
+
+def _flat(r: Report) -> tuple[Any, ...]:
+    c, loc = r.casualties, r.location
+    return (
+        r.source, r.id, r.kind, _micros(r.occurred_at), r.region, c.killed, c.injured, c.trapped,
+        c.rescued, r.status, r.revision, loc.lat if loc else None, loc.lon if loc else None,
+        r.given_region, r.notes, r.incident,
+    )  # fmt: skip
+
+
+def _report(f: Sequence[Any]) -> Report:
+    (source, rid, kind, occurred_at, region, killed, injured, trapped, rescued, status,
+     revision, lat, lon, given_region, notes, incident) = f[:16]  # fmt: skip
+    casualties = Casualties(killed, injured, trapped, rescued)
+    return Report(
+        source, rid, kind, _time(occurred_at), region, casualties, status, revision,
+        Point(lat, lon) if lat is not None else None, given_region, notes, incident,
+    )  # fmt: skip
+
+
+def encode_write(w: ReportWrite) -> tuple[Any, ...]:
+    """A report write as plain values; each distinct group target is sent once."""
+    numbers: dict[int, int] = {}
+    targets: list[GroupTarget] = []
+    items = []
+    for report, wanted in w.items:
+        refs = []
+        for target in wanted:
+            n = numbers.get(id(target))
+            if n is None:
+                n = numbers[id(target)] = len(targets)
+                targets.append(target)
+            refs.append(n)
+        items.append((*_flat(report), tuple(refs)))
+    table = [(t.route_id, t.labels, t.receiver, *map(_seconds, t.timing)) for t in targets]
+    return items, table, _micros(w.now), w.key_name, w.rules_version
+
+
+def decode_write(
+    data: tuple[Any, ...], known: dict[tuple[Any, ...], GroupTarget] | None = None
+) -> ReportWrite:
+    """A report write from its wire form; `known` remembers decoded targets across calls."""
+    items, table, now, key_name, rules_version = data
+    known = {} if known is None else known
+    targets = []
+    for wire in table:
+        target = known.get(wire)
+        if target is None:
+            route_id, labels, receiver, wait, interval, repeat, close, escalate = wire
+            timing = Timing(
+                timedelta(seconds=wait), timedelta(seconds=interval),
+                timedelta(seconds=repeat), timedelta(seconds=close), _span(escalate),
+            )  # fmt: skip
+            if len(known) > 10_000:
+                known.clear()
+            target = known[wire] = GroupTarget(route_id, labels, receiver, timing)
+        targets.append(target)
+    return ReportWrite(
+        [(_report(f), [targets[n] for n in f[16]]) for f in items],
+        _time(now),
+        key_name,
+        rules_version,
+    )
+
+
+# A revision the writer holds: (report, its incident, pk, received_at, key, rules version).
+_Held = tuple[Report, str | None, int, datetime, str, str]
+
+
+def _held_result(tag: int, held: _Held) -> tuple[Any, ...]:
+    report, incident, pk, received_at, key_name, rules_version = held
+    flat = (*_flat(report)[:15], incident)
+    return tag, pk, flat, _micros(received_at), key_name, rules_version
+
+
+def decode_results(w: ReportWrite, data: Sequence[tuple[Any, ...]]) -> list[SaveResult]:
+    """The results of `w` from their wire form (`ReportWriter.save_wire`): a new report is
+    the one sent, with the incident it joined."""
+    out = []
+    for (report, _), r in zip(w.items, data, strict=True):
+        if r[0] == _CREATED:
+            _, pk, incident, merged, group_ids = r
+            stored = StoredReport(
+                report._replace(incident=incident), pk, w.now, w.key_name, w.rules_version
+            )
+            out.append(SaveResult("created", stored, group_ids, merged))
+        else:
+            tag, pk, flat, received_at, key_name, rules_version = r
+            stored = StoredReport(_report(flat), pk, _time(received_at), key_name, rules_version)
+            out.append(SaveResult("duplicate" if tag == _DUPLICATE else "stale", stored))
+    return out
+
+
 def new_incident_prefix() -> str:
     """The first 24 of an incident id's 32 hex digits, one per transaction: milliseconds
     since 1970, then 48 random bits; a count within the transaction follows. Ids that grow
@@ -154,18 +274,21 @@ class IncidentMemory:
         self.merge = merge
         self.index: IncidentIndex | None = None
         self._seen: tuple[int, int] | None = None  # (connection, data_version) of the last look
+        self.reloaded = False  # the last sync read the table (another connection wrote)
 
     def sync(self, sql: Sql, now: datetime) -> IncidentIndex:
         """The index, read again if the table changed behind it; inside a write transaction."""
         seen = (id(sql.conn.connection.driver_connection), sql.data_version())
-        if self.index is None or seen != self._seen:
-            if self.index is not None:
+        index = self.index
+        self.reloaded = index is None or seen != self._seen
+        if index is None or seen != self._seen:
+            if index is not None:
                 log.warning("another connection wrote to the database: incidents read again")
-            self.index = self._load(sql, now - MEMORY_HORIZON)
-        elif now - MEMORY_HORIZON - self.index.since > timedelta(minutes=10):
-            self.index.forget_before(now - MEMORY_HORIZON)
+            index = self.index = self._load(sql, now - MEMORY_HORIZON)
+        elif now - MEMORY_HORIZON - index.since > timedelta(minutes=10):
+            index.forget_before(now - MEMORY_HORIZON)
         self._seen = seen
-        return self.index
+        return index
 
     def _load(self, sql: Sql, since: datetime) -> IncidentIndex:
         index = IncidentIndex(self.merge, since=since)
@@ -220,6 +343,9 @@ class ReportWriter:
     sql: Sql
     merge: MergeRule
     memory: IncidentIndex | None = None  # SQLite: the writer's memory of committed incidents
+    # SQLite: open groups as the writer left them, (route, labels) -> (id, pending,
+    # next_flush_at, last_flush_at), kept while nothing else writes to alert groups.
+    open_groups: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Any, ...]] | None = None
     fresh: IncidentIndex = field(init=False)  # incidents made in this transaction
     joined: dict[str, set[str]] = field(default_factory=dict)  # committed ones joined, by whom
     made: set[str] = field(default_factory=set)  # ids of the incidents made here
@@ -237,21 +363,30 @@ class ReportWriter:
         return list(self.fresh)
 
     def save(self, requests: Sequence[ReportWrite]) -> list[list[SaveResult]]:
+        """Each request's results (`save_wire`, decoded)."""
+        return [
+            decode_results(w, r) for w, r in zip(requests, self.save_wire(requests), strict=True)
+        ]
+
+    def save_wire(self, requests: Sequence[ReportWrite]) -> list[list[tuple[Any, ...]]]:
+        """Decide and write the reports of `requests`; each request's results in their wire
+        form (`decode_results` turns them into `SaveResult`s)."""
         sql = self.sql
-        held: dict[tuple[str, str], dict[int, StoredReport]] = {}
+        # (source, id) -> revision -> (report, incident, pk, received_at, key, rules version)
+        held: dict[tuple[str, str], dict[int, _Held]] = {}
         keys = list({(r.source, r.id): None for w in requests for r, _ in w.items})
         for row in sql.revisions(keys):
-            stored = StoredReport(*stored_from_row(sql, row))
-            key = (stored.report.source, stored.report.id)
-            held.setdefault(key, {})[stored.report.revision] = stored
+            report, pk, received_at, key_name, rules_version = stored_from_row(sql, row)
+            entry = (report, report.incident, pk, received_at, key_name, rules_version)
+            held.setdefault((report.source, report.id), {})[report.revision] = entry
         pks = sql.next_pks(sum(len(w.items) for w in requests))
         rows: list[tuple[Any, ...]] = []
         joins: list[tuple[str, int, Any]] = []
         groups: dict[tuple[str, tuple[tuple[str, str], ...]], _Group] = {}
-        out: list[list[SaveResult]] = []
+        out: list[list[tuple[Any, ...]]] = []
         for w in requests:
             now, at_now, key_name, rules_version = w.now, sql.at(w.now), w.key_name, w.rules_version
-            results: list[SaveResult] = []
+            results: list[tuple[Any, ...]] = []
             out.append(results)
             for report, targets in w.items:
                 key = (report.source, report.id)
@@ -259,25 +394,23 @@ class ReportWriter:
                 latest = None
                 if revs is not None:
                     latest = revs[max(revs)]
-                    if latest.report.revision >= report.revision:
+                    if latest[0].revision >= report.revision:
                         # A retry of a revision we hold (even an old one, delayed by a bad
                         # link) is a duplicate; an older revision we never saw is stale.
                         same = revs.get(report.revision)
-                        results.append(
-                            SaveResult("duplicate", same) if same else SaveResult("stale", latest)
-                        )
+                        results.append(_held_result(_DUPLICATE, same) if same else
+                                       _held_result(_STALE, latest))  # fmt: skip
                         continue
                 occurred = sql.at(report.occurred_at)
                 incident, merged = self._incident(
-                    report, latest.report if latest else None, occurred, at_now
+                    report, latest[1] if latest else None, occurred, at_now
                 )
-                report = report._replace(incident=incident)
                 pk = next(pks)
-                stored = StoredReport(report, pk, now, key_name, rules_version)
+                entry = (report, incident, pk, now, key_name, rules_version)
                 if revs is None:
-                    held[key] = {report.revision: stored}
+                    held[key] = {report.revision: entry}
                 else:
-                    revs[report.revision] = stored
+                    revs[report.revision] = entry
                 loc, c = report.location, report.casualties
                 rows.append((
                     pk, report.source, report.id, report.revision, report.kind, report.status,
@@ -294,7 +427,7 @@ class ReportWriter:
                         g.last_now = now
                     group_ids.append(g.id)
                     joins.append((g.id, pk, at_now))
-                results.append(SaveResult("created", stored, tuple(group_ids), merged))
+                results.append((_CREATED, pk, incident, merged, tuple(group_ids)))
         sql.insert_many("incidents", INCIDENT_INSERT_COLUMNS, self._incident_rows)
         self._incident_rows = []
         sql.insert_many("reports", REPORT_INSERT_COLUMNS, rows)
@@ -304,7 +437,7 @@ class ReportWriter:
         return out
 
     def _incident(
-        self, report: Report, latest: Report | None, occurred: Any, at_now: Any
+        self, report: Report, latest: str | None, occurred: Any, at_now: Any
     ) -> tuple[str, bool]:
         """The incident a new revision belongs to, and whether it joined another report's."""
         if report.incident is not None:
@@ -315,8 +448,8 @@ class ReportWriter:
                 return self._make(report, report.incident, occurred, at_now, named=True), False
             self._join(report.incident, report.source)
             return report.incident, True
-        if latest is not None and latest.incident is not None:
-            return latest.incident, False  # a revision stays with its incident
+        if latest is not None:
+            return latest, False  # a revision stays with its incident
         if report.location is not None:
             candidates = self._committed_candidates(report)
             if self.joined and candidates:
@@ -390,6 +523,10 @@ class ReportWriter:
         return candidates
 
     def _open_group(self, target: GroupTarget, now: datetime) -> _Group:
+        known = self.open_groups.get((target.route_id, target.labels)) if self.open_groups else None
+        if known is not None:
+            group_id, *existing = known
+            return _Group(group_id, False, target, now, now, tuple(existing))
         rows = self.sql.rows(
             OPEN_GROUP, {"route_id": target.route_id, "group_key": target.group_key}
         )
@@ -424,6 +561,7 @@ class ReportWriter:
                     else None,
                 },
             )
+            self._remember(g, sql.at(first_flush(g.first_now, timing)), None)
             return
         assert g.existing is not None
         pending, next_flush_at, last_flush_at = g.existing
@@ -446,6 +584,12 @@ class ReportWriter:
                 "close_after_s": timing.close_after.total_seconds(),
             },
         )
+        self._remember(g, sql.at(due), last_flush_at)
+
+    def _remember(self, g: _Group, next_flush_at: Any, last_flush_at: Any) -> None:
+        if self.open_groups is not None:
+            key = (g.target.route_id, g.target.labels)
+            self.open_groups[key] = (g.id, True, next_flush_at, last_flush_at)
 
 
 class Sql:
@@ -485,24 +629,22 @@ class Sql:
     def insert_many(
         self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> None:
-        """Rows of `columns`, in order, with one executemany."""
+        """Rows of `columns`, in order: on SQLite 512 to a statement, the rest with one
+        executemany (for thousands of rows a statement of many rows costs half as much a
+        row; for a few it costs more)."""
         if not rows:
             return
         if self.cursor is not None:
-            # Many rows to a statement: SQLite lets go of the GIL once per statement it
-            # runs, and a writer that takes it back once a row waits on the event loop's
-            # thread each time (up to the 5 ms switch interval) when it is busy.
             cols = tuple(columns)
             most = max(1, min(MAX_ROWS_PER_INSERT, self.max_variables // len(cols)))
-            start = 0
-            while start < len(rows):
-                left = len(rows) - start
-                n = most if left >= most else 1 << (left.bit_length() - 1)
-                chunk = rows[start : start + n]
-                self.cursor.execute(
-                    _positional_insert(table, cols, n), [v for row in chunk for v in row]
-                )
-                start += n
+            whole = len(rows) - len(rows) % most
+            if whole:
+                many = _positional_insert(table, cols, most)
+                for start in range(0, whole, most):
+                    chunk = rows[start : start + most]
+                    self.cursor.execute(many, [v for row in chunk for v in row])
+            if whole < len(rows):
+                self.cursor.executemany(_positional_insert(table, cols, 1), rows[whole:])
         else:
             self.conn.execute(
                 _clause(_named_insert(table, tuple(columns))),

@@ -24,6 +24,7 @@ from dispatcher.intake import (
     field_errors,
     parse_batch_json,
     parse_report,
+    parse_report_json,
     report_json,
     report_json_casualties,
 )
@@ -128,18 +129,23 @@ def _item_json(index: int, accepted: Accepted) -> dict[str, Any]:
     return item
 
 
-async def _fast_batch(
+async def _fast_parse(
     request: web.Request, now: datetime, rules: RuleSet
-) -> list[ReportIn | list[FieldError]] | None:
-    """A JSON array whose every item is valid, parsed in one pass; None for anything else
-    (an object, NDJSON, an invalid item), which the general path handles."""
+) -> tuple[bool, list[ReportIn | list[FieldError]]] | None:
+    """(batch?, parsed) for a JSON object, or a JSON array whose every item is valid, each
+    parsed and validated in one pass; None for anything else (NDJSON, an array with an
+    invalid item, a body that is not JSON), which the general path handles."""
     if request.content_type not in JSON_TYPES:
         return None
     raw = await request.read()  # kept by aiohttp: the general path reads it again for free
-    if raw.lstrip()[:1] != b"[":
+    first = raw.lstrip()[:1]
+    if first == b"{":
+        one = parse_report_json(raw, now=now, resolve_region=rules.resolve_region)
+        return None if one is None else (False, [one])
+    if first != b"[":
         return None
     parsed = parse_batch_json(raw, now=now, resolve_region=rules.resolve_region)
-    return parsed if parsed is not None and 1 <= len(parsed) <= MAX_BATCH else None
+    return (True, parsed) if parsed is not None and 1 <= len(parsed) <= MAX_BATCH else None
 
 
 @requires("reports:write")
@@ -148,9 +154,10 @@ async def post_report(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     rules = pipeline.rules.current
     now = pipeline.clock()
-    parsed = await _fast_batch(request, now, rules)
-    batch = True
-    if parsed is None:
+    fast = await _fast_parse(request, now, rules)
+    if fast is not None:
+        batch, parsed = fast
+    else:
         data = await _read_json(request, ndjson=True)
         if isinstance(data, web.Response):
             return data
