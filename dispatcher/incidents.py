@@ -220,13 +220,31 @@ class IncidentIndex:
         j0, j1 = math.floor((at.lon - dlon) / c), math.floor((at.lon + dlon) / c)
         t0, t1 = report.occurred_at - self.rule.window, report.occurred_at + self.rule.window
         source = report.source
+        lat0, lat1, lon0, lon1 = at.lat - dlat, at.lat + dlat, at.lon - dlon, at.lon + dlon
         found = []
-        for i in range(math.floor((at.lat - dlat) / c), math.floor((at.lat + dlat) / c) + 1):
+        for i in range(math.floor(lat0 / c), math.floor(lat1 / c) + 1):
             for j in range(i * row + j0, i * row + j1 + 1):
                 for entry in cells.get(j, ()):
-                    if t0 <= entry[4] <= t1 and source not in entry[5]:
+                    if (
+                        lat0 <= entry[2] <= lat1
+                        and lon0 <= entry[3] <= lon1
+                        and t0 <= entry[4] <= t1
+                        and source not in entry[5]
+                    ):
                         found.append(_candidate(entry))
         return found
+
+    def absorb(self, other: IncidentIndex) -> None:
+        """Hold everything `other` holds (incidents new to this index)."""
+        for entry in other._by_id.values():
+            iid, kind, lat, lon, at, sources = entry
+            if iid in self._by_id:
+                self.add(iid, kind, Point(lat, lon), at, (*self._by_id[iid][5], *sources))
+            elif at >= self.since:
+                self._by_id[iid] = entry
+                cells = self._cells.setdefault(kind, {})
+                key = self._key(lat, lon)
+                cells[key] = (*cells.get(key, ()), entry)
 
     def forget_before(self, since: datetime) -> int:
         """Let go of incidents that occurred before `since`; the index then answers only

@@ -169,7 +169,6 @@ group_reports = Table(
     Column("report_pk", Id, ForeignKey("reports.pk"), primary_key=True),
     Column("added_at", Time, nullable=False),
 )
-Index("ix_group_reports_report_pk", group_reports.c.report_pk)
 
 # Who acknowledged a group, when, and whether they are responding. Every leader of the team
 # is told in the group's next update.

@@ -61,19 +61,26 @@ class WriterProcess:
         self._ids = 0
         self._outgoing: list[bytes] = []
         self._starting = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id, once started."""
+        return self._process.pid if self._process is not None else None
 
     async def call(self, kind: str, job: Any) -> Any:
         """Run a job in the writer's next transaction; its result once committed."""
         writer = await self._started()
         self._ids += 1
         call_id = self._ids
+        frame = _frame((call_id, kind, job))  # a job that does not pickle fails here
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting[call_id] = future
         # The calls made in one turn of the event loop go out in one write.
         if not self._outgoing:
             loop.call_soon(self._send, writer)
-        self._outgoing.append(_frame((call_id, kind, job)))
+        self._outgoing.append(frame)
         return await future
 
     def _send(self, writer: asyncio.StreamWriter) -> None:
@@ -83,9 +90,15 @@ class WriterProcess:
 
     async def _started(self) -> asyncio.StreamWriter:
         async with self._starting:
+            if self._closed:
+                raise WriterGone("the store is closed")
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
             if self._process is not None:
+                await asyncio.to_thread(self._process.join, 5)  # for its exit code
+                if self._process.is_alive():  # its socket broke, yet it runs: no second writer
+                    self._process.kill()
+                    await asyncio.to_thread(self._process.join, 5)
                 log.error("the writer process ended (exit code %s); starting it again",
                           self._process.exitcode)  # fmt: skip
             ours, theirs = socket.socketpair()
@@ -134,7 +147,9 @@ class WriterProcess:
                     future.set_exception(WriterGone("the writer process ended"))
 
     async def close(self) -> None:
-        """Let the process answer what it was sent, then end it."""
+        """Let the process answer what it was sent, then end it; later writes are refused."""
+        async with self._starting:  # a write that is starting the process goes first
+            self._closed = True
         if self._writer is None:
             return
         if self._waiting:

@@ -307,10 +307,7 @@ class IncidentMemory:
         """What a committed transaction added, added to the index."""
         if self.index is None:
             return
-        for entry in writer.fresh_incidents():
-            assert entry.location is not None
-            self.index.add(entry.id, entry.kind, entry.location, entry.occurred_at,
-                           entry.sources)  # fmt: skip
+        self.index.absorb(writer.fresh)
         for incident_id, joined in writer.joined.items():
             for source in joined:
                 self.index.join(incident_id, source)
@@ -357,10 +354,6 @@ class ReportWriter:
     def __post_init__(self) -> None:
         self.fresh = IncidentIndex(self.merge, since=datetime.min.replace(tzinfo=UTC))
         self._id_prefix = new_incident_prefix()
-
-    def fresh_incidents(self) -> list[Candidate]:
-        """The incidents with coordinates made in this transaction, with their sources."""
-        return list(self.fresh)
 
     def save(self, requests: Sequence[ReportWrite]) -> list[list[SaveResult]]:
         """Each request's results (`save_wire`, decoded)."""

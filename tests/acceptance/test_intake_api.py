@@ -50,6 +50,14 @@ async def test_a_batch_gives_each_report_its_own_result(service: Running) -> Non
         {"field": "kind", "message": body["results"][1]["errors"][0]["message"]}
     ]
     assert (body["accepted"], body["duplicate"], body["invalid"]) == (2, 1, 1)
+    first, _, retry, revised = body["results"]
+    assert {k: first[k] for k in ("index", "id", "source", "revision", "region", "merged")} == {
+        "index": 0, "id": "b1", "source": "spotter-7", "revision": 1, "region": "SY0703",
+        "merged": False,
+    }  # fmt: skip
+    assert retry["incident"] == first["incident"], "the retry is the report already held"
+    assert "report" not in first, "a batch answer does not echo the reports"
+    assert revised["revision"] == 2
     assert await service.service.store.count_reports() == 2
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 
 from dispatcher.group import GroupTarget, Timing
 from dispatcher.model import Casualties, Point, Report
@@ -338,3 +338,71 @@ async def test_a_flush_reads_only_the_reports_that_joined_since_it_last_counted(
     assert stale is not None
     assert stale.whole, "a row it counted is gone: read them all again"
     assert len(stale.reports) == 3
+
+
+async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
+    store: Store,
+) -> None:
+    """A report of a strike hours ago (a bad link held it): the SQLite writer keeps only
+    recent incidents in memory, so this merge is looked up in the table."""
+    long_ago = T0 - timedelta(hours=7)
+    first = await save(store, sighting("o-1", "observatory", occurred_at=long_ago))
+    second = await save(store, sighting("s-1", "spotter", lat=35.931, occurred_at=long_ago))
+    assert second.merged
+    assert second.stored.report.incident == first.stored.report.incident
+    again = await save(store, sighting("s-2", "spotter", lat=35.9305, occurred_at=long_ago))
+    assert again.stored.report.incident != first.stored.report.incident, "spotter joined it"
+
+
+async def test_one_batch_revises_and_merges_within_its_own_transaction(store: Store) -> None:
+    """A batch holding a report, its correction and a second sighting of the same strike:
+    each sees the ones before it, though none is committed yet."""
+    results = await store.save_reports(
+        [
+            (sighting("o-1", "observatory", killed=2), [TARGET]),
+            (sighting("o-1", "observatory", killed=5, revision=2), [TARGET]),
+            (sighting("s-1", "spotter", lat=35.931, killed=4), [TARGET]),
+            (sighting("s-2", "spotter", lat=35.9305), [TARGET]),
+            (sighting("o-1", "observatory", killed=2), [TARGET]),
+        ],
+        now=T0,
+        key_name="k",
+        rules_version="v1",
+    )
+    first, revised, second, same_source, retry = results
+    assert [r.outcome for r in results] == ["created", "created", "created", "created",
+                                            "duplicate"]  # fmt: skip
+    assert revised.stored.report.incident == first.stored.report.incident
+    assert second.merged
+    assert second.stored.report.incident == first.stored.report.incident
+    assert same_source.stored.report.incident != first.stored.report.incident
+    assert retry.stored.report.revision == 1
+    assert retry.stored.pk == first.stored.pk
+    assert len({r.group_ids for r in results[:4]}) == 1, "one group for all of them"
+    assert await store.count_reports() == 4
+
+
+async def test_incidents_another_instance_wrote_are_seen(db_url: str, store: Store) -> None:
+    """Two services on one database (on SQLite, a second writer on the file): a strike one
+    of them recorded is merged with by the other, and whom it has heard from is known."""
+    first = await save(store, sighting("o-1", "observatory"))
+    other = Store(db.create_engine(db_url), writer=db.create_writer(db_url))
+    try:
+        joined = await save(other, sighting("s-1", "spotter", lat=35.931))
+    finally:
+        await other.close()
+    assert joined.merged
+    assert joined.stored.report.incident == first.stored.report.incident
+    again = await save(store, sighting("s-2", "spotter", lat=35.9305))
+    assert again.stored.report.incident != first.stored.report.incident, "spotter joined it"
+    third = await save(store, sighting("r-1", "radio", lat=35.9302))
+    assert third.stored.report.incident == first.stored.report.incident
+
+
+async def test_the_spatial_index_of_incidents_is_on_postgresql_only(store: Store) -> None:
+    async with store.engine.connect() as conn:
+        names = await conn.run_sync(
+            lambda c: {i["name"] for i in inspect(c).get_indexes("incidents")}
+        )
+        dialect = conn.dialect.name
+    assert ("ix_incidents_kind_lat" in names) == (dialect == "postgresql")

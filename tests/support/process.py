@@ -72,3 +72,19 @@ async def serving(env: dict[str, str], cwd: Path) -> AsyncIterator[Served]:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def holders(path: Path) -> list[int]:
+    """The processes that have `path` open (Linux, from /proc)."""
+    found = []
+    target = path.resolve()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            for fd in fds:
+                if Path(os.readlink(f"/proc/{pid}/fd/{fd}")) == target:
+                    found.append(int(pid))
+                    break
+        except OSError:
+            continue  # gone, or not ours to look at
+    return found

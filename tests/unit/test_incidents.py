@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dispatcher.incidents import Candidate, MergeRule, distance_m, pick
+from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, distance_m, pick
 from dispatcher.model import Point, Report
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -58,3 +60,83 @@ def test_distance_is_great_circle() -> None:
     assert distance_m(HERE, north(1000)) == pytest.approx(1000, rel=1e-3)
     aleppo, idleb = Point(36.2021, 37.1343), Point(35.9306, 36.6339)
     assert distance_m(aleppo, idleb) == pytest.approx(54_000, rel=0.02)
+
+
+# --- the in-memory index the SQLite writer answers the merge lookup from ---------------
+
+
+def east(metres: float, at: Point = HERE) -> Point:
+    return Point(at.lat, at.lon + metres / (111_195 * math.cos(math.radians(at.lat))))
+
+
+def index(*incidents: tuple[str, Point, float, tuple[str, ...]], kind: str = "airstrike",
+          since_minutes: float = -600) -> IncidentIndex:  # fmt: skip
+    idx = IncidentIndex(RULE, since=T0 + timedelta(minutes=since_minutes))
+    for iid, at, minutes, sources in incidents:
+        idx.add(iid, kind, at, T0 + timedelta(minutes=minutes), sources)
+    return idx
+
+
+@pytest.mark.parametrize(
+    ("held", "new", "expected", "why"),
+    [
+        ([("a", HERE, 0, ("observatory",))], report(), "a", "same place and time"),
+        ([("a", north(480), 0, ("observatory",))], report(), "a", "480 m north"),
+        ([("a", east(480), 0, ("observatory",))], report(), "a", "480 m east: a wider cell"),
+        ([("a", north(520), 0, ("observatory",))], report(), None, "beyond the radius"),
+        ([("a", HERE, 14, ("observatory",))], report(), "a", "within the window"),
+        ([("a", HERE, -16, ("observatory",))], report(), None, "before the window"),
+        ([("a", HERE, 0, ("spotter",))], report(), None, "the same source saw two events"),
+        ([("a", HERE, 0, ("observatory", "spotter"))], report(), None, "joined by it already"),
+        ([("far", north(300), 0, ("o",)), ("near", east(100), 0, ("o",))], report(), "near",
+         "the nearest of two"),
+    ],
+)  # fmt: skip
+def test_the_index_finds_what_the_rule_picks(
+    held: list[tuple[str, Point, float, tuple[str, ...]]], new: Report, expected: str | None,
+    why: str,
+) -> None:  # fmt: skip
+    assert pick(new, index(*held).candidates(new), RULE) == expected, why
+
+
+def test_the_index_never_misses_what_a_full_scan_finds() -> None:
+    """Thousands of incidents, at three latitudes, across many cell edges: for every report
+    the index's candidates give the same pick as every incident held."""
+    rng = random.Random(7)
+    for base in (HERE, Point(59.9, 10.7), Point(-33.9, 18.4)):
+        idx = IncidentIndex(RULE, since=T0 - timedelta(hours=1))
+        everyone = []
+        for n in range(2000):
+            at = Point(base.lat + rng.uniform(-0.05, 0.05), base.lon + rng.uniform(-0.05, 0.05))
+            kind = rng.choice(["airstrike", "shelling"])
+            c = Candidate(f"i{n}", kind, at, T0 + timedelta(minutes=rng.uniform(-30, 30)),
+                          (f"s{rng.randint(1, 6)}",))  # fmt: skip
+            idx.add(c.id, c.kind, at, c.occurred_at, c.sources)
+            everyone.append(c)
+        for n in range(500):
+            at = Point(base.lat + rng.uniform(-0.05, 0.05), base.lon + rng.uniform(-0.05, 0.05))
+            when = T0 + timedelta(minutes=rng.uniform(-20, 20))
+            kind = rng.choice(["airstrike", "shelling"])
+            new = Report(f"s{rng.randint(1, 6)}", f"r{n}", kind, when, "SY0700", location=at)
+            assert pick(new, idx.candidates(new), RULE) == pick(new, everyone, RULE)
+
+
+def test_the_index_answers_only_from_since_and_lets_go_of_older_incidents() -> None:
+    idx = index(("old", HERE, -120, ("o",)), ("recent", HERE, -5, ("o",)), since_minutes=-180)
+    assert idx.covers(report(minutes=0))
+    idx.forget_before(T0 - timedelta(minutes=60))
+    assert "old" not in idx
+    assert "recent" in idx
+    assert idx.covers(report(minutes=-30)), "its window starts at since: all it could join held"
+    assert not idx.covers(report(minutes=-50)), "an older strike: ask the table"
+
+
+def test_joining_and_taking_in_another_index() -> None:
+    idx = index(("a", HERE, 0, ("observatory",)))
+    idx.join("a", "spotter")
+    assert pick(report(), idx.candidates(report()), RULE) is None, "spotter already joined a"
+    fresh = IncidentIndex(RULE, since=T0 - timedelta(days=1))
+    fresh.add("b", "airstrike", north(100), T0, ("radio",))
+    idx.absorb(fresh)
+    assert pick(report(), idx.candidates(report()), RULE) == "b"
+    assert len(idx) == 2

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from dispatcher.intake import FieldError, ReportIn, parse_batch_json, parse_report, to_report
+from dispatcher.intake import (
+    FieldError,
+    ReportIn,
+    parse_batch_json,
+    parse_report,
+    parse_report_json,
+    to_report,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -62,6 +69,24 @@ def test_a_good_report_parses_with_defaults() -> None:
 )
 def test_bad_fields_are_named(changes: dict[str, Any], bad_fields: list[str]) -> None:
     assert sorted(fields(parse_report(good(**changes), now=NOW))) == sorted(bad_fields)
+    from_text = parse_report_json(json.dumps(good(**changes)).encode(), now=NOW)
+    assert from_text is not None
+    assert sorted(fields(from_text)) == sorted(bad_fields), "the same, parsed from the text"
+
+
+@pytest.mark.parametrize("text", [b'{"id": "cut', b"[1]", b'"a string"', b"42", b"null"])
+def test_text_that_is_not_a_report_object_is_left_to_the_general_path(text: bytes) -> None:
+    assert parse_report_json(text, now=NOW) is None
+
+
+def test_a_report_parsed_from_its_text_is_the_one_parsed_from_json() -> None:
+    text = json.dumps(good(region="Idlib")).encode()
+    resolve = {"Idlib": "SY07"}.get
+    assert parse_report_json(text, now=NOW, resolve_region=resolve) == parse_report(  # type: ignore[arg-type]
+        good(region="Idlib"),
+        now=NOW,
+        resolve_region=resolve,  # type: ignore[arg-type]
+    )
 
 
 def test_missing_required_fields_are_named() -> None:

@@ -1,4 +1,4 @@
-"""SQLite keeps no spatial index of incidents: the writer holds recent ones in memory
+"""indexes the write path paid for: SQLite's spatial index of incidents, group_reports by report
 
 Revision ID: 0010
 Revises: 0009
@@ -9,6 +9,9 @@ one dirtied an index page that the commit wrote to the WAL: about a third of wha
 transaction cost. On SQLite the one writer answers the merge lookup from memory
 (dispatcher/store/writes.py, IncidentMemory); PostgreSQL, where several instances may
 write, keeps the index.
+
+group_reports had an index by report that nothing reads (a group's reports are read by
+group, which its primary key answers) and every report's joins were added to.
 """
 
 from collections.abc import Sequence
@@ -22,10 +25,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.drop_index("ix_group_reports_report_pk", table_name="group_reports")
     if op.get_bind().dialect.name == "sqlite":
         op.drop_index("ix_incidents_kind_lat", table_name="incidents")
 
 
 def downgrade() -> None:
+    op.create_index("ix_group_reports_report_pk", "group_reports", ["report_pk"])
     if op.get_bind().dialect.name == "sqlite":
         op.create_index("ix_incidents_kind_lat", "incidents", ["kind", "lat", "lon", "occurred_at"])
