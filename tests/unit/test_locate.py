@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
+import shapely
 
+from dispatcher.locate import RegionIndex
 from dispatcher.model import UNASSIGNED
 from dispatcher.rules.load import RuleSet, load_rules
 
@@ -110,3 +113,20 @@ def test_a_batch_is_placed_as_each_report_would_be(shipped: RuleSet) -> None:
     assert shipped.locate_many(wanted) == [shipped.locate(*w) for w in wanted]
     assert shipped.locate_many(wanted)[:3] == ["SY0703", "SY0703", "SY02"]
     assert shipped.locate_many([]) == []
+
+
+def test_both_ways_of_placing_agree_on_the_map_and_on_its_edges(shipped: RuleSet) -> None:
+    """A dozen polygons are all tested at once; thousands go through an STRtree first.
+    Both give every point the same region, edges and corners included."""
+    polygons = {rid: shipped.index._geoms[i] for i, rid in enumerate(shipped.index._ids)}
+    depth = {rid: len(shipped.region_path(rid)) for rid in polygons}
+    at_once, narrowed = RegionIndex(polygons, depth), RegionIndex(polygons, depth, small=0)
+    rng = random.Random(3)
+    points = [(rng.uniform(32, 37.5), rng.uniform(35.5, 42.5)) for _ in range(3000)]
+    for geom in polygons.values():
+        points += [(lat, lon) for lon, lat in shapely.get_coordinates(geom)[:50].tolist()]
+    assert at_once.place_many(points) == narrowed.place_many(points)
+    assert [at_once.place(lat, lon) for lat, lon in points[:300]] == narrowed.place_many(
+        points[:300]
+    )
+    assert len(set(at_once.place_many(points))) > 5, "the points fall in many regions"
