@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import service
-from service import cpu_split
+from service import calibrate, cpu_split
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-ingest-key"
@@ -118,7 +118,8 @@ def main() -> None:
         script = tmpdir / "post.lua"
         script.write_text(LUA % {"key": KEY})
         db_url = args.db_url or f"sqlite+aiosqlite:///{tmpdir / 'bench.db'}"
-        print(f"store: {db_url.split('?')[0]} (synchronous={args.synchronous})")
+        print(f"store: {db_url.split('?')[0]} (synchronous={args.synchronous}); "
+              f"calibration: {calibrate():.0f} ms")  # fmt: skip
         for batch in (0, args.batch):
             proc, url = start(db_url, args.synchronous, tmpdir)
             try:

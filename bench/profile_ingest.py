@@ -3,7 +3,9 @@
     .venv/bin/python bench/profile_ingest.py [--reports 4000] [--batch 100]
 
 Builds the service on a fresh SQLite file with the shipped rules and feeds it validated
-reports in batches, printing milliseconds per report and the top of the profile.
+reports in batches, printing milliseconds per report and the top of the profile. The
+profile is of the service's own process; the SQLite writer runs in a process of its own
+(look at it with `py-spy record --pid <its pid>`).
 """
 
 from __future__ import annotations

@@ -126,17 +126,19 @@ class WriterProcess:
             return writer
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+        frames = _FrameBuffer()
         try:
-            while True:
-                call_id, ok, value = await _read_frame(reader)
-                future = self._waiting.pop(call_id, None)
-                if future is None or future.done():  # the caller went away
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError):
+            while chunk := await reader.read(1 << 20):
+                # Every answer that has arrived, taken apart at once.
+                for call_id, ok, value in frames.feed(chunk):
+                    future = self._waiting.pop(call_id, None)
+                    if future is None or future.done():  # the caller went away
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        except ConnectionError:
             pass
         finally:
             if self._writer is not None:
@@ -229,28 +231,18 @@ def serve(sock: socket.socket, url: str, synchronous: str, merge: MergeRule) -> 
         engine.dispose()
 
 
-class _Frames:
-    """Reads frames from a blocking socket: at least one, then every one already there."""
+class _FrameBuffer:
+    """Bytes in, complete frames out."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def read(self) -> list[Any] | None:
-        """The calls that have arrived (waiting for the first); None once the socket closes."""
-        calls: list[Any] = []
-        while True:
-            calls.extend(self._complete())
-            ready, _, _ = select.select([self.sock], [], [], None if not calls else 0)
-            if not ready:
-                return calls
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return calls or None
-            self.buffer += chunk
+    def feed(self, chunk: bytes) -> list[Any]:
+        self.buffer += chunk
+        return self.complete()
 
-    def _complete(self) -> list[Any]:
-        calls = []
+    def complete(self) -> list[Any]:
+        messages = []
         view = memoryview(self.buffer)
         at = 0
         while len(view) - at >= _HEADER.size:
@@ -258,11 +250,32 @@ class _Frames:
             if len(view) - at - _HEADER.size < size:
                 break
             start = at + _HEADER.size
-            calls.append(pickle.loads(view[start : start + size]))  # noqa: S301 - our parent's
+            messages.append(pickle.loads(view[start : start + size]))  # noqa: S301 - our own
             at = start + size
         view.release()
         del self.buffer[:at]
-        return calls
+        return messages
+
+
+class _Frames:
+    """Reads frames from a blocking socket: at least one, then every one already there."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.frames = _FrameBuffer()
+
+    def read(self) -> list[Any] | None:
+        """The calls that have arrived (waiting for the first); None once the socket closes."""
+        calls: list[Any] = []
+        while True:
+            calls.extend(self.frames.complete())
+            ready, _, _ = select.select([self.sock], [], [], None if not calls else 0)
+            if not ready:
+                return calls
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return calls or None
+            self.frames.buffer += chunk
 
 
 def _sendable(exc: BaseException) -> BaseException:
