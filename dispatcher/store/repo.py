@@ -217,10 +217,6 @@ def _report_from_row(row: Any) -> StoredReport:
     return StoredReport(report, row.pk, row.received_at, row.key_name, row.rules_version)
 
 
-def _stored(sql: writes.Sql, row: tuple[Any, ...]) -> StoredReport:
-    return StoredReport(*writes.stored_from_row(sql, row))
-
-
 def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in raw)
 

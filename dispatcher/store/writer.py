@@ -41,6 +41,7 @@ REPORTS = "reports"  # a job: writes.encode_write(...), answered as ReportWriter
 CALL = "call"  # a job: a picklable fn(conn), answered with what it returns
 _HEADER = struct.Struct("!I")
 _START_TIMEOUT = 60.0  # seconds for the process to open the database
+_CLOSE_TIMEOUT = 30.0  # seconds for it to answer what it was sent, at close
 
 
 class WriterGone(RuntimeError):
@@ -155,14 +156,14 @@ class WriterProcess:
         if self._writer is None:
             return
         if self._waiting:
-            await asyncio.gather(*self._waiting.values(), return_exceptions=True)
+            await asyncio.wait(list(self._waiting.values()), timeout=_CLOSE_TIMEOUT)
         self._writer.close()
         with contextlib.suppress(ConnectionError):
             await self._writer.wait_closed()
         if self._replies is not None:
             await self._replies
         if self._process is not None:
-            await asyncio.to_thread(self._process.join, 30)
+            await asyncio.to_thread(self._process.join, _CLOSE_TIMEOUT)
             if self._process.is_alive():
                 self._process.kill()
 
@@ -220,7 +221,7 @@ def serve(sock: socket.socket, url: str, synchronous: str, merge: MergeRule) -> 
             answers = committer.run([(kind, job) for _, kind, job in calls])
             sock.sendall(
                 b"".join(
-                    _frame((call_id, ok, value))
+                    _answer(call_id, ok, value)
                     for (call_id, _, _), (ok, value) in zip(calls, answers, strict=True)
                 )
             )
@@ -278,6 +279,13 @@ class _Frames:
             self.frames.buffer += chunk
 
 
+def _answer(call_id: int, ok: bool, value: Any) -> bytes:
+    try:
+        return _frame((call_id, ok, value))
+    except Exception as exc:  # committed, but what it returned does not pickle
+        return _frame((call_id, False, RuntimeError(f"the write's result cannot be sent: {exc}")))
+
+
 def _sendable(exc: BaseException) -> BaseException:
     """The exception itself if it survives pickling, else a RuntimeError that names it."""
     try:
@@ -303,9 +311,9 @@ class Committer:
     def run(self, jobs: Sequence[tuple[str, Any]]) -> list[tuple[bool, Any]]:
         try:
             return [(True, value) for value in self._commit(jobs)]
-        except Exception:
+        except Exception as exc:
             if len(jobs) == 1:
-                return [self._alone(jobs[0])]
+                return [(False, _sendable(exc))]
         # The shared transaction failed: commit each write alone, so that a bad one fails
         # by itself and the others still get their answer.
         return [self._alone(job) for job in jobs]
@@ -328,7 +336,7 @@ class Committer:
 
     def _commit(self, jobs: Sequence[tuple[str, Any]]) -> list[Any]:
         """One transaction for `jobs`. Consecutive report writes are decided together and
-        written with one INSERT per table."""
+        their rows written together."""
         out: list[Any] = []
         writer: writes.ReportWriter | None = None
         conn = self._connection()

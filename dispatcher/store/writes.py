@@ -1,13 +1,13 @@
 """The report write path: revisions, incidents and alert groups for each new report.
 
 This is the hottest code in the service (a surge is thousands of reports a second). A
-transaction's reports are decided in Python and written with one `executemany` per table:
-their revisions are looked up in one query, the incidents they may join come from an
-in-memory index on SQLite (`IncidentMemory`) or a query per report on PostgreSQL, and each
-alert group they join is read and set once. Its SQL is written out once, portable between
-SQLite and PostgreSQL, and run without building SQLAlchemy expressions per row: on SQLite
-straight on the sqlite3 connection of the writer's transaction, elsewhere as cached
-`text()` statements.
+transaction's reports are decided in Python and their rows written together, a few INSERT
+statements a table: their revisions are looked up in one query, the incidents they may
+join come from an in-memory index on SQLite (`IncidentMemory`) or a query per report on
+PostgreSQL, and each alert group they join is read and set once. Its SQL is written out
+once, portable between SQLite and PostgreSQL, and run without building SQLAlchemy
+expressions per row: on SQLite straight on the sqlite3 connection of the writer's
+transaction, elsewhere as cached `text()` statements.
 
 What a SQLite commit costs is mostly the pages it dirties, so every index that rows are
 added to grows at one end where it can: incident ids begin with the time, and SQLite keeps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -114,3 +115,21 @@ async def test_a_write_that_fails_is_told_to_its_caller_and_the_others_commit(
     with pytest.raises(AttributeError, match="pickle"):
         await store.writer.call(CALL, broken)  # type: ignore[union-attr]
     await save(store, "still-writing")
+
+
+def returns_a_lock(conn: Connection) -> object:
+    """A write whose result cannot travel back (run in the writer process)."""
+    return threading.Lock()
+
+
+async def test_a_result_that_cannot_travel_back_is_an_error_not_a_dead_writer(
+    store: Store,
+) -> None:
+    writer = store.writer
+    assert isinstance(writer, WriterProcess)
+    await save(store, "before")
+    pid = writer.pid
+    with pytest.raises(RuntimeError, match="cannot be sent"):
+        await writer.call(CALL, returns_a_lock)
+    await save(store, "after")
+    assert writer.pid == pid, "the same writer carries on"
