@@ -13,7 +13,7 @@ see the same dead, not different ones. It is confirmed once any live report conf
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -121,22 +121,26 @@ def _candidate(entry: _Entry) -> Candidate:
 class IncidentIndex:
     """Incidents with coordinates by kind, place and time: the merge rule's lookup, in memory.
 
-    Points fall in square cells one merge diameter wide, so the incidents a report may join
-    lie in the four to six cells around it. The index answers for reports whose merge window
-    starts at or after `since`; the store fills it from the incidents table and keeps it
-    equal to it.
+    Incidents fall in cells one merge diameter wide and two merge windows long, so those a
+    report may join lie in the few cells around its place and time, however many incidents
+    a surge piles up in one town over the hours. The index answers for reports whose merge
+    window starts at or after `since`; the store fills it from the incidents table and keeps
+    it equal to it.
     """
 
+    # A cell's number: ((row * _ROW) + column) * _SLOTS + its time slot. Were two cells to
+    # share one (far outside any map, or thirty years apart) a lookup would only see more.
     _ROW = 1 << 24
+    _SLOTS = 1 << 20
 
     def __init__(self, rule: MergeRule, *, since: datetime) -> None:
         self.rule = rule
         self.since = since
         self._dlat = math.degrees(rule.radius_m / EARTH_RADIUS_M)
         self._cell = max(2 * self._dlat, 1e-6)
-        # kind -> cell -> incidents. Cells are numbered row * _ROW + column; were two cells
-        # to share a number (far outside any map) a lookup would only see more candidates.
-        # A cell is a tuple, rebuilt when it changes: it holds a few incidents at most.
+        self._slot = max(2 * rule.window.total_seconds(), 1.0)
+        # kind -> cell -> incidents. A cell is a tuple, rebuilt when it changes: it holds a
+        # few incidents at most.
         self._cells: dict[str, dict[int, tuple[_Entry, ...]]] = {}
         self._by_id: dict[str, _Entry] = {}
         self._one_source: dict[str, tuple[str, ...]] = {}
@@ -157,8 +161,12 @@ class IncidentIndex:
         """Whether every incident `report` might join is held here."""
         return report.occurred_at - self.rule.window >= self.since
 
-    def _key(self, lat: float, lon: float) -> int:
-        return math.floor(lat / self._cell) * self._ROW + math.floor(lon / self._cell)
+    def _key(self, lat: float, lon: float, at: datetime) -> int:
+        place = math.floor(lat / self._cell) * self._ROW + math.floor(lon / self._cell)
+        return place * self._SLOTS + self._time_slot(at)
+
+    def _time_slot(self, at: datetime) -> int:
+        return math.floor(at.timestamp() / self._slot) % self._SLOTS
 
     def _sources(self, sources: Iterable[str]) -> tuple[str, ...]:
         if type(sources) is tuple and len(sources) == 1:  # the common case, made fast
@@ -185,7 +193,7 @@ class IncidentIndex:
         entry = (incident_id, kind, lat, lon, occurred_at, self._sources(sources))
         self._by_id[incident_id] = entry
         cells = self._cells.setdefault(kind, {})
-        key = self._key(lat, lon)
+        key = self._key(lat, lon, occurred_at)
         cells[key] = (*cells.get(key, ()), entry)
 
     def join(self, incident_id: str, source: str) -> None:
@@ -200,7 +208,7 @@ class IncidentIndex:
         if entry is None:
             return
         cells = self._cells[entry[1]]
-        key = self._key(entry[2], entry[3])
+        key = self._key(entry[2], entry[3], entry[4])
         rest = tuple(e for e in cells[key] if e[0] != incident_id)
         if rest:
             cells[key] = rest
@@ -214,24 +222,31 @@ class IncidentIndex:
         cells = self._cells.get(report.kind)
         if at is None or cells is None:
             return []
-        dlat, c, row = self._dlat, self._cell, self._ROW
+        dlat, c, row, slots = self._dlat, self._cell, self._ROW, self._SLOTS
         # The circle is widest in longitude at its edge nearer the pole.
         dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(at.lat) + dlat))))
         j0, j1 = math.floor((at.lon - dlon) / c), math.floor((at.lon + dlon) / c)
         t0, t1 = report.occurred_at - self.rule.window, report.occurred_at + self.rule.window
+        # The window (a slot long) touches two slots at most.
+        first, last = self._time_slot(t0), self._time_slot(t1)
+        if first <= last:
+            times: Sequence[int] = range(first, last + 1)
+        else:  # the slot count came round
+            times = [*range(first, slots), *range(last + 1)]
         source = report.source
         lat0, lat1, lon0, lon1 = at.lat - dlat, at.lat + dlat, at.lon - dlon, at.lon + dlon
         found = []
         for i in range(math.floor(lat0 / c), math.floor(lat1 / c) + 1):
             for j in range(i * row + j0, i * row + j1 + 1):
-                for entry in cells.get(j, ()):
-                    if (
-                        lat0 <= entry[2] <= lat1
-                        and lon0 <= entry[3] <= lon1
-                        and t0 <= entry[4] <= t1
-                        and source not in entry[5]
-                    ):
-                        found.append(_candidate(entry))
+                for t in times:
+                    for entry in cells.get(j * slots + t, ()):
+                        if (
+                            lat0 <= entry[2] <= lat1
+                            and lon0 <= entry[3] <= lon1
+                            and t0 <= entry[4] <= t1
+                            and source not in entry[5]
+                        ):
+                            found.append(_candidate(entry))
         return found
 
     def absorb(self, other: IncidentIndex) -> None:
@@ -243,7 +258,7 @@ class IncidentIndex:
             elif at >= self.since:
                 self._by_id[iid] = entry
                 cells = self._cells.setdefault(kind, {})
-                key = self._key(lat, lon)
+                key = self._key(lat, lon, at)
                 cells[key] = (*cells.get(key, ()), entry)
 
     def forget_before(self, since: datetime) -> int:

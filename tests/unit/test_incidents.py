@@ -99,26 +99,41 @@ def test_the_index_finds_what_the_rule_picks(
     assert pick(new, index(*held).candidates(new), RULE) == expected, why
 
 
-def test_the_index_never_misses_what_a_full_scan_finds() -> None:
-    """Thousands of incidents, at three latitudes, across many cell edges: for every report
-    the index's candidates give the same pick as every incident held."""
+@pytest.mark.parametrize(
+    ("base", "spread", "hours"),
+    [
+        (HERE, 0.05, 0.5),
+        (Point(59.9, 10.7), 0.05, 0.5),
+        (Point(-33.9, 18.4), 0.05, 0.5),
+        (HERE, 0.004, 6),  # a town under fire for six hours: thousands in a few cells
+    ],
+)
+def test_the_index_never_misses_what_a_full_scan_finds(
+    base: Point, spread: float, hours: float
+) -> None:
+    """For every report the index's candidates give the same pick as every incident held,
+    across many cell edges and time slots."""
     rng = random.Random(7)
-    for base in (HERE, Point(59.9, 10.7), Point(-33.9, 18.4)):
-        idx = IncidentIndex(RULE, since=T0 - timedelta(hours=1))
-        everyone = []
-        for n in range(2000):
-            at = Point(base.lat + rng.uniform(-0.05, 0.05), base.lon + rng.uniform(-0.05, 0.05))
-            kind = rng.choice(["airstrike", "shelling"])
-            c = Candidate(f"i{n}", kind, at, T0 + timedelta(minutes=rng.uniform(-30, 30)),
-                          (f"s{rng.randint(1, 6)}",))  # fmt: skip
-            idx.add(c.id, c.kind, at, c.occurred_at, c.sources)
-            everyone.append(c)
-        for n in range(500):
-            at = Point(base.lat + rng.uniform(-0.05, 0.05), base.lon + rng.uniform(-0.05, 0.05))
-            when = T0 + timedelta(minutes=rng.uniform(-20, 20))
-            kind = rng.choice(["airstrike", "shelling"])
-            new = Report(f"s{rng.randint(1, 6)}", f"r{n}", kind, when, "SY0700", location=at)
-            assert pick(new, idx.candidates(new), RULE) == pick(new, everyone, RULE)
+    idx = IncidentIndex(RULE, since=T0 - timedelta(hours=hours + 1))
+    everyone = []
+
+    def somewhere() -> Point:
+        return Point(
+            base.lat + rng.uniform(-spread, spread), base.lon + rng.uniform(-spread, spread)
+        )
+
+    for n in range(2000):
+        kind = rng.choice(["airstrike", "shelling"])
+        minutes = rng.uniform(-60 * hours, 60 * hours)
+        c = Candidate(f"i{n}", kind, somewhere(), T0 + timedelta(minutes=minutes),
+                      (f"s{rng.randint(1, 6)}",))  # fmt: skip
+        idx.add(c.id, c.kind, c.location, c.occurred_at, c.sources)  # type: ignore[arg-type]
+        everyone.append(c)
+    for n in range(500):
+        when = T0 + timedelta(minutes=rng.uniform(-60 * hours, 60 * hours))
+        kind = rng.choice(["airstrike", "shelling"])
+        new = Report(f"s{rng.randint(1, 6)}", f"r{n}", kind, when, "SY0700", location=somewhere())
+        assert pick(new, idx.candidates(new), RULE) == pick(new, everyone, RULE)
 
 
 def test_the_index_answers_only_from_since_and_lets_go_of_older_incidents() -> None:
