@@ -241,6 +241,17 @@ def summarize(
     return summary_of(tallies, previous=previous, previous_at=previous_at)
 
 
+class Counted(NamedTuple):
+    """Which of a group's stored report rows a tally holds, in three numbers: how many, the
+    sum of their row ids and the highest. The store reads only the rows above `top` when
+    the group's rows up to it still add up to the first two (on PostgreSQL a lower row id
+    can commit after a higher one; then, or if a row is gone, all of them are read again)."""
+
+    rows: int
+    pk_sum: int
+    top: int
+
+
 class GroupTally:
     """`summarize` for a group that keeps growing: reports are added as they join (each
     stored report row once: rows are never changed), and only the incidents they touch are
@@ -249,6 +260,8 @@ class GroupTally:
 
     def __init__(self) -> None:
         self.seen: set[int] = set()  # stored report rows (pk) already added
+        self._pk_sum = 0
+        self._top = 0
         self._latest: dict[str, Report] = {}  # report key -> latest revision
         self._members: dict[str, dict[str, Report]] = {}  # incident -> key -> report
         self._tallies: dict[str, Tally] = {}
@@ -259,6 +272,8 @@ class GroupTally:
             if pk in self.seen:
                 continue
             self.seen.add(pk)
+            self._pk_sum += pk
+            self._top = max(self._top, pk)
             key = report_key(report)
             old = self._latest.get(key)
             if old is not None and old.revision >= report.revision:
@@ -279,6 +294,10 @@ class GroupTally:
                 continue
             ordered = sorted(members.values(), key=lambda r: (r.occurred_at, report_key(r)))
             self._tallies[incident] = _tally(ordered)
+
+    @property
+    def counted(self) -> Counted:
+        return Counted(rows=len(self.seen), pk_sum=self._pk_sum, top=self._top)
 
     def summary(
         self, *, previous: Mapping[str, Sequence[int]], previous_at: datetime | None

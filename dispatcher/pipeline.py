@@ -191,7 +191,7 @@ class Pipeline:
             leader_ids=[leader.id for leader in leaders],
             silences_ending_after=now,
             today=self._today_scope(group, now),
-            known=frozenset(tally.seen) if tally is not None else frozenset(),
+            counted=tally.counted if tally is not None else None,
         )
         if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
             return False  # another flusher got there first

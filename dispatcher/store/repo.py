@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.group import GroupTarget, Life
+from dispatcher.group import Counted, GroupTarget, Life
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.silence import MATCHERS, Silence
@@ -475,7 +475,7 @@ class Store:
 
     async def group_reports(self, group_id: str) -> list[Report]:
         """Every revision of every report that joined the group."""
-        joined, _ = await self._read(lambda conn: _reports_joined(conn, group_id, frozenset()))
+        joined, _ = await self._read(lambda conn: _reports_joined(conn, group_id, None))
         return [report for _, report in joined]
 
     async def last_update(self, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
@@ -488,11 +488,11 @@ class Store:
         leader_ids: Sequence[str],
         silences_ending_after: datetime,
         today: tuple[frozenset[str], datetime] | None,
-        known: frozenset[int] = frozenset(),
+        counted: Counted | None = None,
     ) -> FlushReads | None:
         """What a flush of the group reads, in one read transaction: the group, the reports
-        that joined it (only those not in `known`, the report rows the caller has already
-        counted, unless some of those are gone), its last update, acknowledgements, current
+        that joined it (only those after the rows the caller has `counted` already, unless
+        those no longer add up), its last update, acknowledgements, current
         silences, the receivers' phones and (for `today`: regions, since) the live incidents
         there. None if the group is gone."""
 
@@ -500,7 +500,7 @@ class Store:
             group = _get_group(conn, group_id)
             if group is None:
                 return None
-            joined, whole = _reports_joined(conn, group_id, known)
+            joined, whole = _reports_joined(conn, group_id, counted)
             return FlushReads(
                 group=group,
                 reports=joined,
@@ -749,17 +749,20 @@ class Store:
 
 # --- reads, run by Store._read --------------------------------------------------------------
 
-GROUP_REPORT_PKS = "SELECT report_pk FROM group_reports WHERE group_id = :group_id"
+GROUP_REPORTS_UP_TO = (
+    "SELECT count(*), sum(report_pk) FROM group_reports "
+    "WHERE group_id = :group_id AND report_pk <= :top"
+)
 ACTIVE_DEVICES = (
     "SELECT id, leader_id, token, platform, locale, created_at, updated_at FROM devices "
     "WHERE leader_id IN"
 )
-REPORTS_BY_PK = f"SELECT {writes.REPORT_COLUMNS} FROM reports WHERE pk IN"  # noqa: S608
 GROUP_REPORTS = (
     f"SELECT {writes.REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
     "JOIN group_reports ON group_reports.report_pk = reports.pk "
     "WHERE group_reports.group_id = :group_id"
 )
+GROUP_REPORTS_AFTER = f"{GROUP_REPORTS} AND group_reports.report_pk > :top"
 
 
 def _get_group(conn: Connection, group_id: str) -> GroupRow | None:
@@ -768,25 +771,27 @@ def _get_group(conn: Connection, group_id: str) -> GroupRow | None:
 
 
 def _reports_joined(
-    conn: Connection, group_id: str, known: frozenset[int]
+    conn: Connection, group_id: str, counted: Counted | None
 ) -> tuple[list[tuple[int, Report]], bool]:
-    """The group's report rows not in `known`, and whether that is all of them (when
-    `known` is empty, or holds a row the group no longer has). Plain SQL, as the write
-    path: a busy group holds thousands of reports, and Core's row processing took most of
-    each flush's read."""
+    """The group's report rows after those `counted`, and whether that is all of them (when
+    nothing was counted, or the rows counted no longer add up: see `Counted`). Plain SQL,
+    as the write path: a busy group holds thousands of reports, and a flush that read them
+    all each time (an immediate route flushes at every critical report) grew with the surge.
+    The check runs over the group's primary key inside SQLite or PostgreSQL, not in Python."""
     sql = writes.Sql(conn)
-    pks = {int(pk) for (pk,) in sql.rows(GROUP_REPORT_PKS, {"group_id": group_id})}
-    whole = not known or not known <= pks
-    new = pks if whole else pks - known
-    if not new:
-        return [], whole
-    if len(new) > 500:  # e.g. the first flush after a restart: one read of them all
-        rows = sql.rows(GROUP_REPORTS, {"group_id": group_id})
+    whole = True
+    if counted is not None and counted.rows:
+        ((rows, pk_sum),) = sql.rows(
+            GROUP_REPORTS_UP_TO, {"group_id": group_id, "top": counted.top}
+        )
+        whole = (int(rows), int(pk_sum or 0)) != (counted.rows, counted.pk_sum)
+    if whole:
+        found = sql.rows(GROUP_REPORTS, {"group_id": group_id})
     else:
-        marks = ", ".join(f":p{i}" for i in range(len(new)))
-        rows = sql.rows(f"{REPORTS_BY_PK} ({marks})", {f"p{i}": pk for i, pk in enumerate(new)})
-    stored = (writes.stored_from_row(sql, row) for row in rows)
-    return [(pk, report) for report, pk, *_ in stored if pk in new], whole
+        assert counted is not None
+        found = sql.rows(GROUP_REPORTS_AFTER, {"group_id": group_id, "top": counted.top})
+    stored = (writes.stored_from_row(sql, row) for row in found)
+    return [(pk, report) for report, pk, *_ in stored], whole
 
 
 def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:

@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from dispatcher.group import GroupTarget, Timing
+from dispatcher.group import GroupTally, GroupTarget, Timing
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db
 from dispatcher.store.repo import OutboxItem, Outcome, Store
@@ -325,19 +325,31 @@ async def test_a_flush_reads_only_the_reports_that_joined_since_it_last_counted(
     assert first.whole
     assert sorted(r.id for _, r in first.reports) == ["a", "b"]
     await save(store, report("a", revision=2, killed=4), T0 + 40 * S)
-    known = frozenset(pk for pk, _ in first.reports)
+    tally = GroupTally()
+    tally.add(first.reports)
     later = await store.flush_reads(
-        group.id, leader_ids=[], silences_ending_after=T0, today=None, known=known
+        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=tally.counted
     )
     assert later is not None
     assert not later.whole
     assert [(r.id, r.revision, r.casualties.killed) for _, r in later.reports] == [("a", 2, 4)]
+    gone = tally.counted._replace(rows=tally.counted.rows + 1, pk_sum=tally.counted.pk_sum + 10**9)
     stale = await store.flush_reads(
-        group.id, leader_ids=[], silences_ending_after=T0, today=None, known=known | {10**9}
+        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=gone
     )
     assert stale is not None
     assert stale.whole, "a row it counted is gone: read them all again"
     assert len(stale.reports) == 3
+    # On PostgreSQL a row with a lower id can commit after one with a higher id was counted.
+    (low, _), (high, _) = sorted(first.reports)
+    late = GroupTally()
+    late.add([(pk, r) for pk, r in first.reports if pk == high])
+    behind = await store.flush_reads(
+        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=late.counted
+    )
+    assert behind is not None
+    assert behind.whole, "a row below the highest counted was not counted: read them all"
+    assert low in {pk for pk, _ in behind.reports}
 
 
 async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
