@@ -492,9 +492,9 @@ class Store:
     ) -> FlushReads | None:
         """What a flush of the group reads, in one read transaction: the group, the reports
         that joined it (only those after the rows the caller has `counted` already, unless
-        those no longer add up), its last update, acknowledgements, current
-        silences, the receivers' phones and (for `today`: regions, since) the live incidents
-        there. None if the group is gone."""
+        those no longer add up), its last update, acknowledgements, current silences, the
+        receivers' phones and (for `today`: regions, since) the live incidents there. None
+        if the group is gone."""
 
         def read(conn: Connection) -> FlushReads | None:
             group = _get_group(conn, group_id)
@@ -779,19 +779,19 @@ def _reports_joined(
     all each time (an immediate route flushes at every critical report) grew with the surge.
     The check runs over the group's primary key inside SQLite or PostgreSQL, not in Python."""
     sql = writes.Sql(conn)
-    whole = True
+    after: int | None = None  # the highest row counted, if the rows up to it add up
     if counted is not None and counted.rows:
         ((rows, pk_sum),) = sql.rows(
             GROUP_REPORTS_UP_TO, {"group_id": group_id, "top": counted.top}
         )
-        whole = (int(rows), int(pk_sum or 0)) != (counted.rows, counted.pk_sum)
-    if whole:
+        if (int(rows), int(pk_sum or 0)) == (counted.rows, counted.pk_sum):
+            after = counted.top
+    if after is None:
         found = sql.rows(GROUP_REPORTS, {"group_id": group_id})
     else:
-        assert counted is not None
-        found = sql.rows(GROUP_REPORTS_AFTER, {"group_id": group_id, "top": counted.top})
+        found = sql.rows(GROUP_REPORTS_AFTER, {"group_id": group_id, "top": after})
     stored = (writes.stored_from_row(sql, row) for row in found)
-    return [(pk, report) for report, pk, *_ in stored], whole
+    return [(pk, report) for report, pk, *_ in stored], after is None
 
 
 def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:

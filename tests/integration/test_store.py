@@ -327,13 +327,14 @@ async def test_a_flush_reads_only_the_reports_that_joined_since_it_last_counted(
     await save(store, report("a", revision=2, killed=4), T0 + 40 * S)
     tally = GroupTally()
     tally.add(first.reports)
+    counted = tally.counted
     later = await store.flush_reads(
-        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=tally.counted
+        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=counted
     )
     assert later is not None
     assert not later.whole
     assert [(r.id, r.revision, r.casualties.killed) for _, r in later.reports] == [("a", 2, 4)]
-    gone = tally.counted._replace(rows=tally.counted.rows + 1, pk_sum=tally.counted.pk_sum + 10**9)
+    gone = counted._replace(rows=counted.rows + 1, pk_sum=counted.pk_sum + 10**9)
     stale = await store.flush_reads(
         group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=gone
     )
