@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
@@ -156,6 +156,8 @@ class Summary:
     state: Mapping[str, list[int]] = field(default_factory=dict)
     # For revised incidents, each count that changed: (incident, field, before, now).
     revisions: tuple[tuple[str, str, int, int], ...] = ()
+    # Which of a GroupTally's changes this summary covers (see GroupTally.told).
+    told: int = field(default=0, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -256,7 +258,12 @@ class GroupTally:
     """`summarize` for a group that keeps growing: reports are added as they join (each
     stored report row once: rows are never changed), and only the incidents they touch are
     counted again. A flush of a group of thousands of reports then reads and counts only
-    what joined since the last flush. `summary` equals `summarize` of every report added."""
+    what joined since the last flush. `summary` equals `summarize` of every report added.
+
+    Once told which update it was summed up for (`told`), the tally also compares only the
+    incidents touched since against what that update said, and keeps the totals, kinds and
+    regions up to date as incidents change: a digest of a group of tens of thousands of
+    incidents costs what changed, not the whole group."""
 
     def __init__(self) -> None:
         self.seen: set[int] = set()  # stored report rows (pk) already added
@@ -265,6 +272,17 @@ class GroupTally:
         self._latest: dict[str, Report] = {}  # report key -> latest revision
         self._members: dict[str, dict[str, Report]] = {}  # incident -> key -> report
         self._tallies: dict[str, Tally] = {}
+        # The live incidents' counts and what they add up to, kept as incidents change.
+        self._state: dict[str, list[int]] = {}
+        self._totals = [0, 0, 0, 0]
+        self._live_reports = 0
+        self._kinds: Counter[str] = Counter()
+        self._regions: Counter[str] = Counter()
+        # Incidents touched since the update told, by the add() that touched them last.
+        self._touched: dict[str, int] = {}
+        self._adds = 0
+        self._told: dict[str, list[int]] | None = None  # the state update `told_seq` said
+        self.told_seq: int | None = None
 
     def add(self, rows: Iterable[tuple[int, Report]]) -> None:
         touched: set[str] = set()
@@ -286,24 +304,116 @@ class GroupTally:
             incident = _incident_of(report)
             self._members.setdefault(incident, {})[key] = report
             touched.add(incident)
+        if not touched:
+            return
+        self._adds += 1
         for incident in touched:
+            self._touched[incident] = self._adds
+            self._count_out(self._tallies.get(incident))
             members = self._members.get(incident)
             if not members:
                 self._members.pop(incident, None)
                 self._tallies.pop(incident, None)
+                self._state.pop(incident, None)
                 continue
             ordered = sorted(members.values(), key=lambda r: (r.occurred_at, report_key(r)))
-            self._tallies[incident] = _tally(ordered)
+            tally = self._tallies[incident] = _tally(ordered)
+            self._count_in(tally)
+            if tally.count is None:
+                self._state.pop(incident, None)
+            else:
+                self._state[incident] = tally.count.as_list()
+
+    def _count_in(self, tally: Tally | None, sign: int = 1) -> None:
+        if tally is None or tally.count is None:
+            return
+        c = tally.count
+        totals = self._totals
+        totals[0] += sign * c.casualties.killed
+        totals[1] += sign * c.casualties.injured
+        totals[2] += sign * c.casualties.trapped
+        totals[3] += sign * c.casualties.rescued
+        self._live_reports += sign * c.live_reports
+        self._kinds[tally.kind] += sign
+        self._regions[tally.region] += sign
+        if sign < 0:
+            for counter, value in ((self._kinds, tally.kind), (self._regions, tally.region)):
+                if counter[value] == 0:
+                    del counter[value]
+
+    def _count_out(self, tally: Tally | None) -> None:
+        self._count_in(tally, -1)
 
     @property
     def counted(self) -> Counted:
         return Counted(rows=len(self.seen), pk_sum=self._pk_sum, top=self._top)
 
     def summary(
-        self, *, previous: Mapping[str, Sequence[int]], previous_at: datetime | None
+        self, *, previous: Mapping[str, Sequence[int]] | None, previous_at: datetime | None
     ) -> Summary:
-        ordered = dict(sorted(self._tallies.items(), key=lambda kv: kv[1].first))
-        return summary_of(ordered, previous=previous, previous_at=previous_at)
+        """What the group's next update says against `previous`, the state its last update
+        recorded; None for the update the tally was last `told` of (then only the incidents
+        touched since are compared)."""
+        if previous is not None:
+            ordered = dict(sorted(self._tallies.items(), key=lambda kv: kv[1].first))
+            whole = summary_of(ordered, previous=previous, previous_at=previous_at)
+            return replace(whole, told=self._adds)
+        told = self._told
+        if told is None:
+            raise ValueError("no update told to this tally: pass the previous state")
+        tallies = self._tallies
+        touched = sorted((tallies[inc].first, inc) for inc in self._touched if inc in tallies)
+        new, revised, retracted, confirmed = [], [], [], []
+        state = self._state
+        for _, inc in touched:
+            now, before = state.get(inc), told.get(inc)
+            if now is None:
+                if before is not None:
+                    retracted.append(inc)
+                continue
+            if before is None:
+                new.append(inc)
+            elif before[:4] != now[:4]:
+                revised.append(inc)
+            if now[4] and (before is None or not before[4]):
+                confirmed.append(inc)
+        return Summary(
+            totals=Casualties(*self._totals),
+            incidents=len(state),
+            live_reports=self._live_reports,
+            new=tuple(new),
+            revised=tuple(revised),
+            retracted=tuple(retracted),
+            confirmed=tuple(confirmed),
+            kinds=_most_first(self._kinds),
+            regions=tuple(r for r, _ in _most_first(self._regions)),
+            since=previous_at,
+            state=dict(state),
+            revisions=_revisions(revised, told, state),
+            told=self._adds,
+        )
+
+    def told(self, seq: int, summary: Summary) -> None:
+        """Update `seq` of the group was written from `summary` (of this tally): the next
+        summary compares against it."""
+        self._told = dict(summary.state)
+        self.told_seq = seq
+        self._touched = {inc: n for inc, n in self._touched.items() if n > summary.told}
+
+
+def _most_first(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _revisions(
+    revised: Iterable[str], before: Mapping[str, Sequence[int]], now: Mapping[str, Sequence[int]]
+) -> tuple[tuple[str, str, int, int], ...]:
+    return tuple(
+        (inc, name, was, is_)
+        for inc in revised
+        for name, was, is_ in zip(COUNT_FIELDS, before[inc], now[inc], strict=False)
+        if was != is_
+    )
 
 
 def summary_of(
@@ -320,16 +430,8 @@ def summary_of(
     confirmed = [
         inc for inc in live if state[inc][4] and (inc not in previous or not list(previous[inc])[4])
     ]
-    retracted = [inc for inc in previous if inc not in live and inc in tallies]
-    revisions = tuple(
-        (inc, name, before, after)
-        for inc in revised
-        for name, before, after in zip(COUNT_FIELDS, previous[inc], state[inc], strict=False)
-        if before != after
-    )
+    retracted = [inc for inc in tallies if inc not in live and inc in previous]
     counts = [t.count for t in live.values() if t.count is not None]
-    kinds = Counter(t.kind for t in live.values())
-    regions = Counter(t.region for t in live.values())
     return Summary(
         totals=sum((c.casualties for c in counts), Casualties()),
         incidents=len(live),
@@ -338,9 +440,9 @@ def summary_of(
         revised=tuple(revised),
         retracted=tuple(retracted),
         confirmed=tuple(confirmed),
-        kinds=tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
-        regions=tuple(r for r, _ in sorted(regions.items(), key=lambda kv: (-kv[1], kv[0]))),
+        kinds=_most_first(Counter(t.kind for t in live.values())),
+        regions=tuple(r for r, _ in _most_first(Counter(t.region for t in live.values()))),
         since=previous_at,
         state=state,
-        revisions=revisions,
+        revisions=_revisions(revised, previous, state),
     )

@@ -192,6 +192,7 @@ class Pipeline:
             silences_ending_after=now,
             today=self._today_scope(group, now),
             counted=tally.counted if tally is not None else None,
+            told_seq=tally.told_seq if tally is not None else None,
         )
         if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
             return False  # another flusher got there first
@@ -199,10 +200,12 @@ class Pipeline:
             return False  # a report joined: look at the group again
         group, last, acks = read.group, read.last, read.acks
         tally = self._tally(group.id, read.reports, whole=read.whole)
-        previous: dict[str, list[int]] = dict(last[1].get("state", {})) if last else {}
-        summary = tally.summary(previous=previous, previous_at=last[0] if last else None)
+        last_at = last.at if last is not None else None
+        # None: the tally holds what the last update said, and compares only what changed.
+        previous = {} if last is None else last.state
+        summary = tally.summary(previous=previous, previous_at=last_at)
         after = replace(after, acked=after.acked or bool(acks))
-        new_acks = [a for a in acks if last is None or a.at > last[0]]
+        new_acks = [a for a in acks if last_at is None or a.at > last_at]
         if action == "update" and not summary.changed and not new_acks:
             # E.g. a second sighting below the incident's figures: nothing new to tell.
             idle = replace(after, last_flush_at=group.last_flush_at)
@@ -308,6 +311,7 @@ class Pipeline:
             )
             if claimed is None:
                 return False
+            tally.told(group.seq + 1, summary)
             self.metrics.updates.inc()
             await self.delivery.deliver(claimed)
             return True
@@ -322,6 +326,7 @@ class Pipeline:
             escalate=action == "escalate",
         )
         if written:
+            tally.told(group.seq + 1, summary)
             self.metrics.updates.inc()
             if action == "close":
                 self._tallies.pop(group.id, None)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -106,6 +106,16 @@ class Ack:
     note: str | None
 
 
+class LastUpdate(NamedTuple):
+    """A group's last update, as a flush compares against it."""
+
+    seq: int
+    at: datetime
+    # Its per-incident counts; None when the caller's tally was told of this update (and so
+    # holds them already), which spares reading and decoding a big group's whole state.
+    state: dict[str, list[int]] | None
+
+
 @dataclass(frozen=True, slots=True)
 class FlushReads:
     """Everything a flush reads about a group, read together (Store.flush_reads)."""
@@ -113,7 +123,7 @@ class FlushReads:
     group: GroupRow
     reports: list[tuple[int, Report]]  # (row pk, report): new ones, or all if `whole`
     whole: bool  # `reports` holds every report of the group
-    last: tuple[datetime, dict[str, Any]] | None
+    last: LastUpdate | None
     acks: list[Ack]
     silences: list[Silence]
     devices: list[DeviceRow]
@@ -489,12 +499,14 @@ class Store:
         silences_ending_after: datetime,
         today: tuple[frozenset[str], datetime] | None,
         counted: Counted | None = None,
+        told_seq: int | None = None,
     ) -> FlushReads | None:
         """What a flush of the group reads, in one read transaction: the group, the reports
         that joined it (only those after the rows the caller has `counted` already, unless
         those no longer add up), its last update, acknowledgements, current silences, the
-        receivers' phones and (for `today`: regions, since) the live incidents there. None
-        if the group is gone."""
+        receivers' phones and (for `today`: regions, since) the live incidents there. The
+        last update's state is left out if it is update `told_seq` and the reports were not
+        read whole. None if the group is gone."""
 
         def read(conn: Connection) -> FlushReads | None:
             group = _get_group(conn, group_id)
@@ -505,7 +517,7 @@ class Store:
                 group=group,
                 reports=joined,
                 whole=whole,
-                last=_last_update(conn, group_id),
+                last=_flush_last(conn, group_id, None if whole else told_seq),
                 acks=_acks(conn, group_id),
                 silences=_current_silences(conn, silences_ending_after),
                 devices=_active_devices(conn, leader_ids),
@@ -802,6 +814,25 @@ def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, A
         .limit(1)
     ).first()
     return (row.created_at, dict(row.summary)) if row is not None else None
+
+
+def _flush_last(conn: Connection, group_id: str, told_seq: int | None) -> LastUpdate | None:
+    last = conn.execute(
+        select(group_updates.c.seq, group_updates.c.created_at)
+        .where(group_updates.c.group_id == group_id)
+        .order_by(group_updates.c.seq.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return None
+    if last.seq == told_seq:
+        return LastUpdate(last.seq, last.created_at, None)
+    summary = conn.execute(
+        select(group_updates.c.summary).where(
+            group_updates.c.group_id == group_id, group_updates.c.seq == last.seq
+        )
+    ).scalar_one()
+    return LastUpdate(last.seq, last.created_at, dict(summary.get("state", {})))
 
 
 def _acks(conn: Connection, group_id: str) -> list[Ack]:

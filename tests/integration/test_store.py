@@ -10,10 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from dispatcher.group import GroupTally, GroupTarget, Timing
+from dispatcher.group import Counted, GroupTally, GroupTarget, Timing
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db
-from dispatcher.store.repo import OutboxItem, Outcome, Store
+from dispatcher.store.repo import LastUpdate, OutboxItem, Outcome, Store
 from dispatcher.store.tables import include_object, metadata
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -351,6 +351,35 @@ async def test_a_flush_reads_only_the_reports_that_joined_since_it_last_counted(
     assert behind is not None
     assert behind.whole, "a row below the highest counted was not counted: read them all"
     assert low in {pk for pk, _ in behind.reports}
+
+
+async def test_a_flush_reads_the_last_update_s_state_unless_its_tally_was_told_of_it(
+    store: Store,
+) -> None:
+    await save(store, report("a"))
+    (group,) = await store.due_groups(T0 + 30 * S)
+    state = {"inc-a": [1, 2, 0, 0, 0]}
+    assert await store.record_update(
+        group, now=T0 + 30 * S, summary={"state": state}, outbox=[], rules_version="v1"
+    )
+    first = await store.flush_reads(group.id, leader_ids=[], silences_ending_after=T0, today=None)
+    assert first is not None
+    assert first.last == (1, T0 + 30 * S, state), "no tally yet: the state is read"
+    tally = GroupTally()
+    tally.add(first.reports)
+
+    async def last(told_seq: int, counted: Counted) -> LastUpdate | None:
+        read = await store.flush_reads(
+            group.id, leader_ids=[], silences_ending_after=T0, today=None,
+            counted=counted, told_seq=told_seq,
+        )  # fmt: skip
+        assert read is not None
+        return read.last
+
+    assert await last(1, tally.counted) == (1, T0 + 30 * S, None), "the tally holds it"
+    assert await last(0, tally.counted) == (1, T0 + 30 * S, state), "told of an older one"
+    gone = tally.counted._replace(rows=2)
+    assert await last(1, gone) == (1, T0 + 30 * S, state), "read whole: a new tally needs it"
 
 
 async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
