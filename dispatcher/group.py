@@ -216,7 +216,15 @@ def _tally(members: Sequence[Report]) -> Tally:
     alive = [r for r in members if r.status != "retracted"]
     if not alive:
         return Tally(first, None)
-    region = Counter(r.region for r in alive).most_common(1)[0][0]
+    if len(alive) == 1:  # most incidents: a surge's tally counts tens of thousands of these
+        r = alive[0]
+        return Tally(
+            first, IncidentCount(r.casualties, r.status == "confirmed", 1), r.kind, r.region
+        )
+    regions: dict[str, int] = {}
+    for r in alive:
+        regions[r.region] = regions.get(r.region, 0) + 1
+    region = max(regions, key=regions.__getitem__)  # the first placed, of those most often
     return Tally(first, count(alive), alive[0].kind, region)
 
 
@@ -316,7 +324,9 @@ class GroupTally:
                 self._tallies.pop(incident, None)
                 self._state.pop(incident, None)
                 continue
-            ordered = sorted(members.values(), key=lambda r: (r.occurred_at, report_key(r)))
+            ordered = list(members.values())
+            if len(ordered) > 1:
+                ordered.sort(key=lambda r: (r.occurred_at, report_key(r)))
             tally = self._tallies[incident] = _tally(ordered)
             self._count_in(tally)
             if tally.count is None:
