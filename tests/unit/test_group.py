@@ -222,11 +222,11 @@ def test_a_growing_group_counts_as_if_summed_up_whole(seed: int) -> None:
     tally = GroupTally()
     previous: dict[str, list[int]] = {}
     previous_at = None
-    told = False  # the tally was told of the last update written
+    told = True  # the tally was told of the last update written (a new one: of none)
     for seq in range(1, 12):
         join(rng.randint(0, 25))
         if rng.random() < 0.1:  # a restart: a new tally counts the group whole
-            tally, told = GroupTally(), False
+            tally, told = GroupTally(), previous_at is None
         tally.add(rows[rng.randint(0, len(rows)) :])  # newest first, some seen before
         tally.add(rows)
         whole = summarize([r for _, r in rows], previous=previous, previous_at=previous_at)
