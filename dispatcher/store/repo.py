@@ -806,23 +806,23 @@ def _reports_joined(
     return [(pk, report) for report, pk, *_ in stored], after is None
 
 
-def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
-    row = conn.execute(
-        select(group_updates.c.created_at, group_updates.c.summary)
+def _newest_update(conn: Connection, group_id: str, *columns: Any) -> Any:
+    """`columns` of the group's last update, or None."""
+    return conn.execute(
+        select(*columns)
         .where(group_updates.c.group_id == group_id)
         .order_by(group_updates.c.seq.desc())
         .limit(1)
     ).first()
+
+
+def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
+    row = _newest_update(conn, group_id, group_updates.c.created_at, group_updates.c.summary)
     return (row.created_at, dict(row.summary)) if row is not None else None
 
 
 def _flush_last(conn: Connection, group_id: str, told_seq: int | None) -> LastUpdate | None:
-    last = conn.execute(
-        select(group_updates.c.seq, group_updates.c.created_at)
-        .where(group_updates.c.group_id == group_id)
-        .order_by(group_updates.c.seq.desc())
-        .limit(1)
-    ).first()
+    last = _newest_update(conn, group_id, group_updates.c.seq, group_updates.c.created_at)
     if last is None:
         return None
     if last.seq == told_seq:
