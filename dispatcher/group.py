@@ -295,7 +295,7 @@ class GroupTally:
         self._adds = 0
         # The state update `told_seq` said: a new tally knows that a group's update 0, the
         # one before its first, said nothing (every incident it counts is touched since).
-        self._told: dict[str, list[int]] = {}
+        self._told: Mapping[str, list[int]] = {}
         self.told_seq = 0
 
     def add(self, rows: Iterable[tuple[int, Report]]) -> None:
@@ -324,7 +324,7 @@ class GroupTally:
         self._adds += 1
         for incident in touched:
             self._touched[incident] = self._adds
-            self._count_out(self._tallies.get(incident))
+            self._count_in(self._tallies.get(incident), -1)
             members = self._members.get(incident)
             if not members:
                 self._members.pop(incident, None)
@@ -357,9 +357,6 @@ class GroupTally:
             for counter, value in ((self._kinds, tally.kind), (self._regions, tally.region)):
                 if counter[value] == 0:
                     del counter[value]
-
-    def _count_out(self, tally: Tally | None) -> None:
-        self._count_in(tally, -1)
 
     @property
     def counted(self) -> Counted:
@@ -413,7 +410,7 @@ class GroupTally:
     def told(self, seq: int, summary: Summary) -> None:
         """Update `seq` of the group was written from `summary` (of this tally): the next
         summary compares against it."""
-        self._told = dict(summary.state)
+        self._told = summary.state  # a summary's own copy, never changed
         self.told_seq = seq
         self._touched = {inc: n for inc, n in self._touched.items() if n > summary.told}
 
