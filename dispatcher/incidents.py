@@ -13,7 +13,7 @@ see the same dead, not different ones. It is confirmed once any live report conf
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -106,16 +106,17 @@ def count(live: Iterable[Report]) -> IncidentCount:
     )
 
 
-# An incident as the index holds it: (id, kind, lat, lon, occurred_at, sources). A plain
-# tuple of plain values, which the cyclic garbage collector stops looking at once it has
-# seen it (it never does so for named tuples): the writer holds hundreds of thousands of
-# these through a surge, and full collections walked every one again and again.
-_Entry = tuple[str, str, float, float, datetime, tuple[str, ...]]
+# An incident as the index holds it: (id, kind, lat, lon, occurred_at, sources, the time as
+# POSIX seconds, its cell). A plain tuple of plain values, which the cyclic garbage collector
+# stops looking at once it has seen it (it never does so for named tuples): the writer holds
+# hundreds of thousands of these through a surge, and full collections walked every one
+# again and again. The time is kept twice because comparing floats costs a fraction of
+# comparing aware datetimes, and lookups compare it for every incident in a cell.
+_Entry = tuple[str, str, float, float, datetime, tuple[str, ...], float, int]
 
 
 def _candidate(entry: _Entry) -> Candidate:
-    iid, kind, lat, lon, at, sources = entry
-    return Candidate(iid, kind, Point(lat, lon), at, sources)
+    return Candidate(entry[0], entry[1], Point(entry[2], entry[3]), entry[4], entry[5])
 
 
 class IncidentIndex:
@@ -138,7 +139,8 @@ class IncidentIndex:
         self.since = since
         self._dlat = math.degrees(rule.radius_m / EARTH_RADIUS_M)
         self._cell = max(2 * self._dlat, 1e-6)
-        self._slot = max(2 * rule.window.total_seconds(), 1.0)
+        self._window_s = rule.window.total_seconds()
+        self._slot = max(2 * self._window_s, 1.0)
         # kind -> cell -> incidents. A cell is a tuple, rebuilt when it changes: it holds a
         # few incidents at most.
         self._cells: dict[str, dict[int, tuple[_Entry, ...]]] = {}
@@ -161,12 +163,9 @@ class IncidentIndex:
         """Whether every incident `report` might join is held here."""
         return report.occurred_at - self.rule.window >= self.since
 
-    def _key(self, lat: float, lon: float, at: datetime) -> int:
+    def _key(self, lat: float, lon: float, ts: float) -> int:
         place = math.floor(lat / self._cell) * self._ROW + math.floor(lon / self._cell)
-        return place * self._SLOTS + self._time_slot(at)
-
-    def _time_slot(self, at: datetime) -> int:
-        return math.floor(at.timestamp() / self._slot) % self._SLOTS
+        return place * self._SLOTS + math.floor(ts / self._slot) % self._SLOTS
 
     def _sources(self, sources: Iterable[str]) -> tuple[str, ...]:
         if type(sources) is tuple and len(sources) == 1:  # the common case, made fast
@@ -189,26 +188,32 @@ class IncidentIndex:
         self.remove(incident_id)
         if occurred_at < self.since:
             return
-        lat, lon = at.lat, at.lon
-        entry = (incident_id, kind, lat, lon, occurred_at, self._sources(sources))
-        self._by_id[incident_id] = entry
-        cells = self._cells.setdefault(kind, {})
-        key = self._key(lat, lon, occurred_at)
-        cells[key] = (*cells.get(key, ()), entry)
+        self._hold((incident_id, kind, at.lat, at.lon, occurred_at, self._sources(sources)))
+
+    def _hold(self, entry: tuple[str, str, float, float, datetime, tuple[str, ...]]) -> None:
+        ts = entry[4].timestamp()
+        key = self._key(entry[2], entry[3], ts)
+        held: _Entry = (*entry, ts, key)
+        self._by_id[entry[0]] = held
+        cells = self._cells.setdefault(entry[1], {})
+        cells[key] = (*cells.get(key, ()), held)
 
     def join(self, incident_id: str, source: str) -> None:
         """A report of `source` joined the incident (if held)."""
         entry = self._by_id.get(incident_id)
-        if entry is not None and source not in entry[5]:
-            iid, kind, lat, lon, at, sources = entry
-            self.add(iid, kind, Point(lat, lon), at, (*sources, source))
+        if entry is None or source in entry[5]:
+            return
+        joined: _Entry = (*entry[:5], self._sources((*entry[5], source)), entry[6], entry[7])
+        self._by_id[incident_id] = joined
+        cells = self._cells[entry[1]]
+        cells[entry[7]] = tuple(joined if e is entry else e for e in cells[entry[7]])
 
     def remove(self, incident_id: str) -> None:
         entry = self._by_id.pop(incident_id, None)
         if entry is None:
             return
         cells = self._cells[entry[1]]
-        key = self._key(entry[2], entry[3], entry[4])
+        key = entry[7]
         rest = tuple(e for e in cells[key] if e[0] != incident_id)
         if rest:
             cells[key] = rest
@@ -222,44 +227,50 @@ class IncidentIndex:
         cells = self._cells.get(report.kind)
         if at is None or cells is None:
             return []
-        dlat, c, row, slots = self._dlat, self._cell, self._ROW, self._SLOTS
+        lat, lon = at.lat, at.lon
+        dlat, c, row, slots, slot = self._dlat, self._cell, self._ROW, self._SLOTS, self._slot
         # The circle is widest in longitude at its edge nearer the pole.
-        dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(at.lat) + dlat))))
-        j0, j1 = math.floor((at.lon - dlon) / c), math.floor((at.lon + dlon) / c)
-        t0, t1 = report.occurred_at - self.rule.window, report.occurred_at + self.rule.window
+        dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + dlat))))
+        ts = report.occurred_at.timestamp()
+        t0, t1 = ts - self._window_s, ts + self._window_s
         # The window (a slot long) touches two slots at most.
-        first, last = self._time_slot(t0), self._time_slot(t1)
-        if first <= last:
-            times: Sequence[int] = range(first, last + 1)
-        else:  # the slot count came round
-            times = [*range(first, slots), *range(last + 1)]
+        first, last = math.floor(t0 / slot) % slots, math.floor(t1 / slot) % slots
+        times = (first,) if first == last else (first, last)
         source = report.source
-        lat0, lat1, lon0, lon1 = at.lat - dlat, at.lat + dlat, at.lon - dlon, at.lon + dlon
+        lat0, lat1, lon0, lon1 = lat - dlat, lat + dlat, lon - dlon, lon + dlon
+        j0, j1 = math.floor(lon0 / c), math.floor(lon1 / c) + 1
+        get = cells.get
         found = []
-        for i in range(math.floor(lat0 / c), math.floor(lat1 / c) + 1):
-            for j in range(i * row + j0, i * row + j1 + 1):
+        for i in range(math.floor(lat0 / c) * row, (math.floor(lat1 / c) + 1) * row, row):
+            for j in range((i + j0) * slots, (i + j1) * slots, slots):
                 for t in times:
-                    for entry in cells.get(j * slots + t, ()):
+                    cell = get(j + t)
+                    if cell is None:
+                        continue
+                    for e in cell:
                         if (
-                            lat0 <= entry[2] <= lat1
-                            and lon0 <= entry[3] <= lon1
-                            and t0 <= entry[4] <= t1
-                            and source not in entry[5]
+                            lat0 <= e[2] <= lat1
+                            and lon0 <= e[3] <= lon1
+                            and t0 <= e[6] <= t1
+                            and source not in e[5]
                         ):
-                            found.append(_candidate(entry))
+                            found.append(_candidate(e))
         return found
 
     def absorb(self, other: IncidentIndex) -> None:
         """Hold everything `other` holds (incidents new to this index)."""
         for entry in other._by_id.values():
-            iid, kind, lat, lon, at, sources = entry
+            iid, kind, lat, lon, at, sources = entry[:6]
             if iid in self._by_id:
                 self.add(iid, kind, Point(lat, lon), at, (*self._by_id[iid][5], *sources))
             elif at >= self.since:
-                self._by_id[iid] = entry
-                cells = self._cells.setdefault(kind, {})
-                key = self._key(lat, lon, at)
-                cells[key] = (*cells.get(key, ()), entry)
+                if self._slot == other._slot and self._cell == other._cell:
+                    held = entry
+                    self._by_id[iid] = held
+                    cells = self._cells.setdefault(kind, {})
+                    cells[held[7]] = (*cells.get(held[7], ()), held)
+                else:
+                    self._hold((iid, kind, lat, lon, at, sources))
 
     def forget_before(self, since: datetime) -> int:
         """Let go of incidents that occurred before `since`; the index then answers only

@@ -333,8 +333,10 @@ class ReportWriter:
 
     `save` decides each report in order (duplicate, stale, or a new revision with its
     incident and groups) and then writes the rows of all of them, so a later `save` or any
-    other statement in the transaction sees them. Incidents made or joined here are also
-    kept here until the commit, since the merge lookup (memory or SQL) cannot see them yet.
+    other statement in the transaction sees them. Incidents made or joined here go straight
+    into the SQLite writer's memory when it holds their time (the writer reads it again
+    after a failed commit); the others are kept here until the commit, since the merge
+    lookup in SQL cannot see them yet.
     """
 
     sql: Sql
@@ -343,7 +345,7 @@ class ReportWriter:
     # SQLite: open groups as the writer left them, (route, labels) -> (id, pending,
     # next_flush_at, last_flush_at), kept while nothing else writes to alert groups.
     open_groups: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Any, ...]] | None = None
-    fresh: IncidentIndex = field(init=False)  # incidents made in this transaction
+    fresh: IncidentIndex = field(init=False)  # incidents made here that memory does not hold
     joined: dict[str, set[str]] = field(default_factory=dict)  # committed ones joined, by whom
     made: set[str] = field(default_factory=set)  # ids of the incidents made here
 
@@ -444,13 +446,20 @@ class ReportWriter:
         if latest is not None:
             return latest, False  # a revision stays with its incident
         if report.location is not None:
-            candidates = self._committed_candidates(report)
-            if self.joined and candidates:
-                candidates = [
-                    c for c in candidates if report.source not in self.joined.get(c.id, ())
-                ]
-            if self.fresh:
-                candidates = candidates + self.fresh.candidates(report)
+            memory = self.memory
+            if memory is not None and memory.covers(report):
+                # The writer's memory holds this transaction's incidents too (see `_make`).
+                candidates = memory.candidates(report)
+            else:
+                candidates = self._stored_candidates(report)
+                if self.joined and candidates:
+                    candidates = [
+                        c for c in candidates if report.source not in self.joined.get(c.id, ())
+                    ]
+                if memory is not None and self.made:
+                    candidates += [c for c in memory.candidates(report) if c.id in self.made]
+                if self.fresh:
+                    candidates = candidates + self.fresh.candidates(report)
             chosen = pick(report, candidates, self.merge) if candidates else None
             if chosen is not None:
                 self._join(chosen, report.source)
@@ -469,7 +478,11 @@ class ReportWriter:
         ))  # fmt: skip
         self.made.add(incident_id)
         if loc is not None:
-            self.fresh.add(incident_id, report.kind, loc, report.occurred_at, (report.source,))
+            # Straight into the writer's memory where it holds that time: a failed commit
+            # makes the writer read it again from the table (`IncidentMemory.forget`).
+            memory = self.memory
+            index = self.fresh if memory is None or report.occurred_at < memory.since else memory
+            index.add(incident_id, report.kind, loc, report.occurred_at, (report.source,))
         return incident_id
 
     def _join(self, incident_id: str, source: str) -> None:
@@ -477,10 +490,12 @@ class ReportWriter:
             self.fresh.join(incident_id, source)
         elif incident_id not in self.made:
             self.joined.setdefault(incident_id, set()).add(source)
+        if self.memory is not None:
+            self.memory.join(incident_id, source)
 
-    def _committed_candidates(self, report: Report) -> list[Candidate]:
-        if self.memory is not None and self.memory.covers(report):
-            return self.memory.candidates(report)
+    def _stored_candidates(self, report: Report) -> list[Candidate]:
+        """Committed incidents the report may join, from the table (a report older than
+        the writer's memory, or PostgreSQL)."""
         assert report.location is not None
         sql = self.sql
         lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)

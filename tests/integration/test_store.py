@@ -199,6 +199,26 @@ async def test_requests_committed_together_fail_alone(store: Store) -> None:
     assert await store.count_reports() == 2
 
 
+async def test_a_strike_seen_in_a_failed_transaction_is_merged_with_as_committed(
+    store: Store,
+) -> None:
+    """The writer remembers the incidents it makes for the merge lookup: those of a shared
+    transaction that failed and was committed alone must not linger there."""
+    spotted = Report(
+        source="spotter", id="s-1", kind="airstrike", occurred_at=T0 - 60 * S,
+        region="SY0703", location=Point(35.93, 36.63), casualties=Casualties(killed=2),
+    )  # fmt: skip
+    broken = Report(source="obs", id="bad", kind=None, occurred_at=T0, region="SY0703")  # type: ignore[arg-type]
+    first, failed = await asyncio.gather(
+        save(store, spotted), save(store, broken), return_exceptions=True
+    )
+    assert isinstance(failed, Exception), "the broken write fails"
+    assert not isinstance(first, BaseException), "and the other is committed alone"
+    second = await save(store, spotted._replace(source="radio", id="r-1"), T0 + S)
+    assert second.merged, "the same strike from another source"
+    assert second.stored.report.incident == first.stored.report.incident
+
+
 async def pending_update(store: Store, device_id: int, now: datetime, **item: object) -> str:
     """Record the group's next update with one push to `device_id`; its group id."""
     (group,) = await store.due_groups(now)
