@@ -717,9 +717,11 @@ def _named_insert(table: str, columns: tuple[str, ...]) -> str:
 def _lite(value: datetime) -> str:
     """A time as SQLAlchemy stores it on SQLite: naive UTC text in its format, so that its
     own reads of the same rows parse them."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the store; pass an aware UTC time")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC time")
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def stored_from_row(sql: Sql, row: tuple[Any, ...]) -> tuple[Report, int, datetime, str, str]:
