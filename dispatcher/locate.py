@@ -2,12 +2,18 @@
 
 A point goes to the deepest region whose polygon covers it. A few dozen polygons are all
 tested at once, vectorised; more are narrowed by a shapely STRtree over their boxes first,
-then given an exact covers-test on prepared geometry.
+then given an exact covers-test on prepared geometry. Each grid cell of the map (a hundredth
+of a degree, about a kilometre) that lies wholly inside or outside every polygon is
+remembered with its answer the first time a point falls in it, so that most points, away
+from borders, are placed by a dictionary lookup; points in cells a border crosses are
+always tested exactly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 import numpy as np
 import shapely
@@ -17,6 +23,12 @@ from shapely.geometry.base import BaseGeometry
 # Up to this many polygons every point is tested against all of them in one vectorised
 # call (a few microseconds for a dozen regions); beyond it an STRtree narrows them first.
 SMALL = 64
+
+GRID: Final = 100  # grid cells per degree
+_GRID_CELLS: Final = 200_000  # cells remembered at most (about 20 MB); then it starts over
+_ROW: Final = 1 << 16  # a cell's number: row * _ROW + column (columns: -18,000 to 18,000)
+_EDGE: Final = 1e-9  # degrees added around a cell: its points' rounding stays inside
+_BORDER: Final = "\0border"  # a cell a border crosses (region ids hold no NUL)
 
 
 class RegionIndex:
@@ -36,26 +48,70 @@ class RegionIndex:
         self._depths = np.array(self._depth)[:, None]
         many = len(self._geoms) > small
         self._tree = STRtree(self._geoms) if many else None
+        self._grid: dict[int, str | None] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def place(self, lat: float, lon: float) -> str | None:
         """The deepest region covering (lat, lon), or None."""
-        return (
-            self.place_many([(lat, lon)])[0] if self._tree is None else self._place_tree(lat, lon)
-        )
-
-    def _place_tree(self, lat: float, lon: float) -> str | None:
-        assert self._tree is not None
-        found = self._tree.query(shapely.Point(lon, lat), predicate="covered_by").tolist()
-        # The deepest; on a border between regions of one depth, the one listed first.
-        best = min(found, key=lambda j: (-self._depth[j], j), default=None)
-        return self._ids[best] if best is not None else None
+        i, j = math.floor(lat * GRID), math.floor(lon * GRID)
+        found = self._grid.get(i * _ROW + j, _BORDER)
+        if found is _BORDER:
+            found = self._learn(i, j)
+            if found is _BORDER:
+                return self._exact([(lat, lon)])[0]
+        return found
 
     def place_many(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
         """`place` for many (lat, lon) points in one call: a batch of reports pays
         shapely's per-call overhead once, not per point."""
+        grid = self._grid
+        out: list[str | None] = []
+        exact: list[int] = []
+        for lat, lon in points:
+            i, j = math.floor(lat * GRID), math.floor(lon * GRID)
+            found = grid.get(i * _ROW + j, _BORDER)
+            if found is _BORDER:
+                found = self._learn(i, j)
+                if found is _BORDER:
+                    exact.append(len(out))
+            out.append(found)
+        if exact:
+            for n, region in zip(exact, self._exact([points[n] for n in exact]), strict=True):
+                out[n] = region
+        return out
+
+    def _learn(self, i: int, j: int) -> str | None:
+        """The answer for every point of grid cell (i, j), remembered; `_BORDER` if a
+        border crosses it (or it was already known to)."""
+        key = i * _ROW + j
+        if key in self._grid:
+            return self._grid[key]
+        if len(self._grid) >= _GRID_CELLS:
+            self._grid.clear()
+        cell = shapely.box(j / GRID - _EDGE, i / GRID - _EDGE,
+                           (j + 1) / GRID + _EDGE, (i + 1) / GRID + _EDGE)  # fmt: skip
+        if self._tree is None:
+            near = list(range(len(self._geoms)))
+        else:
+            near = self._tree.query(cell).tolist()
+        geoms = [self._geoms[n] for n in near]
+        touched = shapely.intersects(geoms, cell).tolist()
+        covering = shapely.covers(geoms, cell).tolist()
+        if touched != covering:  # a polygon holds part of the cell only
+            found: str | None = _BORDER
+        else:
+            # Every point of the cell is covered by these alone: the deepest, then the
+            # one listed first, as for one point.
+            best = min((n for n, c in zip(near, covering, strict=True) if c),
+                       key=lambda n: (-self._depth[n], n), default=None)  # fmt: skip
+            found = self._ids[best] if best is not None else None
+        self._grid[key] = found
+        return found
+
+    def _exact(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
+        """Each point tested against the polygons themselves."""
         if not points or self._all is None:
             return [None] * len(points)
         if self._tree is None:
