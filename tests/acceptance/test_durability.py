@@ -11,6 +11,7 @@ import aiohttp
 
 from tests.support.harness import TESTDATA
 from tests.support.process import holders, serve_env, serving
+from tests.support.waiting import until
 
 KEY = "durability-test-key"
 ENTRY = {
@@ -57,11 +58,8 @@ async def test_every_accepted_report_survives_sigkill(tmp_path: Path, db_url: st
     if db_url.startswith("sqlite"):
         # The writer process is not the killed one: it sees its parent gone and ends.
         database = Path(db_url.split("///", 1)[1])
-        for _ in range(100):
-            if not holders(database):
-                break
-            await asyncio.sleep(0.1)
-        assert holders(database) == [], "a process of the dead service still has the file"
+        await until(lambda: holders(database), lambda held: held == [], every=0.1,
+                    what="every process of the dead service letting go of the file")  # fmt: skip
 
     async with serving(env, tmp_path) as served, aiohttp.ClientSession() as http:
         missing = []

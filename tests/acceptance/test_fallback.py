@@ -6,13 +6,13 @@ Rules: tests/testdata/rules-e2e, where Harim Center's fallback is the webhook `s
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dispatcher.testing.fcm_emulator import FcmEmulator
 from tests.support.harness import Keys, fcm_push, running, settings_for
+from tests.support.waiting import until
 from tests.support.webhook_receiver import WebhookReceiver
 
 SECRET = "gateway-secret-0123456789"
@@ -22,14 +22,6 @@ def report(rid: str, killed: int) -> dict[str, Any]:
     return {"id": rid, "source": "observatory", "kind": "airstrike",
             "occurred_at": (datetime.now(UTC) - timedelta(minutes=2)).isoformat(),
             "location": {"lat": 36.12, "lon": 36.52}, "casualties": {"killed": killed}}  # fmt: skip
-
-
-async def until(check: Any, within: float = 10) -> None:
-    for _ in range(int(within * 20)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 async def test_a_leader_without_a_reachable_phone_gets_the_alert_by_webhook(
@@ -56,7 +48,7 @@ async def test_a_leader_without_a_reachable_phone_gets_the_alert_by_webhook(
             status, body = await svc.post("/v1/reports", report("f1", 2), key="observatory")
             assert status == 202
             harim_group = body["groups"][0]
-            await until(lambda: len(gateway.accepted) == 1)
+            await until(lambda: len(gateway.accepted), lambda n: n == 1, what="the webhook")
             (first,) = gateway.accepted
             assert first["leader"] == "harim-lead-1"
             assert first["title"] == "Harim · new incidents: 1"
@@ -71,7 +63,7 @@ async def test_a_leader_without_a_reachable_phone_gets_the_alert_by_webhook(
             fcm_emulator.unregister(token)
             status, _ = await svc.post("/v1/reports", report("f2", 3), key="observatory")
             assert status == 202
-            await until(lambda: len(gateway.accepted) == 2)
+            await until(lambda: len(gateway.accepted), lambda n: n == 2, what="a second webhook")
             assert gateway.accepted[1]["data"]["seq"] == "2"
             assert gateway.accepted[1]["body"].splitlines()[0] == (
                 "killed: 5 · injured: 0 · trapped: 0"

@@ -3,7 +3,6 @@ good rules keep serving."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ import pytest
 
 from tests.support.harness import TESTDATA, Keys, Running, running, settings_for
 from tests.support.process import serve_env, serving
+from tests.support.waiting import until
 
 BROKEN_TEAM = "receiver: harim-center\n      group_by"
 
@@ -109,25 +109,17 @@ async def test_saved_edits_apply_by_themselves_and_sighup_reloads(
             async with http.get(served.url + "/v1/rules/status", headers=headers) as resp:
                 return dict(await resp.json())
 
-        async def until(check: Any) -> dict[str, Any]:
-            for _ in range(100):  # 10 s at most
-                body = await status()
-                if check(body):
-                    return body
-                await asyncio.sleep(0.1)
-            raise AssertionError(f"rules status never changed: {body}")
-
         first = await status()
         edit(rules_dir, "group_interval: 3s", "group_interval: 4s")
-        applied = await until(lambda b: b["version"] != first["version"])
+        applied = await until(status, lambda b: b["version"] != first["version"], every=0.1)
         assert applied["applied_by"] == "file change"
 
         edit(rules_dir, "receiver: harim-center", "receiver: nobody")
-        refused = await until(lambda b: b["last_errors"])
+        refused = await until(status, lambda b: b["last_errors"], every=0.1)
         assert refused["version"] == applied["version"]
         assert "unknown team or leader 'nobody'" in refused["last_errors"][0]
 
         edit(rules_dir, "receiver: nobody", "receiver: harim-center")
         served.proc.send_signal(signal.SIGHUP)
-        healed = await until(lambda b: not b["last_errors"])
+        healed = await until(status, lambda b: not b["last_errors"], every=0.1)
         assert healed["version"] == applied["version"], "the same content as before"

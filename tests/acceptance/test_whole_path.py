@@ -17,6 +17,7 @@ import pytest
 
 from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
 from tests.support.harness import Keys, Running, fcm_push, running, settings_for
+from tests.support.waiting import until
 
 HARIM = {"lat": 36.12, "lon": 36.52}  # inside SY0703 Harim district, in SY07 Idleb
 
@@ -320,13 +321,14 @@ async def test_operators_see_what_became_of_every_push(
     await emu.wait_for(1, within=10)  # the flaky phone's push, after one retry
 
     # The emulator has the push a moment before the sender records its outcome.
-    for _ in range(50):
+    async def deliveries() -> dict[str, Any]:
         status, got = await service.get(f"/v1/groups/{harim_group}/deliveries", key="reader")
         assert status == 200, got
-        (harim,) = got["deliveries"]
-        if harim["status"] != "pending":
-            break
-        await asyncio.sleep(0.1)
+        return dict(got)
+
+    got = await until(deliveries, lambda d: d["deliveries"][0]["status"] != "pending",
+                      what="the push's outcome")  # fmt: skip
+    (harim,) = got["deliveries"]
     assert harim["leader"] == "harim-lead-1"
     assert harim["status"] == "sent"
     assert harim["retries"] == 1, got
