@@ -1,0 +1,65 @@
+"""A big group's first digest is counted without stalling intake: the event loop keeps
+taking turns while tens of thousands of reports are counted, and the count is the same."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from dispatcher import pipeline as pipeline_module
+from dispatcher.group import GroupTally
+from dispatcher.pipeline import Pipeline
+from tests.unit.test_group import report
+
+
+def rows(n: int) -> list[tuple[int, object]]:
+    # Three reports an incident, of two sources, one of them revised.
+    out = []
+    for i in range(n):
+        r = report(f"r{i // 3}-{i % 3}", killed=i % 7, incident=f"inc-{i // 3}")
+        out.append((i + 1, r))
+    return out
+
+
+async def count_with_ticker(joined: list[tuple[int, object]]) -> tuple[GroupTally, int]:
+    # Counting needs none of the pipeline's parts.
+    pipe = Pipeline(store=None, rules=None, channel=None, delivery=None, clock=None,  # type: ignore[arg-type]
+                    display_tz=UTC, metrics=None)  # fmt: skip
+    turns = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = turns
+    tally = await pipe._tally("g", joined, whole=True)  # type: ignore[arg-type]
+    during = turns - before
+    done.set()
+    await task
+    return tally, during
+
+
+async def test_a_big_group_is_counted_while_the_loop_keeps_turning() -> None:
+    joined = rows(30_000)
+    tally, turns = await count_with_ticker(joined)
+    assert turns >= 3, "the event loop ran while the group was counted"
+    inline = GroupTally()
+    inline.add(joined)  # type: ignore[arg-type]
+    at = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
+    assert tally.summary(previous=None, previous_at=at) == inline.summary(
+        previous=None, previous_at=at
+    )
+    assert tally.counted == inline.counted
+
+
+async def test_a_small_group_is_counted_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "COUNT_IN_THREAD", 10**9)
+    _, turns = await count_with_ticker(rows(30_000))
+    assert turns <= 1, "counted in one go: what the thread spares a big group"
