@@ -176,6 +176,7 @@ async def build(
             ),
             settings.retention.every,
         ),
+        observe=metrics.tick_seconds.observe,
     )
     return Service(settings, store, live, channel, pipeline, scheduler, migrated)
 

@@ -48,6 +48,13 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self.tick_seconds = Histogram(
+            "dispatcher_tick_seconds",
+            "Time one scheduler tick took (due updates flushed, the outbox delivered); one "
+            "longer than the tick interval delays the next",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=self.registry,
+        )
         self.outbox = Gauge(
             "dispatcher_notifications",
             "Notifications in the outbox by status (read at each scrape)",

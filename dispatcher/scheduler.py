@@ -3,18 +3,40 @@
 One interval job runs the pipeline's tick (flush due groups: updates, reminders, escalations,
 closings; deliver and retry the outbox); others watch the rules and apply retention. The
 timers themselves live in the database, so the jobs only ask "what is due now?".
+
+A tick that takes longer than its interval (the first digests of big groups in a surge)
+delays the next one. APScheduler would warn of each skipped run, every second; the
+scheduler instead times every tick (`observe`, a Prometheus histogram in the service) and
+says at most once a minute how long slow ticks took, as that is how late updates run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger("dispatcher.scheduler")
+
+TICK_JOB = "tick"
+SLOW_TICKS_SAID_EVERY = 60.0  # seconds between warnings of slow ticks
+
+
+class _SkippedTicks(logging.Filter):
+    """Drops APScheduler's warning for each run of the tick skipped while one is running:
+    slow ticks are reported by `Scheduler` itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        skipped = "maximum number of running instances" in str(record.msg)
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return not (skipped and getattr(job, "id", None) == TICK_JOB)
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
 
 
 class Scheduler:
@@ -25,9 +47,13 @@ class Scheduler:
         *,
         watch: Callable[[], Awaitable[object]] | None = None,
         retention: tuple[Callable[[], Awaitable[object]], timedelta] | None = None,
+        observe: Callable[[float], object] | None = None,
     ) -> None:
         self._tick = tick
         self._every = every
+        self._observe = observe
+        self._slow: list[float] = []  # durations of slow ticks not yet reported
+        self._slow_said_at: float | None = None
         self._watch = watch
         self._retention = retention
         self._scheduler: AsyncIOScheduler | None = None
@@ -35,11 +61,30 @@ class Scheduler:
 
     async def _run_tick(self) -> None:
         async with self._running:
+            started = time.monotonic()
             try:
                 await self._tick()
             except Exception:
                 # The next tick tries again; a crash here must not kill the job.
                 log.exception("scheduler tick failed")
+            self._timed(time.monotonic() - started)
+
+    def _timed(self, seconds: float) -> None:
+        if self._observe is not None:
+            self._observe(seconds)
+        every = self._every.total_seconds()
+        if seconds <= every:
+            return
+        self._slow.append(seconds)
+        now = time.monotonic()
+        if self._slow_said_at is not None and now - self._slow_said_at < SLOW_TICKS_SAID_EVERY:
+            return
+        slow, self._slow, self._slow_said_at = self._slow, [], now
+        log.warning(
+            "%d scheduler tick(s) took longer than the %g s interval, the longest %.1f s: "
+            "updates and pushes went out up to that late",
+            len(slow), every, max(slow),
+        )  # fmt: skip
 
     def start(self) -> None:
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
@@ -47,7 +92,7 @@ class Scheduler:
             self._run_tick,
             "interval",
             seconds=self._every.total_seconds(),
-            id="tick",
+            id=TICK_JOB,
             max_instances=1,  # a slow tick delays the next one instead of overlapping it
             coalesce=True,
             misfire_grace_time=None,
