@@ -21,13 +21,14 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import Connection, TextClause, text
+from sqlalchemy.exc import IntegrityError
 
 from dispatcher.group import GroupTarget, Timing, first_flush, next_flush_after_report
 from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, bounding_box, pick
@@ -100,7 +101,9 @@ INSERT_GROUP = (
     "last_report_at, repeat_interval_s, close_after_s, escalate_after_s) VALUES "
     "(:id, :route_id, :group_key, :labels, :receiver, :created_at, :next_flush_at, NULL, "
     ":pending, 0, :group_interval_s, :rules_version, :last_report_at, :repeat_interval_s, "
-    ":close_after_s, :escalate_after_s)"
+    ":close_after_s, :escalate_after_s) "
+    # Another transaction opened the group first (PostgreSQL): this one joins that group.
+    "ON CONFLICT (route_id, group_key) WHERE closed_at IS NULL DO NOTHING"
 )
 TOUCH_GROUP = (
     "UPDATE alert_groups SET pending = :pending, next_flush_at = :next_flush_at, "
@@ -226,6 +229,20 @@ def decode_write(
         key_name,
         rules_version,
     )
+
+
+class GroupRace(IntegrityError):
+    """A group another transaction opened was closed before this one could join it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None, Exception(message))
+
+
+def _renamed(result: tuple[Any, ...], renamed: Mapping[str, str]) -> tuple[Any, ...]:
+    if result[0] != _CREATED:
+        return result
+    tag, pk, incident, merged, group_ids = result
+    return tag, pk, incident, merged, tuple(renamed.get(g, g) for g in group_ids)
 
 
 # A revision the writer holds: (report, its incident, pk, received_at, key, rules version).
@@ -426,8 +443,18 @@ class ReportWriter:
         sql.insert_many("incidents", INCIDENT_INSERT_COLUMNS, self._incident_rows)
         self._incident_rows = []
         sql.insert_many("reports", REPORT_INSERT_COLUMNS, rows)
-        for g in groups.values():
+        # In one order in every transaction: on PostgreSQL concurrent ones then wait for
+        # each other's groups instead of deadlocking on them.
+        renamed = {}
+        for _, g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1].target.group_key)):
+            opened_as = g.id
             self._write_group(g, requests[0].rules_version)
+            if g.id != opened_as:
+                renamed[opened_as] = g.id
+        if renamed:
+            joins = [(renamed.get(g, g), pk, at) for g, pk, at in joins]
+            for results in out:
+                results[:] = [_renamed(r, renamed) for r in results]
         sql.insert_many("group_reports", JOIN_INSERT_COLUMNS, joins)
         return out
 
@@ -548,7 +575,7 @@ class ReportWriter:
         (later ones would find it pending with the same due time)."""
         sql, t, timing = self.sql, g.target, g.target.timing
         if g.new:
-            sql.run(
+            inserted = sql.count(
                 INSERT_GROUP,
                 {
                     "id": g.id,
@@ -569,8 +596,15 @@ class ReportWriter:
                     else None,
                 },
             )
-            self._remember(g, sql.at(first_flush(g.first_now, timing)), None)
-            return
+            if inserted:
+                self._remember(g, sql.at(first_flush(g.first_now, timing)), None)
+                return
+            # Opened by a transaction that committed since this one looked: join that one.
+            rows = sql.rows(OPEN_GROUP, {"route_id": t.route_id, "group_key": t.group_key})
+            if not rows:  # and closed again already: a rare race, the request is retried
+                raise GroupRace(f"group {t.route_id} {t.group_key} opened and closed meanwhile")
+            group_id, *existing = rows[0]
+            g.id, g.new, g.existing = str(group_id), False, tuple(existing)
         assert g.existing is not None
         pending, next_flush_at, last_flush_at = g.existing
         due = next_flush_after_report(
@@ -619,6 +653,12 @@ class Sql:
         if self.cursor is not None:
             return list(self.cursor.execute(sql, params))
         return [tuple(row) for row in self.conn.execute(_clause(sql), params)]
+
+    def count(self, sql: str, params: dict[str, Any]) -> int:
+        """Run a statement; how many rows it wrote."""
+        if self.cursor is not None:
+            return int(self.cursor.execute(sql, params).rowcount)
+        return int(self.conn.execute(_clause(sql), params).rowcount)
 
     def run(self, sql: str, params: dict[str, Any]) -> None:
         if self.cursor is not None:

@@ -468,3 +468,45 @@ async def test_the_spatial_index_of_incidents_is_on_postgresql_only(store: Store
         )
         dialect = conn.dialect.name
     assert ("ix_incidents_kind_lat" in names) == (dialect == "postgresql")
+
+
+def surge_batch(round_: int, n: int) -> list[tuple[Report, list[GroupTarget]]]:
+    """Batch n of a round: 8 reports, each for two of four districts' groups, met in one
+    order by odd batches and in the other by even ones."""
+    targets = [
+        GroupTarget(f"route-{round_}", (("region", region),), "idleb-center", TIMING)
+        for region in ("SY0700", "SY0701", "SY0703", "SY0704")
+    ]
+    order = targets if n % 2 else targets[::-1]
+    return [(report(f"b{round_}-{n}-{i}"), [order[i % 4], order[(i + 1) % 4]]) for i in range(8)]
+
+
+async def test_batches_opening_and_joining_the_same_groups_at_once_all_commit(
+    store: Store,
+) -> None:
+    """A surge starts in several districts at once: concurrent batches open the same new
+    groups, and then join them, each batch meeting them in its own order. On PostgreSQL,
+    where each request is its own transaction, none may fail (a deadlock, a duplicate group)
+    and each group stays one group."""
+    for round_ in range(3):
+        for phase, first in (("open", 0), ("join", 100)):
+            results = await asyncio.gather(
+                *(
+                    store.save_reports(
+                        surge_batch(round_, first + n), now=T0, key_name="k", rules_version="v1"
+                    )
+                    for n in range(8)
+                ),
+                return_exceptions=True,
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            assert failed == [], f"{phase}: {failed[:1]}"
+            ids = {g for saved in results for r in saved for g in r.group_ids}  # type: ignore[union-attr]
+            assert len(ids) == 4, f"{phase}: one group per district, not {len(ids)}"
+            due = {
+                g.id
+                for g in await store.due_groups(T0 + 3600 * S)
+                if g.route_id == f"route-{round_}"
+            }
+            assert due == ids, "the groups the reports joined are the open ones"
+    assert await store.count_reports() == 3 * 2 * 8 * 8
