@@ -35,6 +35,7 @@ from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.silence import MATCHERS, Silence
 from dispatcher.store import writes
+from dispatcher.store.group_commit import ReportCommits
 from dispatcher.store.tables import (
     alert_groups,
     devices,
@@ -294,10 +295,13 @@ class Store:
         if writer is not None:
             writer.merge = self.merge
         self.reader = reader  # SQLite: a sync engine for a flush's reads (db.create_reader)
+        self._commits: ReportCommits | None = None  # PostgreSQL: reports' group commit
 
     async def close(self) -> None:
         if self.writer is not None:
             await self.writer.close()  # answer what was accepted before closing
+        if self._commits is not None:
+            await self._commits.close()
         await self.engine.dispose()
         if self.reader is not None:
             await asyncio.to_thread(self.reader.dispose)
@@ -351,13 +355,9 @@ class Store:
     ) -> list[SaveResult]:
         request = ReportWrite(items, now, key_name, rules_version)
         if self.writer is None:
-
-            def save(conn: Connection) -> list[SaveResult]:
-                (results,) = writes.ReportWriter(writes.Sql(conn), self.merge).save([request])
-                return results
-
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(save)
+            if self._commits is None:
+                self._commits = ReportCommits(self.engine, self.merge)
+            return await self._commits.save(request)
         encoded = await self.writer.call(REPORTS, writes.encode_write(request))
         return writes.decode_results(request, encoded)
 

@@ -15,6 +15,7 @@ from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db
 from dispatcher.store.repo import LastUpdate, OutboxItem, Outcome, Store
 from dispatcher.store.tables import include_object, metadata
+from tests.support.waiting import until
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -217,6 +218,20 @@ async def test_a_strike_seen_in_a_failed_transaction_is_merged_with_as_committed
     second = await save(store, spotted._replace(source="radio", id="r-1"), T0 + S)
     assert second.merged, "the same strike from another source"
     assert second.stored.report.incident == first.stored.report.incident
+
+
+async def test_a_write_handed_over_is_committed_though_its_caller_goes_away(
+    store: Store,
+) -> None:
+    """A reporter whose link drops after sending: the report it sent is stored all the
+    same, and its retry is then a duplicate, not lost."""
+    await save(store, report("earlier"))  # the store is writing already
+    caller = asyncio.create_task(save(store, report("dropped")))
+    await asyncio.sleep(0)  # it has handed the write over
+    caller.cancel()
+    assert await until(store.count_reports, lambda n: n == 2, what="the report stored") == 2
+    again = await save(store, report("dropped"))
+    assert again.outcome == "duplicate"
 
 
 async def pending_update(store: Store, device_id: int, now: datetime, **item: object) -> str:
@@ -482,31 +497,35 @@ def surge_batch(round_: int, n: int) -> list[tuple[Report, list[GroupTarget]]]:
 
 
 async def test_batches_opening_and_joining_the_same_groups_at_once_all_commit(
-    store: Store,
+    store: Store, db_url: str
 ) -> None:
     """A surge starts in several districts at once: concurrent batches open the same new
     groups, and then join them, each batch meeting them in its own order. On PostgreSQL,
-    where each request is its own transaction, none may fail (a deadlock, a duplicate group)
-    and each group stays one group."""
-    for round_ in range(3):
-        for phase, first in (("open", 0), ("join", 100)):
-            results = await asyncio.gather(
-                *(
-                    store.save_reports(
-                        surge_batch(round_, first + n), now=T0, key_name="k", rules_version="v1"
-                    )
-                    for n in range(8)
-                ),
-                return_exceptions=True,
-            )
-            failed = [r for r in results if isinstance(r, BaseException)]
-            assert failed == [], f"{phase}: {failed[:1]}"
-            ids = {g for saved in results for r in saved for g in r.group_ids}  # type: ignore[union-attr]
-            assert len(ids) == 4, f"{phase}: one group per district, not {len(ids)}"
-            due = {
-                g.id
-                for g in await store.due_groups(T0 + 3600 * S)
-                if g.route_id == f"route-{round_}"
-            }
-            assert due == ids, "the groups the reports joined are the open ones"
-    assert await store.count_reports() == 3 * 2 * 8 * 8
+    where several instances write at once (one store each here), none may fail (a
+    deadlock, a duplicate group) and each group stays one group."""
+    postgres = db_url.startswith("postgresql")
+    instances = [store]
+    if postgres:
+        instances += [Store(db.create_engine(db_url), writer=None) for _ in range(7)]
+    try:
+        for round_ in range(3):
+            for phase, first in (("open", 0), ("join", 100)):
+                results = await asyncio.gather(
+                    *(
+                        instances[n % len(instances)].save_reports(
+                            surge_batch(round_, first + n), now=T0, key_name="k",
+                            rules_version="v1",
+                        )
+                        for n in range(8)
+                    ),
+                    return_exceptions=True,
+                )  # fmt: skip
+                failed = [r for r in results if isinstance(r, BaseException)]
+                assert failed == [], f"{phase}: {failed[:1]}"
+                ids = {g for saved in results for r in saved for g in r.group_ids}  # type: ignore[union-attr]
+                assert len(ids) == 4, f"{phase}: one group per district, not {len(ids)}"
+                due = await store.due_groups(T0 + 3600 * S)
+                assert {g.id for g in due if g.route_id == f"route-{round_}"} == ids
+    finally:
+        for other in instances[1:]:
+            await other.close()
