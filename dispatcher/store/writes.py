@@ -21,7 +21,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -82,6 +82,24 @@ CANDIDATES = (
     "ORDER BY i.occurred_at DESC LIMIT " + str(MAX_CANDIDATES)
 )
 SOURCES_OF = "SELECT DISTINCT incident_id, source FROM reports WHERE incident_id IN "
+# PostgreSQL: CANDIDATES for every located report of a transaction in one query (n: the
+# report's place in the lists), and the sources of all the incidents found in another.
+CANDIDATES_MANY = (
+    "SELECT q.n, c.id, c.lat, c.lon, c.occurred_at FROM unnest(CAST(:n AS INTEGER[]), "  # noqa: S608 - constants only
+    "CAST(:kind AS VARCHAR[]), CAST(:t0 AS TIMESTAMPTZ[]), CAST(:t1 AS TIMESTAMPTZ[]), "
+    "CAST(:lat0 AS FLOAT8[]), CAST(:lat1 AS FLOAT8[]), CAST(:lon0 AS FLOAT8[]), "
+    "CAST(:lon1 AS FLOAT8[]), CAST(:source AS VARCHAR[])) "
+    "AS q(n, kind, t0, t1, lat0, lat1, lon0, lon1, source) CROSS JOIN LATERAL ("
+    "SELECT i.id, i.lat, i.lon, i.occurred_at FROM incidents i "
+    "WHERE i.kind = q.kind AND i.occurred_at BETWEEN q.t0 AND q.t1 "
+    "AND i.lat BETWEEN q.lat0 AND q.lat1 AND i.lon BETWEEN q.lon0 AND q.lon1 "
+    "AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.source = q.source) "
+    "ORDER BY i.occurred_at DESC LIMIT " + str(MAX_CANDIDATES) + ") c"
+)
+SOURCES_OF_MANY = (
+    "SELECT DISTINCT incident_id, source FROM reports "
+    "WHERE incident_id = ANY(CAST(:ids AS VARCHAR[]))"
+)
 RECENT_INCIDENTS = (
     "SELECT id, kind, lat, lon, occurred_at FROM incidents "
     "WHERE occurred_at >= :since AND lat IS NOT NULL AND lon IS NOT NULL"
@@ -367,6 +385,8 @@ class ReportWriter:
     made: set[str] = field(default_factory=set)  # ids of the incidents made here
 
     _incident_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    # PostgreSQL: committed candidates of the transaction's new reports, looked up at once.
+    _looked_up: dict[tuple[str, str, int], list[Candidate]] = field(default_factory=dict)
     _id_prefix: str = field(init=False)
     _count: int = 0
 
@@ -391,6 +411,8 @@ class ReportWriter:
             report, pk, received_at, key_name, rules_version = stored_from_row(sql, row)
             entry = (report, report.incident, pk, received_at, key_name, rules_version)
             held.setdefault((report.source, report.id), {})[report.revision] = entry
+        if self.memory is None and not sql.sqlite:
+            self._look_up(r for w in requests for r, _ in w.items if (r.source, r.id) not in held)
         pks = sql.next_pks(sum(len(w.items) for w in requests))
         rows: list[tuple[Any, ...]] = []
         joins: list[tuple[str, int, Any]] = []
@@ -520,10 +542,52 @@ class ReportWriter:
         if self.memory is not None:
             self.memory.join(incident_id, source)
 
+    def _look_up(self, new: Iterable[Report]) -> None:
+        """Committed candidates of every located report that names no incident, in two
+        queries for the whole transaction (`_stored_candidates` then answers from them)."""
+        wanted = {
+            (r.source, r.id, r.revision): r
+            for r in new
+            if r.location is not None and r.incident is None
+        }
+        if not wanted:
+            return
+        keys = list(wanted)
+        params: dict[str, list[Any]] = {
+            name: [] for name in ("n", "kind", "t0", "t1", "lat0", "lat1", "lon0", "lon1", "source")
+        }
+        for n, key in enumerate(keys):
+            r = wanted[key]
+            assert r.location is not None
+            lat0, lat1, lon0, lon1 = bounding_box(r.location, self.merge.radius_m)
+            for name, value in (
+                ("n", n), ("kind", r.kind), ("t0", r.occurred_at - self.merge.window),
+                ("t1", r.occurred_at + self.merge.window), ("lat0", lat0), ("lat1", lat1),
+                ("lon0", lon0), ("lon1", lon1), ("source", r.source),
+            ):  # fmt: skip
+                params[name].append(value)
+        rows = self.sql.rows(CANDIDATES_MANY, params)
+        self._looked_up = {key: [] for key in keys}
+        if not rows:
+            return
+        sources: dict[str, set[str]] = {row[1]: set() for row in rows}
+        for inc, source in self.sql.rows(SOURCES_OF_MANY, {"ids": list(sources)}):
+            sources[inc].add(source)
+        for n, iid, lat, lon, occurred_at in rows:
+            key, at = keys[n], self.sql.time(occurred_at)
+            assert at is not None
+            found = Candidate(
+                iid, wanted[key].kind, Point(lat, lon), at, tuple(sorted(sources[iid]))
+            )
+            self._looked_up[key].append(found)
+
     def _stored_candidates(self, report: Report) -> list[Candidate]:
         """Committed incidents the report may join, from the table (a report older than
         the writer's memory, or PostgreSQL)."""
         assert report.location is not None
+        looked_up = self._looked_up.get((report.source, report.id, report.revision))
+        if looked_up is not None:
+            return list(looked_up)
         sql = self.sql
         lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)
         rows = sql.rows(

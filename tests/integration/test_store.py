@@ -182,6 +182,34 @@ async def test_reports_of_one_strike_share_an_incident(store: Store) -> None:
     assert again.merged
 
 
+async def test_a_batch_merges_with_stored_strikes_and_with_its_own(store: Store) -> None:
+    """The merge rule for a batch is the one for reports sent one by one: against strikes
+    already stored (looked up for the whole batch at once on PostgreSQL) and against the
+    batch's own earlier reports."""
+
+    async def batch(*items: Report) -> list[str | None]:
+        saved = await store.save_reports(
+            [(r, [TARGET]) for r in items], now=T0, key_name="k", rules_version="v1"
+        )
+        return [s.stored.report.incident for s in saved]
+
+    north, south = await batch(sighting("a-1", "spotter", lat=35.93),
+                               sighting("b-1", "spotter", lat=35.80))  # fmt: skip
+    assert north != south
+    joined, same_source, fresh, fresh_again, shelled = await batch(
+        sighting("a-2", "radio", lat=35.931),  # 110 m from a-1
+        sighting("a-3", "spotter", lat=35.932),  # a-1's source again: another strike
+        sighting("c-1", "radio", lat=36.10),
+        sighting("c-2", "hospital", lat=36.101),  # joins c-1, made in this batch
+        sighting("b-2", "radio", lat=35.80, kind="shelling"),  # another kind
+    )
+    assert joined == north
+    assert same_source not in {north, south}
+    assert fresh_again == fresh, "two sources of a strike new in the batch"
+    assert fresh not in {north, south}
+    assert shelled not in {north, south, fresh}
+
+
 async def test_requests_committed_together_fail_alone(store: Store) -> None:
     broken = Report(
         source="obs",
