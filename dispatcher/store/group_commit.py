@@ -21,7 +21,9 @@ from dispatcher.incidents import MergeRule
 from dispatcher.store import writes
 from dispatcher.store.writes import ReportWrite, SaveResult
 
-MOST_PER_TRANSACTION = 200  # requests (each up to 1,000 reports) in one shared transaction
+# A shared transaction takes waiting requests until it holds this many reports (a request
+# of more goes alone): other instances wait on the groups it writes until it commits.
+MOST_REPORTS_PER_TRANSACTION = 5000
 
 
 class ReportCommits:
@@ -52,8 +54,13 @@ class ReportCommits:
         batch: list[tuple[ReportWrite, asyncio.Future[list[SaveResult]]]] = []
         try:
             while self._waiting:
-                batch = self._waiting[:MOST_PER_TRANSACTION]
-                del self._waiting[:MOST_PER_TRANSACTION]
+                taken, reports = 0, 0
+                for request, _ in self._waiting:
+                    if taken and reports + len(request.items) > MOST_REPORTS_PER_TRANSACTION:
+                        break
+                    taken, reports = taken + 1, reports + len(request.items)
+                batch = self._waiting[:taken]
+                del self._waiting[:taken]
                 await self._commit_batch(batch)
         except BaseException as exc:  # cancelled at shutdown: nobody is left waiting
             for _, future in [*batch, *self._waiting]:
@@ -97,7 +104,9 @@ def _settle(
 ) -> None:
     if future.done():
         return
-    if isinstance(outcome, BaseException):
+    if isinstance(outcome, asyncio.CancelledError):
+        future.cancel()
+    elif isinstance(outcome, BaseException):
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
