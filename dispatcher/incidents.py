@@ -231,11 +231,16 @@ class IncidentIndex:
         dlat, c, row, slots, slot = self._dlat, self._cell, self._ROW, self._SLOTS, self._slot
         # The circle is widest in longitude at its edge nearer the pole.
         dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + dlat))))
+        # Seconds as floats carry rounding: the window is widened by a millisecond, so that
+        # an incident exactly at its edge is still found (`pick` decides on the datetimes).
         ts = report.occurred_at.timestamp()
-        t0, t1 = ts - self._window_s, ts + self._window_s
-        # The window (a slot long) touches two slots at most.
+        t0, t1 = ts - self._window_s - 1e-3, ts + self._window_s + 1e-3
+        # The window (a slot long, and that millisecond) touches two slots, rarely three.
         first, last = math.floor(t0 / slot) % slots, math.floor(t1 / slot) % slots
-        times = (first,) if first == last else (first, last)
+        if first == last:
+            times: tuple[int, ...] = (first,)
+        else:  # the slot count may come round in between
+            times = tuple((first + k) % slots for k in range((last - first) % slots + 1))
         source = report.source
         lat0, lat1, lon0, lon1 = lat - dlat, lat + dlat, lon - dlon, lon + dlon
         j0, j1 = math.floor(lon0 / c), math.floor(lon1 / c) + 1

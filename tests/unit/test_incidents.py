@@ -155,3 +155,22 @@ def test_joining_and_taking_in_another_index() -> None:
     idx.absorb(fresh)
     assert pick(report(), idx.candidates(report()), RULE) == "b"
     assert len(idx) == 2
+
+
+@pytest.mark.parametrize("window", [RULE.window, timedelta(minutes=15, microseconds=300_001)])
+def test_an_incident_exactly_a_window_away_is_found(window: timedelta) -> None:
+    """The rule's edge is inside (`pick` takes a gap of exactly the window): the index,
+    which compares times as floats, must not lose such an incident to rounding, at any
+    time of day or slot edge, whatever the window (most such windows are not a whole
+    number of seconds in binary)."""
+    rule = MergeRule(radius_m=500, window=window)
+    rng = random.Random(11)
+    for n in range(3000):
+        at = T0 + timedelta(seconds=rng.uniform(-1e7, 1e7), microseconds=rng.randint(0, 999_999))
+        idx = IncidentIndex(rule, since=at - 2 * window)
+        idx.add("before", "airstrike", HERE, at - window, ("radio",))
+        idx.add("after", "airstrike", HERE, at + window, ("hospital",))
+        new = Report(f"s{n}", f"r{n}", "airstrike", at, "SY0700", location=HERE)
+        found = idx.candidates(new)
+        assert {c.id for c in found} == {"before", "after"}, at
+        assert pick(new, found, rule) in {"before", "after"}
