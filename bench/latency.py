@@ -9,6 +9,7 @@ until its push reaches the emulator is taken, from the moment the POST is sent a
 moment its 202 arrives.
 
     .venv/bin/python bench/latency.py [--seconds 20] [--background 200] [--probe-every 0.2]
+        [--db-url URL]
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def keys() -> list[dict[str, Any]]:
     return [entry(WRITER, ["reports:write", "read"]), entry(PHONE, ["devices:write"], OFFICER)]
 
 
-def start(tmp: Path, emu: FcmEmulator) -> tuple[subprocess.Popen[str], str]:
+def start(tmp: Path, emu: FcmEmulator, db_url: str | None) -> tuple[subprocess.Popen[str], str]:
     env = {
         "DISPATCHER_SERVER__PORT": "0",
-        "DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp / 'latency.db'}",
+        "DISPATCHER_STORAGE__URL": db_url or f"sqlite+aiosqlite:///{tmp / 'latency.db'}",
         "DISPATCHER_RULES__PATH": str(ROOT / "rules"),
         "DISPATCHER_AUTH__KEYS": json.dumps(keys()),
         "DISPATCHER_PUSH__FCM__CREDENTIALS": str(emu.write_service_account(tmp / "sa.json")),
@@ -118,7 +119,7 @@ async def run(args: argparse.Namespace) -> None:
 
         emu.on_message = on_message
         with tempfile.TemporaryDirectory() as tmp_name:
-            proc, url = start(Path(tmp_name), emu)
+            proc, url = start(Path(tmp_name), emu, args.db_url)
             try:
                 auth = {"Authorization": f"Bearer {PHONE}"}
                 device = {"token": emu.issue_token(), "platform": "android", "locale": "en"}
@@ -183,6 +184,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--background", type=float, default=200, help="routine reports per second")
     ap.add_argument("--probe-every", type=float, default=0.2, help="seconds between probes")
+    ap.add_argument("--db-url", default=None, help="default: a fresh SQLite file")
     asyncio.run(run(ap.parse_args()))
 
 
