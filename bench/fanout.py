@@ -71,7 +71,9 @@ async def access_token(creds: Path) -> str:
     from google.oauth2 import service_account
 
     scopes = ["https://www.googleapis.com/auth/firebase.messaging"]
-    cred = service_account.Credentials.from_service_account_file(str(creds), scopes=scopes)
+    cred = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+        str(creds), scopes=scopes
+    )
     await asyncio.to_thread(cred.refresh, google.auth.transport.requests.Request())
     return str(cred.token)
 

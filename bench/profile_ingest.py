@@ -52,8 +52,8 @@ def reports(n: int, now: datetime) -> list[ReportIn]:
 async def main(n: int, batch: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            storage={"url": f"sqlite+aiosqlite:///{tmp}/profile.db"},  # type: ignore[arg-type]
-            rules={"path": ROOT / "rules"},  # type: ignore[arg-type]
+            storage={"url": f"sqlite+aiosqlite:///{tmp}/profile.db"},
+            rules={"path": ROOT / "rules"},
         )
         service = await build(settings)
         items = reports(n, datetime.now(UTC))

@@ -15,10 +15,12 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dispatcher.model import KINDS, Report
+from dispatcher.route import Route
 from dispatcher.rules.load import check_rules, load_rules
 
 GOVS = 20
@@ -72,7 +74,7 @@ def write_rules(folder: Path, n_regions: int, n_routes: int) -> None:
     return None
 
 
-def timed(fn, *args):  # type: ignore[no-untyped-def]
+def timed(fn: Callable[..., object], *args: object) -> float:
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
@@ -130,7 +132,7 @@ def main() -> None:
             )
 
 
-def _walk(node):  # type: ignore[no-untyped-def]
+def _walk(node: Route) -> Iterator[Route]:
     yield node
     for child in node.children:
         yield from _walk(child)
