@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,13 @@ def report(rid: str, **more: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, db_url: str) -> Running:
+async def service(tmp_path: Path, db_url: str) -> AsyncIterator[Running]:
     keys = Keys()
     keys.add("spotter", "reports:write")
     keys.add("reader", "read")
     settings = settings_for(tmp_path, keys, db_url=db_url, server={"max_body_bytes": 64 * 1024})
     async with running(settings, keys) as svc:
-        yield svc  # type: ignore[misc]
+        yield svc
 
 
 async def test_a_batch_gives_each_report_its_own_result(service: Running) -> None:

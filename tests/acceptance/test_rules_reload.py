@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,14 @@ def edit(rules_dir: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, rules_dir: Path) -> Running:
+async def service(tmp_path: Path, rules_dir: Path) -> AsyncIterator[Running]:
     keys = Keys()
     keys.add("obs", "reports:write")
     keys.add("desk", "admin")
     keys.add("reader", "read")
     settings = settings_for(tmp_path, keys, rules={"path": str(rules_dir), "watch": False})
     async with running(settings, keys) as svc:
-        yield svc  # type: ignore[misc]
+        yield svc
 
 
 async def test_a_broken_edit_is_refused_and_the_last_good_rules_serve(

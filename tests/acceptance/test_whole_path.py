@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,14 @@ def keys() -> Keys:
 @pytest.fixture
 async def service(
     tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
-) -> Running:
+) -> AsyncIterator[Running]:
     settings = settings_for(
         tmp_path,
         keys,
         push=fcm_push(fcm_emulator, fcm_credentials),
     )
     async with running(settings, keys) as svc:
-        yield svc  # type: ignore[misc]
+        yield svc
 
 
 async def register(svc: Running, emu: FcmEmulator, leader: str, platform: str, locale: str) -> str:

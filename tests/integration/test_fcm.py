@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import google.auth.transport.requests
@@ -35,9 +37,9 @@ def push(ref: int, token: str, **more: object) -> Push:
 
 
 @pytest.fixture
-async def channel(fcm_emulator: FcmEmulator, fcm_credentials: Path) -> FcmChannel:
+async def channel(fcm_emulator: FcmEmulator, fcm_credentials: Path) -> AsyncIterator[FcmChannel]:
     ch = await FcmChannel.create(str(fcm_credentials), endpoint=fcm_emulator.base_url)
-    yield ch  # type: ignore[misc]
+    yield ch
     await ch.close()
 
 
@@ -131,7 +133,7 @@ async def test_a_service_account_signed_with_another_key_gets_no_token(
 
 async def access_token(emu: FcmEmulator) -> str:
     """An OAuth token from the emulator, obtained the way google-auth obtains one."""
-    creds = service_account.Credentials.from_service_account_info(
+    creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
         emu.service_account(), scopes=["https://www.googleapis.com/auth/firebase.messaging"]
     )
     await asyncio.to_thread(creds.refresh, google.auth.transport.requests.Request())
@@ -139,8 +141,8 @@ async def access_token(emu: FcmEmulator) -> str:
 
 
 async def send_raw(
-    emu: FcmEmulator, message: dict[str, object], *, token: str | None
-) -> tuple[int, dict[str, object]]:
+    emu: FcmEmulator, message: dict[str, Any], *, token: str | None
+) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{emu.base_url}/v1/projects/{emu.project_id}/messages:send"
     async with (

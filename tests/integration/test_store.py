@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,6 +17,7 @@ from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db
 from dispatcher.store.repo import LastUpdate, OutboxItem, Outcome, Store
 from dispatcher.store.tables import include_object, metadata
+from dispatcher.store.writes import SaveResult
 from tests.support.waiting import until
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -36,15 +39,15 @@ def report(rid: str = "r1", *, revision: int = 1, killed: int = 1) -> Report:
 
 
 @pytest.fixture
-async def store(db_url: str) -> Store:
+async def store(db_url: str) -> AsyncIterator[Store]:
     engine = db.create_engine(db_url)
     await db.upgrade(engine)
     s = Store(engine, writer=db.create_writer(db_url), reader=db.create_reader(db_url))
-    yield s  # type: ignore[misc]
+    yield s
     await s.close()
 
 
-async def save(store: Store, r: Report, now: datetime = T0):  # type: ignore[no-untyped-def]
+async def save(store: Store, r: Report, now: datetime = T0) -> SaveResult:
     return await store.save_report(r, targets=[TARGET], now=now, key_name="k", rules_version="v1")
 
 
@@ -214,9 +217,9 @@ async def test_requests_committed_together_fail_alone(store: Store) -> None:
     broken = Report(
         source="obs",
         id="bad",
-        kind=None,
+        kind=None,  # type: ignore[arg-type]
         occurred_at=T0,
-        region="SY0703",  # type: ignore[arg-type]
+        region="SY0703",
     )
     results = await asyncio.gather(
         save(store, report("g1")),
@@ -265,7 +268,7 @@ async def test_a_write_handed_over_is_committed_though_its_caller_goes_away(
 async def pending_update(store: Store, device_id: int, now: datetime, **item: object) -> str:
     """Record the group's next update with one push to `device_id`; its group id."""
     (group,) = await store.due_groups(now)
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "leader_id": "b", "device_id": device_id, "channel": "fcm", "title": "t", "body": "b",
         "data": {}, "collapse_key": group.id, "priority": "normal",
     }  # fmt: skip
@@ -275,7 +278,7 @@ async def pending_update(store: Store, device_id: int, now: datetime, **item: ob
         now=now,
         summary={},
         outbox=[OutboxItem(**fields)],
-        rules_version="v1",  # type: ignore[arg-type]
+        rules_version="v1",
     )
     return group.id
 

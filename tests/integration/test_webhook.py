@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from dispatcher.notify.base import Push
@@ -18,9 +20,9 @@ def push(ref: int) -> Push:
 
 
 @pytest.fixture
-async def receiver() -> WebhookReceiver:
+async def receiver() -> AsyncIterator[WebhookReceiver]:
     r = await WebhookReceiver(SECRET).start()
-    yield r  # type: ignore[misc]
+    yield r
     await r.close()
 
 

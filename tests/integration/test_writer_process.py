@@ -7,9 +7,11 @@ import os
 import signal
 import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
@@ -39,12 +41,12 @@ def report(rid: str) -> Report:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'dispatcher.db'}"
     engine = db.create_engine(url)
     await db.upgrade(engine)
     s = Store(engine, writer=db.create_writer(url), reader=db.create_reader(url))
-    yield s  # type: ignore[misc]
+    yield s
     await s.close()
 
 
@@ -106,7 +108,8 @@ async def test_a_write_that_fails_is_told_to_its_caller_and_the_others_commit(
 
     good = asyncio.create_task(store.writer.call(CALL, partial(slow_note, seconds=0,  # type: ignore[union-attr]
                                                                how="good")))  # fmt: skip
-    bad = asyncio.create_task(store.writer.call(CALL, partial(slow_note, seconds="x",  # type: ignore[union-attr]
+    not_seconds: Any = "x"  # makes slow_note fail inside the writer
+    bad = asyncio.create_task(store.writer.call(CALL, partial(slow_note, seconds=not_seconds,  # type: ignore[union-attr]
                                                               how="bad")))  # fmt: skip
     await good
     with pytest.raises(TypeError):

@@ -30,7 +30,7 @@ class Keys:
         key = f"test-key-{name}"
         self.plain[name] = key
         self.entries.append(
-            ApiKey(name=name, sha256=hash_key(key), scopes=list(scopes), leader=leader)  # type: ignore[arg-type]
+            ApiKey(name=name, sha256=hash_key(key), scopes=list(scopes), leader=leader)
         )
         return key
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_a_fan_out_s_bodies_are_firebase_admin_s_encoding_with_each_token() -> N
     other = Push(**{**_fields(base), "data": {"seq": "3"}})
     assert json.loads(encoder(other))["message"]["data"] == {"seq": "3"}
     with pytest.raises(ValueError, match="string"):
-        encoder(Push(**{**_fields(base), "data": {"seq": 3}}))  # type: ignore[dict-item]
+        encoder(Push(**{**_fields(base), "data": {"seq": 3}}))
     with pytest.raises(ValueError, match="token"):
         encoder(Push(**{**_fields(base), "token": ""}))
 
@@ -96,5 +97,5 @@ def _settled(body: bytes) -> dict[str, object]:
     return dict(message)
 
 
-def _fields(push: Push) -> dict[str, object]:
+def _fields(push: Push) -> dict[str, Any]:
     return {name: getattr(push, name) for name in Push.__slots__}

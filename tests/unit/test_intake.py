@@ -112,7 +112,10 @@ def test_a_report_from_the_future_is_refused() -> None:
 
 def test_an_unknown_region_is_refused() -> None:
     def resolve(text: str) -> str | list[str]:
-        return {"SY07": "SY07", "Idlib": "SY07", "Harem": ["SY0703", "SY0799"]}.get(text, [])
+        known: dict[str, str | list[str]] = {
+            "SY07": "SY07", "Idlib": "SY07", "Harem": ["SY0703", "SY0799"],
+        }  # fmt: skip
+        return known.get(text, [])
 
     result = parse_report(good(region="SY99"), now=NOW, resolve_region=resolve)
     assert fields(result) == ["region"]

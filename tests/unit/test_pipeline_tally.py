@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from dispatcher import pipeline as pipeline_module
 from dispatcher.group import GroupTally
+from dispatcher.model import Report
 from dispatcher.pipeline import Pipeline
 from tests.unit.test_group import report
 
 
-def rows(n: int) -> list[tuple[int, object]]:
+def rows(n: int) -> list[tuple[int, Report]]:
     # Three reports an incident, of two sources, one of them revised.
     out = []
     for i in range(n):
@@ -23,10 +25,11 @@ def rows(n: int) -> list[tuple[int, object]]:
     return out
 
 
-async def count_with_ticker(joined: list[tuple[int, object]]) -> tuple[GroupTally, int]:
+async def count_with_ticker(joined: list[tuple[int, Report]]) -> tuple[GroupTally, int]:
     # Counting needs none of the pipeline's parts.
-    pipe = Pipeline(store=None, rules=None, channel=None, delivery=None, clock=None,  # type: ignore[arg-type]
-                    display_tz=UTC, metrics=None)  # fmt: skip
+    nothing: Any = None
+    pipe = Pipeline(store=nothing, rules=nothing, channel=nothing, delivery=nothing,
+                    clock=nothing, display_tz=UTC, metrics=nothing)  # fmt: skip
     turns = 0
     done = asyncio.Event()
 
@@ -39,7 +42,7 @@ async def count_with_ticker(joined: list[tuple[int, object]]) -> tuple[GroupTall
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     before = turns
-    tally = await pipe._tally("g", joined, whole=True)  # type: ignore[arg-type]
+    tally = await pipe._tally("g", joined, whole=True)
     during = turns - before
     done.set()
     await task
@@ -51,7 +54,7 @@ async def test_a_big_group_is_counted_while_the_loop_keeps_turning() -> None:
     tally, turns = await count_with_ticker(joined)
     assert turns >= 3, "the event loop ran while the group was counted"
     inline = GroupTally()
-    inline.add(joined)  # type: ignore[arg-type]
+    inline.add(joined)
     at = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
     assert tally.summary(previous=None, previous_at=at) == inline.summary(
         previous=None, previous_at=at

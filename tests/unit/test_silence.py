@@ -19,7 +19,7 @@ def silence(ends: timedelta = H, **matchers: frozenset[str]) -> Silence:
     fields = {"regions": frozenset(), "receivers": frozenset(), "routes": frozenset(),
               "kinds": frozenset(), **matchers}  # fmt: skip
     return Silence(id=f"s{ends}", starts_at=T0, ends_at=T0 + ends, author="a", reason="r",
-                   created_at=T0, **fields)  # type: ignore[arg-type]  # fmt: skip
+                   created_at=T0, **fields)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from dispatcher.rules.yamlmarks import Y, load_marked
 
 def whole(text: str) -> Y:
     node = yaml.compose(text, Loader=yamlmarks.FAST_LOADER)
+    assert node is not None
     return yamlmarks._Builder("f.yaml", Problems()).build(node)
 
 
