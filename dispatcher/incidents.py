@@ -188,15 +188,12 @@ class IncidentIndex:
         self.remove(incident_id)
         if occurred_at < self.since:
             return
-        self._hold((incident_id, kind, at.lat, at.lon, occurred_at, self._sources(sources)))
-
-    def _hold(self, entry: tuple[str, str, float, float, datetime, tuple[str, ...]]) -> None:
-        ts = entry[4].timestamp()
-        key = self._key(entry[2], entry[3], ts)
-        held: _Entry = (*entry, ts, key)
-        self._by_id[entry[0]] = held
-        cells = self._cells.setdefault(entry[1], {})
-        cells[key] = (*cells.get(key, ()), held)
+        ts = occurred_at.timestamp()
+        key = self._key(at.lat, at.lon, ts)
+        entry = (incident_id, kind, at.lat, at.lon, occurred_at, self._sources(sources), ts, key)
+        self._by_id[incident_id] = entry
+        cells = self._cells.setdefault(kind, {})
+        cells[key] = (*cells.get(key, ()), entry)
 
     def join(self, incident_id: str, source: str) -> None:
         """A report of `source` joined the incident (if held)."""
@@ -261,21 +258,6 @@ class IncidentIndex:
                         ):
                             found.append(_candidate(e))
         return found
-
-    def absorb(self, other: IncidentIndex) -> None:
-        """Hold everything `other` holds (incidents new to this index)."""
-        for entry in other._by_id.values():
-            iid, kind, lat, lon, at, sources = entry[:6]
-            if iid in self._by_id:
-                self.add(iid, kind, Point(lat, lon), at, (*self._by_id[iid][5], *sources))
-            elif at >= self.since:
-                if self._slot == other._slot and self._cell == other._cell:
-                    held = entry
-                    self._by_id[iid] = held
-                    cells = self._cells.setdefault(kind, {})
-                    cells[held[7]] = (*cells.get(held[7], ()), held)
-                else:
-                    self._hold((iid, kind, lat, lon, at, sources))
 
     def forget_before(self, since: datetime) -> int:
         """Let go of incidents that occurred before `since`; the index then answers only

@@ -366,8 +366,6 @@ class Committer:
             if writer is not None:
                 self.memory.forget()  # its reads may have seen what was rolled back
             raise
-        if writer is not None:
-            self.memory.committed(writer)
         return out
 
 

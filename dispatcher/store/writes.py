@@ -301,9 +301,10 @@ def new_incident_prefix() -> str:
 class IncidentMemory:
     """The SQLite writer's `IncidentIndex`, kept equal to the incidents table.
 
-    Only the writer adds incidents on SQLite, so after each commit it adds what the commit
-    added. Should another connection write to the file (another process), SQLite's
-    `data_version` tells, and the index is read from the table again."""
+    Only the writer adds incidents on SQLite, and it adds those a transaction makes or joins
+    here as it goes (`ReportWriter`); a failed commit makes it read the table again
+    (`forget`). Should another connection write to the file (another process), SQLite's
+    `data_version` tells, and the index is read from the table again too."""
 
     def __init__(self, merge: MergeRule) -> None:
         self.merge = merge
@@ -337,15 +338,6 @@ class IncidentMemory:
             assert at is not None
             index.add(incident_id, kind, Point(lat, lon), at, sources.get(incident_id, ()))
         return index
-
-    def committed(self, writer: ReportWriter) -> None:
-        """What a committed transaction added, added to the index."""
-        if self.index is None:
-            return
-        self.index.absorb(writer.fresh)
-        for incident_id, joined in writer.joined.items():
-            for source in joined:
-                self.index.join(incident_id, source)
 
     def forget(self) -> None:
         """After a failed commit nothing is known to be added; read again next time."""
