@@ -55,32 +55,25 @@ class RegionIndex:
 
     def place(self, lat: float, lon: float) -> str | None:
         """The deepest region covering (lat, lon), or None."""
-        i, j = math.floor(lat * GRID), math.floor(lon * GRID)
-        found = self._grid.get(i * _ROW + j, _BORDER)
-        if found is _BORDER:
-            found = self._learn(i, j)
-            if found is _BORDER:
-                return self._exact([(lat, lon)])[0]
-        return found
+        found = self._remembered(lat, lon)
+        return self._exact([(lat, lon)])[0] if found is _BORDER else found
 
     def place_many(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
         """`place` for many (lat, lon) points in one call: a batch of reports pays
         shapely's per-call overhead once, not per point."""
-        grid = self._grid
-        out: list[str | None] = []
-        exact: list[int] = []
-        for lat, lon in points:
-            i, j = math.floor(lat * GRID), math.floor(lon * GRID)
-            found = grid.get(i * _ROW + j, _BORDER)
-            if found is _BORDER:
-                found = self._learn(i, j)
-                if found is _BORDER:
-                    exact.append(len(out))
-            out.append(found)
+        out = [self._remembered(lat, lon) for lat, lon in points]
+        exact = [n for n, found in enumerate(out) if found is _BORDER]
         if exact:
             for n, region in zip(exact, self._exact([points[n] for n in exact]), strict=True):
                 out[n] = region
         return out
+
+    def _remembered(self, lat: float, lon: float) -> str | None:
+        """The answer for the point's grid cell, learnt now if need be; `_BORDER` if a
+        border crosses the cell."""
+        i, j = math.floor(lat * GRID), math.floor(lon * GRID)
+        found = self._grid.get(i * _ROW + j, _BORDER)
+        return self._learn(i, j) if found is _BORDER else found
 
     def _learn(self, i: int, j: int) -> str | None:
         """The answer for every point of grid cell (i, j), remembered; `_BORDER` if a
