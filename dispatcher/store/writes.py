@@ -249,6 +249,14 @@ def decode_write(
     )
 
 
+def _stored_candidate(sql: Sql, kind: str, row: Sequence[Any], sources: Iterable[str]) -> Candidate:
+    """A committed incident from a row of (id, lat, lon, occurred_at), with its sources."""
+    iid, lat, lon, occurred_at = row
+    at = sql.time(occurred_at)
+    assert at is not None
+    return Candidate(iid, kind, Point(lat, lon), at, tuple(sorted(sources)))
+
+
 class GroupRace(IntegrityError):
     """A group another transaction opened was closed before this one could join it."""
 
@@ -565,13 +573,11 @@ class ReportWriter:
         sources: dict[str, set[str]] = {row[1]: set() for row in rows}
         for inc, source in self.sql.rows(SOURCES_OF_MANY, {"ids": list(sources)}):
             sources[inc].add(source)
-        for n, iid, lat, lon, occurred_at in rows:
-            key, at = keys[n], self.sql.time(occurred_at)
-            assert at is not None
-            found = Candidate(
-                iid, wanted[key].kind, Point(lat, lon), at, tuple(sorted(sources[iid]))
+        for n, *row in rows:
+            key = keys[n]
+            self._looked_up[key].append(
+                _stored_candidate(self.sql, wanted[key].kind, row, sources[row[0]])
             )
-            self._looked_up[key].append(found)
 
     def _stored_candidates(self, report: Report) -> list[Candidate]:
         """Committed incidents the report may join, from the table (a report older than
@@ -604,14 +610,7 @@ class ReportWriter:
         query = f"{SOURCES_OF}({marks})"
         for inc, source in sql.rows(query, {f"i{n}": i for n, i in enumerate(ids)}):
             sources[inc].add(source)
-        candidates = []
-        for iid, lat, lon, occurred_at in rows:
-            at = sql.time(occurred_at)
-            assert at is not None
-            candidates.append(
-                Candidate(iid, report.kind, Point(lat, lon), at, tuple(sorted(sources[iid])))
-            )
-        return candidates
+        return [_stored_candidate(sql, report.kind, row, sources[row[0]]) for row in rows]
 
     def _open_group(self, target: GroupTarget, now: datetime) -> _Group:
         known = self.open_groups.get((target.route_id, target.labels)) if self.open_groups else None
