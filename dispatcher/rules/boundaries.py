@@ -11,6 +11,7 @@ outlines, and appends one short entry per region to `regions.yaml`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -174,8 +175,9 @@ def read_layer(
         geom = shape(geometry)
         repaired = not geom.is_valid
         if repaired:
-            notes.append(f"{rid}: outline repaired ({explain_validity(geom)})")
-            geom = _polygons_only(make_valid(geom))
+            fixed = _polygons_only(make_valid(geom))
+            notes.append(repair_note(rid, explain_validity(geom), geom.area, fixed.area))
+            geom = fixed
         if precision > 0:
             geom = _polygons_only(shapely.set_precision(geom, precision))
         aliases = tuple(a for a in (_text(props.get(f)) for f in fields.aliases) if a and a != name)
@@ -183,6 +185,23 @@ def read_layer(
     if not out:
         raise ImportError_("the layer has no features")
     return out, notes
+
+
+_WHERE = re.compile(r"^(?P<why>.*?)\[(?P<x>\S+) (?P<y>\S+)\]$")
+
+
+def repair_note(rid: str, why: str, area_before: float, area_after: float) -> str:
+    """What was wrong with a layer's outline, where, and what the repair kept, in words:
+    `explain_validity`'s "Ring Self-intersection[36.44227 35.91136]" becomes "crosses
+    itself at (36.44227, 35.91136)"."""
+    found = _WHERE.match(why)
+    what, where = (found["why"], f" at ({found['x']}, {found['y']})") if found else (why, "")
+    what = "crosses itself" if "self-intersection" in what.lower() else f"is not valid ({what})"
+    if abs(area_after - area_before) <= 1e-9 * max(abs(area_before), 1e-12):
+        kept = "its area is unchanged"
+    else:
+        kept = f"its area went from {area_before:.6g} to {area_after:.6g} square degrees"
+    return f"{rid}: the source outline {what}{where}; repaired with make_valid, {kept}"
 
 
 def _text(value: Any) -> str | None:
@@ -213,9 +232,15 @@ def boundary_file(regions: Iterable[Imported]) -> str:
     return json.dumps({"type": "FeatureCollection", "features": features}, separators=(",", ":"))
 
 
-def region_entries(regions: Iterable[Imported], ref: str, header: str) -> str:
-    """YAML lines for `regions.yaml`, one flow mapping per region (JSON strings are YAML)."""
-    lines = [f"  # {header}"]
+IMPORT_HEADER = "# imported from "
+
+
+def region_entries(
+    regions: Iterable[Imported], ref: str, header: str, repairs: Iterable[str] = ()
+) -> str:
+    """YAML lines for `regions.yaml`, one flow mapping per region (JSON strings are YAML),
+    under a comment naming the layer (`header`) and the outlines the import repaired."""
+    lines = [f"  {IMPORT_HEADER}{header}", *(f"  #   {note}" for note in repairs)]
     for r in regions:
         parts = [
             f"id: {json.dumps(r.id)}",

@@ -15,7 +15,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dispatcher.rules.boundaries import Fields, Imported, boundary_file, read_layer, region_entries
+from dispatcher.rules.boundaries import (
+    IMPORT_HEADER,
+    Fields,
+    Imported,
+    boundary_file,
+    read_layer,
+    region_entries,
+)
 from dispatcher.rules.errors import Problems, RuleError
 from dispatcher.rules.load import check_rules
 from dispatcher.rules.yamlmarks import Y, load_marked
@@ -54,10 +61,12 @@ def import_regions(
     notes = [n for n in notes if not (n.endswith("until you add one") and n.split(":")[0] in named)]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     header = (
-        f"imported from {layer.name} on {stamp} by `dispatcher regions import` "
+        f"{layer.name} on {stamp} by `dispatcher regions import` "
         f"(id {fields.id}, name {fields.name}); outlines in {ref}"
     )
-    new_text = kept.rstrip("\n") + "\n\n" + region_entries(regions, ref, header)
+    repaired = {r.id for r in regions if r.repaired}
+    repairs = [n for n in notes if n.split(":")[0] in repaired and "make_valid" in n]
+    new_text = kept.rstrip("\n") + "\n\n" + region_entries(regions, ref, header, repairs)
     outlines = boundary_file(regions)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -111,6 +120,14 @@ def _drop_entries(text: str, file: str, ids: set[str]) -> tuple[str, dict[str, Y
                 break
             end -= 1
         drop.update(range(starts[i], end + 1))
+        # The comment an earlier import wrote above its first entry goes with that entry,
+        # so that importing a layer again leaves one such comment, not two.
+        above = starts[i] - 1
+        while above >= 1 and lines[above - 1].strip().startswith("#"):
+            if lines[above - 1].strip().startswith(IMPORT_HEADER):
+                drop.update(range(above, starts[i]))
+                break
+            above -= 1
     return "".join(line for n, line in enumerate(lines, start=1) if n not in drop), found
 
 
