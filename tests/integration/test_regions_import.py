@@ -6,6 +6,7 @@ the fields of an OCHA COD-AB layer and of a geoBoundaries one.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -164,3 +165,53 @@ def test_a_bad_boundary_reference_is_named_where_it_is(
     (problem,) = err.value.errors
     assert problem.loc.line == line
     assert message in problem.message
+
+
+def test_the_shipped_regions_are_the_cod_ab_layer_imported_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command at the top of rules/regions.yaml, run on a copy of the shipped rules,
+    gives the shipped outlines byte for byte and the same entries, aliases kept, with the
+    three outlines the source draws crossing themselves repaired and named."""
+    folder = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", folder)
+    code = main(
+        [
+            "regions",
+            "import",
+            str(GEO / "syria-aleppo-idleb-cod-ab.geojson"),
+            "--rules",
+            str(folder),
+            "--id-field",
+            "pcode",
+            "--name-field",
+            "name_en",
+            "--name-ar-field",
+            "name_ar",
+            "--parent-field",
+            "parent",
+            "--replace",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "imported 15 regions" in out
+    repairs = [line.strip() for line in out.splitlines() if "make_valid" in line]
+    assert repairs == [
+        f"note: {rid}: the source outline crosses itself at ({at}); repaired with make_valid, "
+        "its area is unchanged"
+        for rid, at in [
+            ("SY02", "36.60303, 36.58991"),
+            ("SY0203", "36.60348, 36.58999"),
+            ("SY0703", "36.44227, 35.91136"),
+        ]
+    ]
+    outlines = "boundaries/syria-aleppo-idleb-cod-ab.geojson"
+    assert (folder / outlines).read_bytes() == (ROOT / "rules" / outlines).read_bytes()
+
+    def undated(path: Path) -> list[str]:
+        return [re.sub(r" on \d{4}-\d\d-\d\d ", " on DATE ", line) for line in
+                path.read_text(encoding="utf-8").splitlines()]  # fmt: skip
+
+    assert undated(folder / "regions.yaml") == undated(ROOT / "rules" / "regions.yaml")
+    assert sum("# imported from" in line for line in undated(folder / "regions.yaml")) == 1

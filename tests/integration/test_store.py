@@ -521,7 +521,7 @@ def surge_batch(round_: int, n: int) -> list[tuple[Report, list[GroupTarget]]]:
     order by odd batches and in the other by even ones."""
     targets = [
         GroupTarget(f"route-{round_}", (("region", region),), "idleb-center", TIMING)
-        for region in ("SY0700", "SY0701", "SY0703", "SY0704")
+        for region in ("SY0700", "SY0702", "SY0703", "SY0704")
     ]
     order = targets if n % 2 else targets[::-1]
     return [(report(f"b{round_}-{n}-{i}"), [order[i % 4], order[(i + 1) % 4]]) for i in range(8)]
