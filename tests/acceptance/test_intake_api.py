@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.harness import Keys, Running, running, settings_for
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def report(rid: str, **more: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -176,3 +178,39 @@ async def test_incidents_page_newest_first(service: Running) -> None:
     status, body = await service.get("/v1/incidents?limit=0&kind=meteor", key="reader")
     assert status == 400
     assert sorted(e["field"] for e in body["errors"]) == ["kind", "limit"]
+
+
+async def test_the_shipped_rules_take_every_cod_ab_p_code(tmp_path: Path) -> None:
+    """Reporters send OCHA's P-codes: each is known; one COD-AB lacks is refused by field."""
+    keys = Keys()
+    keys.add("spotter", "reports:write")
+    settings = settings_for(tmp_path, keys, rules={"path": str(ROOT / "rules")})
+    async with running(settings, keys) as service:
+        status, body = await service.post("/v1/reports", report("ariha", region="SY0705"),
+                                          key="spotter")  # fmt: skip
+        assert status == 202, body
+        assert body["region"] == {
+            "id": "SY0705", "path": ["SY", "SY07", "SY0705"], "name": "Ariha",
+            "name_ar": "أريحا",
+        }  # fmt: skip
+
+        codes = ["SY", "SY02", "SY07", *[f"SY020{n}" for n in (0, 2, 3, 4, 5, 6, 7, 8)],
+                 "SY0700", "SY0702", "SY0703", "SY0704"]  # fmt: skip
+        status, body = await service.post(
+            "/v1/reports", [report(f"code-{c}", region=c) for c in codes], key="spotter"
+        )
+        assert status == 200
+        assert [(r["status"], r["region"]) for r in body["results"]] == [(202, c) for c in codes]
+
+        for fake in ("SY0701", "SY0201"):
+            status, body = await service.post("/v1/reports", report(fake, region=fake),
+                                              key="spotter")  # fmt: skip
+            assert status == 422, f"{fake} is not in COD-AB"
+            assert [e["field"] for e in body["errors"]] == ["region"]
+
+        atarib = report("atarib", location={"lat": 36.1386, "lon": 36.8296}, kind="airstrike")
+        del atarib["region"]
+        status, body = await service.post("/v1/reports", atarib, key="spotter")
+        assert status == 202
+        assert body["region"]["path"] == ["SY", "SY02", "SY0200"], "Jebel Saman, Aleppo"
+        assert body["routes"] == ["aleppo"], "the Aleppo team, not Harim's or Idleb's"
