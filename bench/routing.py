@@ -6,6 +6,10 @@ governorate routes with per-district and per-kind children), then times `locate`
 reload takes after one route is edited (what the service does when an operator saves).
 
     .venv/bin/python bench/routing.py [--regions 2000] [--routes 100,1000,10000]
+
+With `--rules PATH` it times a real rule set instead (the shipped one: `--rules rules`):
+random points over Aleppo and Idleb governorates, placed twice (the first pass learns the
+map's cells, the second finds them remembered), and routed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import shapely
 
 from dispatcher.model import KINDS, Report
 from dispatcher.route import Route
@@ -80,13 +86,61 @@ def timed(fn: Callable[..., object], *args: object) -> float:
     return time.perf_counter() - start
 
 
+# Aleppo and Idleb governorates' bounding box (lat, lon); 64% of it lies in one of them.
+BOX = ((35.35, 36.95), (36.10, 38.75))
+
+
+def us(xs: list[float], q: float) -> str:
+    return f"{sorted(xs)[int(q * (len(xs) - 1))] * 1e6:7.1f}"
+
+
+def real_rules(folder: Path, n_reports: int, rng: random.Random) -> None:
+    """Place and route random points over the two governorates with the rules in `folder`."""
+    check_s = timed(check_rules, folder)
+    rules = load_rules(folder)
+    (lat0, lat1), (lon0, lon1) = BOX
+    points = [(rng.uniform(lat0, lat1), rng.uniform(lon0, lon1)) for _ in range(n_reports)]
+    now = datetime.now(UTC)
+    passes: list[list[float]] = []
+    for _ in range(2):
+        took = []
+        for lat, lon in points:
+            t0 = time.perf_counter()
+            rules.locate(None, lat, lon)
+            took.append(time.perf_counter() - t0)
+        passes.append(took)
+    route = []
+    for lat, lon in points:
+        report = Report(source="b", id="1", kind=rng.choice(KINDS), occurred_at=now,
+                        region=rules.locate(None, lat, lon))  # fmt: skip
+        t0 = time.perf_counter()
+        rules.routes_for(report)
+        route.append(time.perf_counter() - t0)
+    cells = rules.index._grid
+    border = sum(1 for v in cells.values() if v == "\0border")
+    vertices = sum(len(shapely.get_coordinates(g)) for g in rules.index._geoms)
+    print(
+        f"{folder}: {len(rules.index)} outlines, {vertices} vertices; {n_reports} points; "
+        f"{len(cells)} cells met, {border} crossed by a border\n"
+        f"  place, learning cells p50 {us(passes[0], 0.5)} µs p99 {us(passes[0], 0.99)} µs"
+        f" | remembered p50 {us(passes[1], 0.5)} µs p99 {us(passes[1], 0.99)} µs"
+        f" (mean {statistics.mean(passes[1]) * 1e6:.2f} µs)\n"
+        f"  route p50 {us(route, 0.5)} µs p99 {us(route, 0.99)} µs | rules check {check_s:.2f} s"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--regions", type=int, default=2000)
     ap.add_argument("--routes", default="100,1000,10000")
     ap.add_argument("--reports", type=int, default=20000)
+    ap.add_argument("--rules", type=Path, action="append", help="time this rule set instead")
     args = ap.parse_args()
     rng = random.Random(7)
+    if args.rules:
+        for folder in args.rules:
+            real_rules(folder, args.reports, random.Random(7))
+        return
     now = datetime.now(UTC)
     print(f"{args.regions} region polygons; times per report over {args.reports} reports")
     for n_routes in (int(x) for x in args.routes.split(",")):
@@ -118,10 +172,6 @@ def main() -> None:
                 place.append(t1 - t0)
                 route.append(t2 - t1)
             both = sorted(p + r for p, r in zip(place, route, strict=True))
-
-            def us(xs: list[float], q: float) -> str:
-                return f"{sorted(xs)[int(q * (len(xs) - 1))] * 1e6:7.1f}"
-
             total = sum(1 for _ in _walk(rules.root))
             print(
                 f"routes {total:6d}: place p50 {us(place, 0.5)} µs p99 {us(place, 0.99)} µs | "
