@@ -15,7 +15,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.reports = Counter(
             "dispatcher_reports",
-            "Reports received, by outcome (created, duplicate, stale)",
+            "Reports received, by outcome (created, duplicate, stale, conflict)",
             ["outcome"],
             registry=self.registry,
         )

@@ -322,8 +322,9 @@ class Store:
     ) -> list[SaveResult]:
         """Store report revisions and add each to its alert groups, in one transaction.
 
-        The same (source, id, revision) again is a duplicate: nothing changes. A revision lower
-        than the stored one is stale: nothing changes either.
+        The same (source, id, revision) again is a duplicate: nothing changes; with other
+        content (`resend.resend_differences`) it is a conflict, and nothing changes either.
+        A revision lower than the stored one is stale: nothing changes.
         """
         try:
             return await self._save_reports(items, now, key_name, rules_version)

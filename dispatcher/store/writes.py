@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from dispatcher.group import GroupTarget, Timing, first_flush, next_flush_after_report
 from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, bounding_box, pick
 from dispatcher.model import Casualties, Point, Report
+from dispatcher.resend import Difference, resend_differences
 
 log = logging.getLogger("dispatcher.store")
 
@@ -141,10 +142,14 @@ class StoredReport:
 
 @dataclass(frozen=True, slots=True)
 class SaveResult:
-    outcome: Literal["created", "duplicate", "stale"]
-    stored: StoredReport  # the new row, the one already held, or (stale) the newer one
+    outcome: Literal["created", "duplicate", "stale", "conflict"]
+    # The new row, the one already held (duplicate, conflict), or (stale) the newest one.
+    stored: StoredReport
     group_ids: tuple[str, ...] = ()
     merged: bool = False  # joined an incident another report had opened
+    # conflict: the fields the resend gives otherwise, and the newest revision held
+    differences: tuple[Difference, ...] = ()
+    newest: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,7 @@ class ReportWrite:
 # --- the wire form of report writes (to the SQLite writer process and back) ----------
 # Plain tuples: pickling dataclasses and named tuples cost more than deciding the reports.
 
-_CREATED, _DUPLICATE, _STALE = 0, 1, 2
+_CREATED, _DUPLICATE, _STALE, _CONFLICT = 0, 1, 2, 3
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -293,9 +298,14 @@ def decode_results(w: ReportWrite, data: Sequence[tuple[Any, ...]]) -> list[Save
             )
             out.append(SaveResult("created", stored, group_ids, merged))
         else:
-            tag, pk, flat, received_at, key_name, rules_version = r
+            tag, pk, flat, received_at, key_name, rules_version = r[:6]
             stored = StoredReport(_report(flat), pk, _time(received_at), key_name, rules_version)
-            out.append(SaveResult("duplicate" if tag == _DUPLICATE else "stale", stored))
+            if tag == _CONFLICT:
+                held = stored.report
+                differences = tuple(resend_differences(report, held, held.incident))
+                out.append(SaveResult("conflict", stored, differences=differences, newest=r[6]))
+            else:
+                out.append(SaveResult("duplicate" if tag == _DUPLICATE else "stale", stored))
     return out
 
 
@@ -430,10 +440,17 @@ class ReportWriter:
                     latest = revs[max(revs)]
                     if latest[0].revision >= report.revision:
                         # A retry of a revision we hold (even an old one, delayed by a bad
-                        # link) is a duplicate; an older revision we never saw is stale.
+                        # link) is a duplicate, unless it says something else (a conflict:
+                        # a correction is a new revision); an older revision we never saw
+                        # is stale.
                         same = revs.get(report.revision)
-                        results.append(_held_result(_DUPLICATE, same) if same else
-                                       _held_result(_STALE, latest))  # fmt: skip
+                        if same is None:
+                            results.append(_held_result(_STALE, latest))
+                        elif resend_differences(report, same[0], same[1]):
+                            newest = latest[0].revision
+                            results.append((*_held_result(_CONFLICT, same), newest))
+                        else:
+                            results.append(_held_result(_DUPLICATE, same))
                         continue
                 occurred = sql.at(report.occurred_at)
                 incident, merged = self._incident(

@@ -2,13 +2,14 @@
 
 Handlers parse and answer; the pipeline does the work. A report is answered only after it
 is committed: 202 for a new report or revision, 200 for one already stored, 409 for a
-revision older than the stored one.
+revision older than the stored one or for a stored revision sent again with other content.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,8 +32,10 @@ from dispatcher.intake import (
 from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
 from dispatcher.pipeline import Accepted, Pipeline
+from dispatcher.resend import conflict_detail
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
+from dispatcher.store.writes import SaveResult
 from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.problems import problem
 
@@ -43,8 +46,10 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 MAX_BATCH = 1000
 MAX_PAGE = 500
 
-STATUS_WORD = {"created": "accepted", "duplicate": "duplicate", "stale": "stale"}
-HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409}
+STATUS_WORD = {
+    "created": "accepted", "duplicate": "duplicate", "stale": "stale", "conflict": "conflict"
+}  # fmt: skip
+HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409, "conflict": 409}
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -126,7 +131,27 @@ def _item_json(index: int, accepted: Accepted) -> dict[str, Any]:
     }
     if result.outcome == "created":
         item["merged"] = result.merged
+    elif result.outcome == "conflict":
+        item["differs"] = [d.field for d in result.differences]
+        item["errors"] = _difference_errors(result)
     return item
+
+
+def _difference_errors(result: SaveResult) -> list[dict[str, str]]:
+    return [FieldError(d.field, d.message).to_json() for d in result.differences]
+
+
+def _conflict(result: SaveResult) -> web.Response:
+    """The 409 for a resend of a held revision with other content: nothing changed."""
+    stored = result.stored.report
+    return problem(
+        409,
+        "Conflicting resend",
+        conflict_detail(stored.revision, result.newest, result.differences),
+        errors=[FieldError(d.field, d.message) for d in result.differences],
+        differs=[d.field for d in result.differences],
+        stored=report_json(stored),
+    )
 
 
 async def _fast_parse(
@@ -185,6 +210,8 @@ async def post_report(request: web.Request) -> web.Response:
         if isinstance(parsed[0], list):
             return problem(422, "Invalid report", "nothing was stored", errors=parsed[0])
         one = next(accepted)
+        if one.result.outcome == "conflict":
+            return _conflict(one.result)
         if one.result.outcome == "stale":
             stored = one.result.stored.report
             return problem(
@@ -203,11 +230,9 @@ async def post_report(request: web.Request) -> web.Response:
             results.append({"index": index, "status": 422, "outcome": "invalid", "errors": errors})
         else:
             results.append(_item_json(index, next(accepted)))
+    outcomes = Counter(r["outcome"] for r in results)
     summary = {
-        "accepted": sum(1 for r in results if r["status"] == 202),
-        "duplicate": sum(1 for r in results if r["status"] == 200),
-        "stale": sum(1 for r in results if r["status"] == 409),
-        "invalid": sum(1 for r in results if r["status"] == 422),
+        word: outcomes[word] for word in ("accepted", "duplicate", "stale", "conflict", "invalid")
     }
     return json_response({**summary, "results": results}, status=200)
 

@@ -39,7 +39,8 @@ async def service(tmp_path: Path, db_url: str) -> AsyncIterator[Running]:
 
 
 async def test_a_batch_gives_each_report_its_own_result(service: Running) -> None:
-    batch = [report("b1"), report("b2", kind="meteor"), report("b1"), report("b3", revision=2)]
+    b1 = report("b1")
+    batch = [b1, report("b2", kind="meteor"), b1, report("b3", revision=2)]
     status, body = await service.post("/v1/reports", batch, key="spotter")
     assert status == 200
     assert [r["status"] for r in body["results"]] == [202, 422, 200, 202]
@@ -52,7 +53,9 @@ async def test_a_batch_gives_each_report_its_own_result(service: Running) -> Non
     assert body["results"][1]["errors"] == [
         {"field": "kind", "message": body["results"][1]["errors"][0]["message"]}
     ]
-    assert (body["accepted"], body["duplicate"], body["invalid"]) == (2, 1, 1)
+    assert {k: body[k] for k in ("accepted", "duplicate", "stale", "conflict", "invalid")} == {
+        "accepted": 2, "duplicate": 1, "stale": 0, "conflict": 0, "invalid": 1,
+    }  # fmt: skip
     first, _, retry, revised = body["results"]
     assert {k: first[k] for k in ("index", "id", "source", "revision", "region", "merged")} == {
         "index": 0, "id": "b1", "source": "spotter-7", "revision": 1, "region": "SY0703",
@@ -62,6 +65,56 @@ async def test_a_batch_gives_each_report_its_own_result(service: Running) -> Non
     assert "report" not in first, "a batch answer does not echo the reports"
     assert revised["revision"] == 2
     assert await service.service.store.count_reports() == 2
+
+
+async def test_a_revision_sent_again_with_other_counts_is_refused(service: Running) -> None:
+    """A reporter's app reuses revision 1 for a correction: 409 says which revision holds
+    what, and how to correct it; nothing changes. The very same report again is a 200."""
+    sent = report("c1", casualties={"killed": 3})
+    status, _ = await service.post("/v1/reports", sent, key="spotter")
+    assert status == 202
+    status, body = await service.post("/v1/reports", sent, key="spotter")
+    assert (status, body["status"]) == (200, "duplicate")
+
+    status, body = await service.post(
+        "/v1/reports", {**sent, "casualties": {"killed": 5}}, key="spotter"
+    )
+    assert status == 409
+    assert body["title"] == "Conflicting resend"
+    assert body["detail"] == (
+        "revision 1 is stored with other counts (killed 3, not 5); "
+        "send it as revision 2 to correct it"
+    )
+    assert body["differs"] == ["casualties.killed"]
+    assert body["errors"] == [{"field": "casualties.killed", "message": "stored 3, sent 5"}]
+    assert body["stored"]["casualties"]["killed"] == 3
+    assert body["stored"]["revision"] == 1
+
+    stale = report("c1", casualties={"killed": 6}, revision=2)
+    status, _ = await service.post("/v1/reports", stale, key="spotter")
+    assert status == 202
+    batch = [
+        {**sent, "casualties": {"killed": 4}, "status": "confirmed"},  # revision 1: conflict
+        sent,  # revision 1 as held: duplicate
+        report("c2"),
+    ]
+    status, body = await service.post("/v1/reports", batch, key="spotter")
+    assert status == 200
+    assert [(r["status"], r["outcome"]) for r in body["results"]] == [
+        (409, "conflict"), (200, "duplicate"), (202, "accepted"),
+    ]  # fmt: skip
+    assert {k: body[k] for k in ("accepted", "duplicate", "stale", "conflict", "invalid")} == {
+        "accepted": 1, "duplicate": 1, "stale": 0, "conflict": 1, "invalid": 0,
+    }  # fmt: skip
+    assert body["results"][0]["differs"] == ["casualties.killed", "status"]
+    _, held = await service.get("/v1/reports/spotter-7/c1", key="reader")
+    assert [r["casualties"]["killed"] for r in held["revisions"]] == [3, 6], "nothing changed"
+    async with service.http.get(
+        service.url + "/metrics",
+        headers={"Authorization": f"Bearer {service.keys.plain['reader']}"},
+    ) as resp:
+        metrics = await resp.text()
+    assert 'dispatcher_reports_total{outcome="conflict"} 2.0' in metrics
 
 
 async def test_ndjson_batches_are_accepted(service: Running) -> None:

@@ -146,9 +146,10 @@ async def test_a_retried_report_and_a_correction_never_count_twice(
 ) -> None:
     emu = fcm_emulator
     harim_1 = await register(service, emu, "harim-lead-1", "android", "en")
-    status, _ = await service.post("/v1/reports", report("x1", killed=3), key="observatory")
+    x1 = report("x1", killed=3)
+    status, _ = await service.post("/v1/reports", x1, key="observatory")
     assert status == 202
-    status, body = await service.post("/v1/reports", report("x1", killed=3), key="observatory")
+    status, body = await service.post("/v1/reports", x1, key="observatory")
     assert status == 200, "the same revision again is answered from the store"
     assert body["status"] == "duplicate"
     (first,) = await emu.wait_for(1, within=10)
@@ -159,9 +160,7 @@ async def test_a_retried_report_and_a_correction_never_count_twice(
         "/v1/reports", report("x1", killed=5, revision=2), key="observatory"
     )
     assert status == 202
-    status, body = await service.post(
-        "/v1/reports", report("x1", killed=9, revision=1), key="observatory"
-    )
+    status, body = await service.post("/v1/reports", x1, key="observatory")
     assert status == 200, "a late retry of revision 1 changes nothing"
     assert body["report"]["casualties"]["killed"] == 3
     second = (await emu.wait_for(2, within=10))[1]

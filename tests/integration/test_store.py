@@ -71,12 +71,12 @@ async def test_upgrade_twice_is_a_no_op(store: Store) -> None:
 async def test_revisions_duplicates_and_stale(store: Store) -> None:
     first = await save(store, report())
     assert first.outcome == "created"
-    again = await save(store, report(killed=9))
+    again = await save(store, report())
     assert again.outcome == "duplicate"
-    assert again.stored.report.casualties.killed == 1, "the stored report is unchanged"
+    assert again.stored.pk == first.stored.pk
     newer = await save(store, report(revision=2, killed=3), T0 + S)
     assert newer.outcome == "created"
-    late_retry = await save(store, report(revision=1, killed=7))
+    late_retry = await save(store, report(revision=1))
     assert late_retry.outcome == "duplicate", "a delayed retry of a held revision"
     assert late_retry.stored.report.revision == 1
     await save(store, report(revision=4, killed=4), T0 + 2 * S)
@@ -249,6 +249,49 @@ async def test_a_strike_seen_in_a_failed_transaction_is_merged_with_as_committed
     second = await save(store, spotted._replace(source="radio", id="r-1"), T0 + S)
     assert second.merged, "the same strike from another source"
     assert second.stored.report.incident == first.stored.report.incident
+
+
+async def test_a_held_revision_sent_with_other_content_is_a_conflict(store: Store) -> None:
+    """The same (source, id, revision) with other counts is refused, alone or within a
+    batch, and nothing is written; what the service derived (the placed region) is not
+    content, so a resend placed elsewhere by edited rules is still a retry."""
+    first = await save(store, report(killed=3))
+    conflict = await save(store, report(killed=5))
+    assert conflict.outcome == "conflict"
+    assert [(d.field, d.stored, d.sent) for d in conflict.differences] == [
+        ("casualties.killed", "3", "5")
+    ]
+    assert conflict.stored.pk == first.stored.pk
+    assert conflict.stored.report.casualties.killed == 3, "the stored revision is unchanged"
+    assert conflict.newest == 1
+    placed_elsewhere = await save(store, report(killed=3)._replace(region="SY0700"))
+    assert placed_elsewhere.outcome == "duplicate"
+    moved = await save(store, report(killed=3)._replace(occurred_at=T0 - 59 * S))
+    assert moved.outcome == "conflict"
+    assert [d.field for d in moved.differences] == ["occurred_at"]
+
+    results = await store.save_reports(
+        [
+            (report("b1", killed=1), [TARGET]),
+            (report("b1", killed=2), [TARGET]),  # the same revision, otherwise, in one batch
+            (report("b1", killed=1), [TARGET]),
+            (report(killed=3, revision=2), [TARGET]),
+            (report(killed=4), [TARGET]),  # revision 1 again, other counts
+        ],
+        now=T0 + S,
+        key_name="k",
+        rules_version="v1",
+    )
+    assert [r.outcome for r in results] == ["created", "conflict", "duplicate", "created",
+                                            "conflict"]  # fmt: skip
+    assert results[1].stored.report.casualties.killed == 1
+    assert results[4].newest == 2, "the newest revision held, to send a correction after"
+    assert await store.count_reports() == 3
+    assert [r.report.casualties.killed for r in await store.report_revisions("obs", "r1")] == [
+        3, 3
+    ]  # fmt: skip
+    joined = await store.group_reports(results[0].group_ids[0])
+    assert sorted((r.id, r.revision) for r in joined) == [("b1", 1), ("r1", 1), ("r1", 2)]
 
 
 async def test_a_write_handed_over_is_committed_though_its_caller_goes_away(
