@@ -30,6 +30,7 @@ from dispatcher.scheduler import Scheduler
 from dispatcher.settings import ConfigError, Settings
 from dispatcher.store import db
 from dispatcher.store.repo import Store
+from dispatcher.targets import receivers_by_route
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.groups import add_group_routes
@@ -131,6 +132,14 @@ async def build(
         await store.record_rule_set(
             version=ruleset.version, sha256=ruleset.sha256, applied_at=at, how=how
         )
+        # A route the edit gave another receiver: its open groups go to the new one (at
+        # start-up too: the service may have been down while the rules were edited).
+        moved = await store.hand_over_groups(
+            receivers_by_route(ruleset), now=at, rules_version=ruleset.version
+        )
+        for m in moved:
+            log.info("route %s now alerts %s, not %s: group %s handed over as group %s",
+                     m.route_id, m.new_receiver, m.old_receiver, m.old_id, m.new_id)  # fmt: skip
 
     live.on_applied = record
     await record(live.current, live.how, live.loaded_at)

@@ -35,6 +35,23 @@ def _thresholds(route: Route) -> list[Threshold]:
     return found
 
 
+def timing_of(rules: RuleSet, route: Route) -> Timing:
+    """The cadence of a route's groups."""
+    return Timing(
+        route.effective_wait,
+        route.effective_interval,
+        route.repeat_interval,
+        route.close_after,
+        rules.escalation_of(route.receiver),
+    )
+
+
+def receivers_by_route(rules: RuleSet) -> dict[str, tuple[str, Timing]]:
+    """Each route's receiver and cadence: an open group of a route whose receiver is not
+    its group's is handed over to it (a rules edit moved the route to another team)."""
+    return {route.id: (route.receiver, timing_of(rules, route)) for route in rules.routes}
+
+
 def route_report(rules: RuleSet, report: Report) -> Routed:
     """The routes `report` reaches and the group it joins on each (the tree walked)."""
     routes = rules.routes_for(report)
@@ -43,13 +60,7 @@ def route_report(rules: RuleSet, report: Report) -> Routed:
             route_id=route.id,
             labels=rules.group_labels(route, report),
             receiver=route.receiver,
-            timing=Timing(
-                route.effective_wait,
-                route.effective_interval,
-                route.repeat_interval,
-                route.close_after,
-                rules.escalation_of(route.receiver),
-            ),
+            timing=timing_of(rules, route),
         )
         for route in routes
     )

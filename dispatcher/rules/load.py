@@ -136,6 +136,11 @@ class RuleSet:
     def route(self, route_id: str) -> Route | None:
         return self._routes.get(route_id)
 
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Every route of the tree, root first."""
+        return tuple(self._routes.values())
+
     def region_name(self, region_id: str, locale: str) -> str:
         region = self.regions.get(region_id)
         if region is None:

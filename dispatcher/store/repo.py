@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.group import Counted, GroupTarget, Life
+from dispatcher.group import Counted, GroupTarget, Life, Timing
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.silence import MATCHERS, Silence
@@ -82,6 +82,11 @@ class GroupRow:
     escalate_after: timedelta | None = None
     escalated_at: datetime | None = None
     group_interval: timedelta = timedelta(0)
+    # Closed because the rules gave its route another receiver: why, and the group that
+    # took over its reports; or the group this one took over from.
+    closed_reason: str | None = None
+    handed_over_to: str | None = None
+    took_over_from: str | None = None
 
     @property
     def life(self) -> Life:
@@ -252,6 +257,9 @@ def _group_from_row(row: Any) -> GroupRow:
         escalate_after=_seconds(row.escalate_after_s),
         escalated_at=row.escalated_at,
         group_interval=_seconds(row.group_interval_s) or timedelta(0),
+        closed_reason=row.closed_reason,
+        handed_over_to=row.handed_over_to,
+        took_over_from=row.took_over_from,
     )
 
 
@@ -480,6 +488,20 @@ class Store:
                 .limit(limit)
             )
             return [_group_from_row(row) for row in rows]
+
+    async def hand_over_groups(
+        self, receivers: Mapping[str, tuple[str, Timing]], *, now: datetime, rules_version: str
+    ) -> list[HandOver]:
+        """Hand every open group whose route `receivers` gives another receiver over to it
+        (`writes.hand_over`): the old receiver hears nothing more, a new group holding all
+        the old one's reports tells the new one the whole state after the route's
+        group_wait. Groups of routes not in `receivers` are left alone. Run when a rule
+        set is applied, start-up included; safe with several instances at once."""
+        return await self._write(
+            partial(
+                _hand_over_groups, receivers=dict(receivers), now=now, rules_version=rules_version
+            )
+        )
 
     async def get_group(self, group_id: str) -> GroupRow | None:
         return await self._read(lambda conn: _get_group(conn, group_id))
@@ -776,6 +798,54 @@ GROUP_REPORTS = (
     "WHERE group_reports.group_id = :group_id"
 )
 GROUP_REPORTS_AFTER = f"{GROUP_REPORTS} AND group_reports.report_pk > :top"
+
+
+class HandOver(NamedTuple):
+    """An open group handed over to its route's new receiver."""
+
+    old_id: str
+    new_id: str
+    route_id: str
+    old_receiver: str
+    new_receiver: str
+
+
+OPEN_GROUPS = (
+    "SELECT id, route_id, group_key, labels, receiver, last_report_at FROM alert_groups "
+    "WHERE closed_at IS NULL ORDER BY route_id, group_key"
+)
+
+
+def _hand_over_groups(
+    conn: Connection,
+    *,
+    receivers: dict[str, tuple[str, Timing]],
+    now: datetime,
+    rules_version: str,
+) -> list[HandOver]:
+    # In the write path's order of groups: two instances wait for each other, not deadlock.
+    sql = writes.Sql(conn)
+    moved = []
+    for group_id, route_id, group_key, labels, receiver, last_report_at in sql.rows(
+        OPEN_GROUPS, {}
+    ):
+        wanted = receivers.get(route_id)
+        if wanted is None or wanted[0] == receiver:
+            continue
+        new_receiver, timing = wanted
+        new_id = writes.hand_over(
+            sql, old_id=group_id, route_id=route_id, group_key=group_key,
+            labels=writes.labels_json(_labels(_json_list(labels))), receiver=new_receiver,
+            timing=timing, now=now, last_report_at=sql.time(last_report_at),
+            rules_version=rules_version,
+        )  # fmt: skip
+        if new_id is not None:  # else another instance handed it over first
+            moved.append(HandOver(group_id, new_id, route_id, receiver, new_receiver))
+    return moved
+
+
+def _json_list(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def _get_group(conn: Connection, group_id: str) -> GroupRow | None:

@@ -124,7 +124,9 @@ Index("ix_reports_incident_id", reports.c.incident_id)
 # "today: N" in each update: the region's reports since midnight.
 Index("ix_reports_region_occurred_at", reports.c.region, reports.c.occurred_at)
 
-# One alert group per (route, group_by values) while it is open. Its timer lives here, not in
+# One alert group per (route, group_by values) while it is open; its receiver is part of
+# what it is (as in Alertmanager): a route given to another receiver closes it and opens
+# another. Its timer lives here, not in
 # memory, so a restart resumes every group where it was.
 alert_groups = Table(
     "alert_groups",
@@ -151,6 +153,12 @@ alert_groups = Table(
     # The receiving team's escalate_after when the group opened, and when it escalated.
     Column("escalate_after_s", Float, nullable=True),
     Column("escalated_at", Time, nullable=True),
+    # A group whose route the rules gave another receiver is closed without a word to the
+    # old one, and a new group takes over its reports (see writes.HAND_OVER): why it
+    # closed, and the group each way.
+    Column("closed_reason", String(200), nullable=True),
+    Column("handed_over_to", String(32), nullable=True),
+    Column("took_over_from", String(32), nullable=True),
 )
 Index(
     "uq_alert_groups_open",

@@ -111,7 +111,7 @@ RECENT_SOURCES = (
     "WHERE i.occurred_at >= :since AND i.lat IS NOT NULL AND i.lon IS NOT NULL"
 )
 OPEN_GROUP = (
-    "SELECT id, pending, next_flush_at, last_flush_at FROM alert_groups "
+    "SELECT id, pending, next_flush_at, last_flush_at, receiver FROM alert_groups "
     "WHERE route_id = :route_id AND group_key = :group_key AND closed_at IS NULL"
 )
 INSERT_GROUP = (
@@ -126,8 +126,35 @@ INSERT_GROUP = (
 )
 TOUCH_GROUP = (
     "UPDATE alert_groups SET pending = :pending, next_flush_at = :next_flush_at, "
-    "receiver = :receiver, last_report_at = :now, repeat_interval_s = :repeat_interval_s, "
+    "last_report_at = :now, repeat_interval_s = :repeat_interval_s, "
     "close_after_s = :close_after_s WHERE id = :id"
+)
+# A group's receiver is part of what it is (as in Alertmanager). When the rules give its
+# route another receiver, the open group is closed without a word to the old receiver (no
+# closing update; its pushes not yet sent are superseded) and a new group takes over every
+# report it holds, as new: its first update, after the route's group_wait, tells the new
+# receiver the whole current state. The close is conditional, so of two transactions
+# handing one group over only one opens its successor; the other joins that one.
+CLOSE_HANDED_OVER = (
+    "UPDATE alert_groups SET closed_at = :now, pending = :pending, next_flush_at = NULL, "
+    "closed_reason = :reason, handed_over_to = :to WHERE id = :id AND closed_at IS NULL"
+)
+INSERT_SUCCESSOR = (
+    "INSERT INTO alert_groups (id, route_id, group_key, labels, receiver, created_at, "
+    "next_flush_at, last_flush_at, pending, seq, group_interval_s, rules_version, "
+    "last_report_at, repeat_interval_s, close_after_s, escalate_after_s, took_over_from) "
+    "VALUES (:id, :route_id, :group_key, :labels, :receiver, :created_at, :next_flush_at, "
+    "NULL, :pending, 0, :group_interval_s, :rules_version, :last_report_at, "
+    ":repeat_interval_s, :close_after_s, :escalate_after_s, :took_over_from) "
+    "ON CONFLICT (route_id, group_key) WHERE closed_at IS NULL DO NOTHING"
+)
+COPY_GROUP_REPORTS = (
+    "INSERT INTO group_reports (group_id, report_pk, added_at) "
+    "SELECT :new, report_pk, added_at FROM group_reports WHERE group_id = :old"
+)
+SUPERSEDE_HANDED_OVER = (
+    "UPDATE notifications SET status = 'superseded', last_error = :reason, "
+    "claimed_until = NULL WHERE group_id = :old AND status = 'pending'"
 )
 
 
@@ -269,6 +296,65 @@ class GroupRace(IntegrityError):
         super().__init__(message, None, Exception(message))
 
 
+def labels_json(labels: Sequence[tuple[str, str]]) -> str:
+    """A group's labels as its `labels` column holds them."""
+    return json.dumps([list(kv) for kv in labels], ensure_ascii=False)
+
+
+def hand_over(
+    sql: Sql,
+    *,
+    old_id: str,
+    route_id: str,
+    group_key: str,
+    labels: str,
+    receiver: str,
+    timing: Timing,
+    now: datetime,
+    last_report_at: datetime | None,
+    rules_version: str,
+) -> str | None:
+    """Close the open group `old_id` silently and open its successor for `receiver`, due a
+    group_wait from `now`, with every report the old one holds (see CLOSE_HANDED_OVER).
+    The successor's id, or None if the old group was closed already (by another
+    transaction's hand-over: the caller looks again for the open group)."""
+    new_id = secrets.token_hex(16)
+    reason = f"receiver changed to {receiver}"
+    closed = sql.count(
+        CLOSE_HANDED_OVER,
+        {"id": old_id, "now": sql.at(now), "pending": False, "reason": reason, "to": new_id},
+    )
+    if not closed:
+        return None
+    opened = sql.count(
+        INSERT_SUCCESSOR,
+        {
+            "id": new_id,
+            "route_id": route_id,
+            "group_key": group_key,
+            "labels": labels,
+            "receiver": receiver,
+            "created_at": sql.at(now),
+            "next_flush_at": sql.at(first_flush(now, timing)),
+            "pending": True,
+            "group_interval_s": timing.group_interval.total_seconds(),
+            "rules_version": rules_version,
+            "last_report_at": sql.at(last_report_at) if last_report_at is not None else None,
+            "repeat_interval_s": timing.repeat_interval.total_seconds(),
+            "close_after_s": timing.close_after.total_seconds(),
+            "escalate_after_s": _seconds(timing.escalate_after),
+            "took_over_from": old_id,
+        },
+    )
+    if not opened:  # the old group was open, so no other can be: a broken invariant
+        raise GroupRace(f"group {route_id} {group_key} open twice while handing {old_id} over")
+    sql.run(COPY_GROUP_REPORTS, {"new": new_id, "old": old_id})
+    sql.run(SUPERSEDE_HANDED_OVER, {"old": old_id, "reason": f"{reason}: not sent"})
+    log.info("group %s (route %s %s) handed over to %s as group %s", old_id, route_id,
+             group_key, receiver, new_id)  # fmt: skip
+    return new_id
+
+
 def _renamed(result: tuple[Any, ...], renamed: Mapping[str, str]) -> tuple[Any, ...]:
     if result[0] != _CREATED:
         return result
@@ -369,7 +455,8 @@ class _Group:
     target: GroupTarget
     first_now: datetime
     last_now: datetime
-    existing: tuple[Any, ...] | None = None  # (pending, next_flush_at, last_flush_at)
+    # (pending, next_flush_at, last_flush_at, receiver)
+    existing: tuple[Any, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -388,7 +475,8 @@ class ReportWriter:
     merge: MergeRule
     memory: IncidentIndex | None = None  # SQLite: the writer's memory of committed incidents
     # SQLite: open groups as the writer left them, (route, labels) -> (id, pending,
-    # next_flush_at, last_flush_at), kept while nothing else writes to alert groups.
+    # next_flush_at, last_flush_at, receiver), kept while nothing else writes to alert
+    # groups (a CALL job, such as a hand-over after a rules edit, clears it).
     open_groups: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Any, ...]] | None = None
     fresh: IncidentIndex = field(init=False)  # incidents made here that memory does not hold
     joined: dict[str, set[str]] = field(default_factory=dict)  # committed ones joined, by whom
@@ -643,42 +731,59 @@ class ReportWriter:
         return _Group(str(group_id), False, target, now, now, tuple(existing))
 
     def _write_group(self, g: _Group, rules_version: str) -> None:
-        """Open the group, or set its timer: once per transaction, by its first report
-        (later ones would find it pending with the same due time)."""
+        """Open the group, hand it over to the target's receiver, or set its timer: once
+        per transaction, by its first report (later ones would find it pending with the
+        same due time)."""
         sql, t, timing = self.sql, g.target, g.target.timing
-        if g.new:
-            inserted = sql.count(
-                INSERT_GROUP,
-                {
-                    "id": g.id,
-                    "route_id": t.route_id,
-                    "group_key": t.group_key,
-                    "labels": json.dumps([list(kv) for kv in t.labels], ensure_ascii=False),
-                    "receiver": t.receiver,
-                    "created_at": sql.at(g.first_now),
-                    "next_flush_at": sql.at(first_flush(g.first_now, timing)),
-                    "pending": True,
-                    "group_interval_s": timing.group_interval.total_seconds(),
-                    "rules_version": rules_version,
-                    "last_report_at": sql.at(g.last_now),
-                    "repeat_interval_s": timing.repeat_interval.total_seconds(),
-                    "close_after_s": timing.close_after.total_seconds(),
-                    "escalate_after_s": timing.escalate_after.total_seconds()
-                    if timing.escalate_after is not None
-                    else None,
-                },
-            )
-            if inserted:
-                self._remember(g, sql.at(first_flush(g.first_now, timing)), None)
-                return
-            # Opened by a transaction that committed since this one looked: join that one.
+        for _ in range(3):
+            if g.new:
+                inserted = sql.count(
+                    INSERT_GROUP,
+                    {
+                        "id": g.id,
+                        "route_id": t.route_id,
+                        "group_key": t.group_key,
+                        "labels": labels_json(t.labels),
+                        "receiver": t.receiver,
+                        "created_at": sql.at(g.first_now),
+                        "next_flush_at": sql.at(first_flush(g.first_now, timing)),
+                        "pending": True,
+                        "group_interval_s": timing.group_interval.total_seconds(),
+                        "rules_version": rules_version,
+                        "last_report_at": sql.at(g.last_now),
+                        "repeat_interval_s": timing.repeat_interval.total_seconds(),
+                        "close_after_s": timing.close_after.total_seconds(),
+                        "escalate_after_s": _seconds(timing.escalate_after),
+                    },
+                )
+                if inserted:
+                    self._remember(g, sql.at(first_flush(g.first_now, timing)), None)
+                    return
+                # Opened by a transaction that committed since this one looked: join it.
+            else:
+                assert g.existing is not None
+                if g.existing[3] == t.receiver:
+                    break
+                # The rules gave the route another receiver since the group opened.
+                successor = hand_over(
+                    sql, old_id=g.id, route_id=t.route_id, group_key=t.group_key,
+                    labels=labels_json(t.labels), receiver=t.receiver, timing=timing,
+                    now=g.first_now, last_report_at=g.last_now, rules_version=rules_version,
+                )  # fmt: skip
+                if successor is not None:
+                    g.id, g.new = successor, True
+                    self._remember(g, sql.at(first_flush(g.first_now, timing)), None)
+                    return
+                # Handed over by a transaction that committed since this one looked.
             rows = sql.rows(OPEN_GROUP, {"route_id": t.route_id, "group_key": t.group_key})
             if not rows:  # and closed again already: a rare race, the request is retried
                 raise GroupRace(f"group {t.route_id} {t.group_key} opened and closed meanwhile")
             group_id, *existing = rows[0]
             g.id, g.new, g.existing = str(group_id), False, tuple(existing)
+        else:
+            raise GroupRace(f"group {t.route_id} {t.group_key} changed hands meanwhile")
         assert g.existing is not None
-        pending, next_flush_at, last_flush_at = g.existing
+        pending, next_flush_at, last_flush_at, _ = g.existing
         due = next_flush_after_report(
             now=g.first_now,
             timing=timing,
@@ -691,7 +796,6 @@ class ReportWriter:
             {
                 "pending": True,
                 "next_flush_at": sql.at(due),
-                "receiver": t.receiver,
                 "id": g.id,
                 "now": sql.at(g.last_now),
                 "repeat_interval_s": timing.repeat_interval.total_seconds(),
@@ -703,7 +807,7 @@ class ReportWriter:
     def _remember(self, g: _Group, next_flush_at: Any, last_flush_at: Any) -> None:
         if self.open_groups is not None:
             key = (g.target.route_id, g.target.labels)
-            self.open_groups[key] = (g.id, True, next_flush_at, last_flush_at)
+            self.open_groups[key] = (g.id, True, next_flush_at, last_flush_at, g.target.receiver)
 
 
 class Sql:

@@ -116,6 +116,9 @@ async def _group_json(request: web.Request, group_id: str, status: int = 200) ->
             "labels": dict(group.labels),
             "seq": group.seq,
             "state": "closed" if group.closed_at else "open",
+            "closed_reason": group.closed_reason,
+            "handed_over_to": group.handed_over_to,
+            "took_over_from": group.took_over_from,
             "last_report_at": group.last_report_at.isoformat() if group.last_report_at else None,
             "acknowledged": [
                 {

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from dispatcher.group import Counted, GroupTally, GroupTarget, Timing
+from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
-from dispatcher.store import db
+from dispatcher.store import db, writes
 from dispatcher.store.repo import LastUpdate, OutboxItem, Outcome, Store
 from dispatcher.store.tables import include_object, metadata
-from dispatcher.store.writes import SaveResult
+from dispatcher.store.writes import ReportWrite, SaveResult
+from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
 from tests.support.waiting import until
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -603,3 +606,200 @@ async def test_batches_opening_and_joining_the_same_groups_at_once_all_commit(
     finally:
         for other in instances[1:]:
             await other.close()
+
+
+HARIM = GroupTarget("root", (("region", "SY07"),), "harim-center", TIMING)
+
+
+async def test_a_report_routed_to_another_receiver_hands_the_open_group_over(
+    store: Store,
+) -> None:
+    """The rules moved the route to Harim's team: the next report closes Idleb's group
+    without a word (its push not yet sent is superseded) and a new group for Harim holds
+    every report, due a group_wait later; reports after it join that group."""
+    dev, _ = await store.register_device(
+        leader_id="b", token="tok-" + "h" * 30, platform="android", locale="en", now=T0
+    )
+    first = await save(store, report("r1", killed=2))
+    await save(store, report("r2", killed=1))
+    (old_id,) = first.group_ids
+    assert await pending_update(store, dev.id, T0 + 30 * S) == old_id
+
+    later = T0 + 40 * S
+    moved = await store.save_report(
+        report("r3", killed=4), targets=[HARIM], now=later, key_name="k", rules_version="v2"
+    )
+    (new_id,) = moved.group_ids
+    assert new_id != old_id
+    old, new = await store.get_group(old_id), await store.get_group(new_id)
+    assert old is not None
+    assert new is not None
+    assert (old.receiver, old.closed_at, old.closed_reason, old.handed_over_to) == (
+        "idleb-center", later, "receiver changed to harim-center", new_id,
+    )  # fmt: skip
+    assert old.seq == 1, "no closing update: the old team is told nothing"
+    assert (new.receiver, new.took_over_from, new.seq, new.pending) == (
+        "harim-center", old_id, 0, True,
+    )  # fmt: skip
+    assert new.next_flush_at == later + TIMING.group_wait
+    assert new.created_at == later
+    assert sorted(r.id for r in await store.group_reports(new_id)) == ["r1", "r2", "r3"]
+    assert sorted(r.id for r in await store.group_reports(old_id)) == ["r1", "r2"]
+    (push,) = await store.deliveries(old_id)
+    assert (push.status, push.last_error) == (
+        "superseded",
+        "receiver changed to harim-center: not sent",
+    )
+    assert [g.id for g in await store.due_groups(later + TIMING.group_wait)] == [new_id]
+
+    joined = await store.save_report(
+        report("r4"), targets=[HARIM], now=later + S, key_name="k", rules_version="v2"
+    )
+    assert joined.group_ids == (new_id,), "the next report joins the new group"
+    back = await save(store, report("r5"), later + 2 * S)
+    assert back.group_ids not in ((old_id,), (new_id,)), "moved back: handed over again"
+    assert sorted(r.id for r in await store.group_reports(back.group_ids[0])) == [
+        "r1", "r2", "r3", "r4", "r5",
+    ]  # fmt: skip
+
+
+async def test_applying_rules_hands_over_the_groups_of_routes_given_another_receiver(
+    store: Store,
+) -> None:
+    """When a rule set is applied: the open groups of a route with another receiver move,
+    those whose receiver is unchanged and those of routes gone from the rules stay; on
+    SQLite the writer then forgets the groups it remembered, so the next report joins the
+    new group."""
+    gone = GroupTarget("gone", (("region", "SY07"),), "idleb-center", TIMING)
+    kept = GroupTarget("kept", (("region", "SY07"),), "idleb-center", TIMING)
+    (old_id, gone_id, kept_id) = (await store.save_reports(
+        [(report("r1", killed=2), [TARGET, gone, kept])], now=T0, key_name="k",
+        rules_version="v1",
+    ))[0].group_ids  # fmt: skip
+    later = T0 + 100 * S
+    new_timing = Timing(group_wait=10 * S, group_interval=60 * S, repeat_interval=600 * S)
+    receivers = {"root": ("harim-center", new_timing), "kept": ("idleb-center", TIMING)}
+    (moved,) = await store.hand_over_groups(receivers, now=later, rules_version="v2")
+    assert (moved.old_id, moved.route_id, moved.old_receiver, moved.new_receiver) == (
+        old_id, "root", "idleb-center", "harim-center",
+    )  # fmt: skip
+    assert await store.hand_over_groups(receivers, now=later, rules_version="v2") == [], (
+        "applied again: nothing more moves"
+    )
+    new = await store.get_group(moved.new_id)
+    assert new is not None
+    assert new.labels == (("region", "SY07"),)
+    assert new.last_report_at == T0, "its reports came when they came"
+    assert (new.next_flush_at, new.group_interval) == (later + 10 * S, 60 * S)
+    assert [r.id for r in await store.group_reports(moved.new_id)] == ["r1"]
+    for still in (gone_id, kept_id):
+        group = await store.get_group(still)
+        assert group is not None
+        assert group.closed_at is None
+    after = await store.save_report(
+        report("r2"), targets=[HARIM], now=later + S, key_name="k", rules_version="v2"
+    )
+    assert after.group_ids == (moved.new_id,)
+
+
+async def test_instances_handing_one_group_over_at_once_open_one_new_group(
+    store: Store, db_url: str
+) -> None:
+    """Several instances apply the edit and take reports for the moved route at once (a
+    second writer on the SQLite file; seven more stores on PostgreSQL): one of them opens
+    the new group, every report lands in it, and none fails."""
+    postgres = db_url.startswith("postgresql")
+    await save(store, report("r0"))
+    others = [Store(db.create_engine(db_url), writer=None if postgres else db.create_writer(db_url))
+              for _ in range(7 if postgres else 1)]  # fmt: skip
+    instances = [store, *others]
+    try:
+        receivers = {"root": ("harim-center", TIMING)}
+        saving = asyncio.gather(
+            *(
+                instances[n % len(instances)].save_reports(
+                    [(report(f"m{n}-{i}"), [HARIM]) for i in range(4)], now=T0 + S,
+                    key_name="k", rules_version="v2",
+                )
+                for n in range(8)
+            ),
+            return_exceptions=True,
+        )  # fmt: skip
+        handing = asyncio.gather(
+            *(i.hand_over_groups(receivers, now=T0 + S, rules_version="v2") for i in instances),
+            return_exceptions=True,
+        )
+        saved, handed = await asyncio.gather(saving, handing)
+    finally:
+        for other in others:
+            await other.close()
+    failed = [r for r in [*saved, *handed] if isinstance(r, BaseException)]
+    assert failed == []
+    ids = {g for batch in saved if isinstance(batch, list) for r in batch for g in r.group_ids}
+    assert len(ids) == 1, "one new group"
+    (new_id,) = ids
+    moved = [m for found in handed if isinstance(found, list) for m in found]
+    assert [m.new_id for m in moved] in ([], [new_id])
+    due = await store.due_groups(T0 + 3600 * S)
+    assert [(g.id, g.receiver) for g in due] == [(new_id, "harim-center")]
+    assert len(await store.group_reports(new_id)) == 33
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(postgres_url() is None, reason="needs PostgreSQL")
+async def test_a_hand_over_waits_for_another_instances_and_joins_its_group(
+    tmp_path: Path,
+) -> None:
+    """Two instances take a report for the moved route at the same moment: the second
+    waits on the first's hand-over, finds the group closed when it commits, and joins the
+    new group instead of opening another."""
+    base = postgres_url()
+    assert base is not None
+    url, name = await _create_pg_database(base)
+    first = Store(db.create_engine(url))
+    second = Store(db.create_engine(url))
+    try:
+        await db.upgrade(first.engine)
+        (old_id,) = (await save(first, report("r0"))).group_ids
+        request = ReportWrite([(report("a"), [HARIM])], T0 + S, "k", "v2")
+        async with first.engine.connect() as conn:
+            await conn.begin()
+            (([mine],),) = [
+                await conn.run_sync(
+                    lambda c: writes.ReportWriter(writes.Sql(c), MergeRule()).save([request])
+                )
+            ]
+            assert mine.group_ids != (old_id,)
+            theirs_task = asyncio.create_task(
+                second.save_report(
+                    report("b"), targets=[HARIM], now=T0 + S, key_name="k", rules_version="v2"
+                )
+            )
+            await until(
+                lambda: _lock_waits(first), lambda n: n >= 1, what="the second hand-over waiting"
+            )
+            await conn.commit()
+        theirs = await theirs_task
+        assert theirs.group_ids == mine.group_ids, "joined the group the first one opened"
+        (new_id,) = mine.group_ids
+        assert sorted(r.id for r in await first.group_reports(new_id)) == ["a", "b", "r0"]
+        due = await first.due_groups(T0 + 3600 * S)
+        assert [g.id for g in due] == [new_id]
+    finally:
+        await first.close()
+        await second.close()
+        await _drop_pg_database(base, name)
+
+
+async def _lock_waits(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        return int(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            ).scalar_one()
+        )
