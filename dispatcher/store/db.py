@@ -28,8 +28,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
-    """An async engine for `url`; for SQLite, makes the data folder and sets durable pragmas."""
+def create_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", immediate: bool = False
+) -> AsyncEngine:
+    """An async engine for `url`; for SQLite, makes the data folder and sets durable pragmas.
+    `immediate`: SQLite transactions take the write lock up front (for a command that
+    writes next to a running service: it waits its turn instead of failing)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -41,7 +45,8 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     # This connection only reads once the service runs (every write goes through the
     # writer below), so its transactions begin DEFERRED: in WAL a reader never takes the
     # write lock, never waits for the writer, and never makes it wait.
-    _sqlite_pragmas(engine.sync_engine, sqlite_synchronous, begin="BEGIN")
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    _sqlite_pragmas(engine.sync_engine, sqlite_synchronous, begin=begin)
     return engine
 
 

@@ -34,7 +34,8 @@ from dispatcher.group import Counted, GroupTarget, Life, Timing
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.silence import MATCHERS, Silence
-from dispatcher.store import writes
+from dispatcher.store import access, writes
+from dispatcher.store.access import KeyRow, Pairing, Revoked
 from dispatcher.store.group_commit import ReportCommits
 from dispatcher.store.tables import (
     alert_groups,
@@ -690,10 +691,18 @@ class Store:
     # --- devices -------------------------------------------------------------------------
 
     async def register_device(
-        self, *, leader_id: str, token: str, platform: str, locale: str, now: datetime
+        self,
+        *,
+        leader_id: str,
+        token: str,
+        platform: str,
+        locale: str,
+        now: datetime,
+        key_id: str | None = None,
     ) -> tuple[DeviceRow, bool]:
         """Register a token for a leader; a token seen before moves to this leader (shared
-        phones change hands). Returns the device and whether it is new."""
+        phones change hands). `key_id` is the database key that registered it (revoking
+        the key disables the phone). Returns the device and whether it is new."""
 
         return await self._write(
             partial(
@@ -703,6 +712,7 @@ class Store:
                 platform=platform,
                 locale=locale,
                 now=now,
+                key_id=key_id,
             )
         )
 
@@ -719,6 +729,62 @@ class Store:
         if not leader_ids:
             return []
         return await self._read(lambda conn: _active_devices(conn, leader_ids))
+
+    # --- API keys and pairing codes (store/access.py) ----------------------------------
+
+    async def add_key(
+        self,
+        *,
+        name: str,
+        sha256: str,
+        scopes: Sequence[str],
+        leader_id: str | None,
+        now: datetime,
+        created_by: str,
+    ) -> KeyRow:
+        return await self._write(
+            partial(
+                access.add_key, key_id=access.new_id("key"), name=name, sha256=sha256,
+                scopes=list(scopes), leader_id=leader_id, now=now, created_by=created_by,
+            )
+        )  # fmt: skip
+
+    async def key_by_hash(self, sha256: str) -> KeyRow | None:
+        """The stored key with this SHA-256 (revoked or not), or None."""
+        return await self._read(partial(access.key_by_hash, sha256=sha256))
+
+    async def list_keys(self) -> list[KeyRow]:
+        return await self._read(access.list_keys)
+
+    async def revoke_key(self, key_id: str, *, now: datetime, by: str) -> Revoked | None:
+        """Revoke a key: its phones are disabled and their pending pushes not sent."""
+        return await self._write(partial(access.revoke_key, key_id=key_id, now=now, by=by))
+
+    async def touch_keys(self, used: dict[str, datetime]) -> None:
+        if used:
+            await self._write(partial(access.touch_keys, used=dict(used)))
+
+    async def add_pairing(
+        self, *, sha256: str, leader_id: str, now: datetime, expires_at: datetime, created_by: str
+    ) -> Pairing:
+        return await self._write(
+            partial(
+                access.add_pairing, pairing_id=access.new_id("pair"), sha256=sha256,
+                leader_id=leader_id, now=now, expires_at=expires_at, created_by=created_by,
+            )
+        )  # fmt: skip
+
+    async def redeem_pairing(
+        self, *, sha256: str, now: datetime, key_sha256: str, name: str | None
+    ) -> tuple[Pairing, KeyRow] | None:
+        """Use a pairing code once and make the phone's key; None for a code that is
+        unknown, used or expired."""
+        return await self._write(
+            partial(
+                access.redeem, sha256=sha256, now=now, key_id=access.new_id("key"),
+                key_sha256=key_sha256, name=name,
+            )
+        )  # fmt: skip
 
     # --- outbox --------------------------------------------------------------------------
 
@@ -979,6 +1045,7 @@ PENDING = (
     "n.title, n.body, n.data, n.collapse_key, n.priority, n.attempts, n.expires_at "
     "FROM notifications n LEFT JOIN devices d ON d.id = n.device_id"
 )
+NOT_REVOKED = f"(d.disabled_reason IS NULL OR d.disabled_reason <> '{access.KEY_REVOKED}')"
 RECORD_OUTCOME = (
     "UPDATE notifications SET status = :status, claimed_until = NULL, attempts = attempts + 1, "
     "next_attempt_at = :next_attempt_at, last_error = :last_error, "
@@ -1120,6 +1187,12 @@ def _supersede(conn: Connection, group_id: str, seq: int, outbox: Sequence[Outbo
 
 def _claim(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[PendingPush]:
     unclaimed = or_(notifications.c.claimed_until.is_(None), notifications.c.claimed_until <= now)
+    access.stop_revoked(
+        conn,
+        due=and_(
+            notifications.c.status == "pending", notifications.c.next_attempt_at <= now, unclaimed
+        ),
+    )
     conn.execute(
         update(notifications)
         .where(
@@ -1164,7 +1237,9 @@ def _pending(sql: writes.Sql, where: str, params: dict[str, Any]) -> list[Pendin
     """Outbox rows as senders need them, with their device's token and platform. PENDING's
     columns are PendingPush's fields, in order. The rows of one update share their data
     and expiry, so each distinct value is decoded once."""
-    rows = sql.rows(f"{PENDING} WHERE {where} ORDER BY n.id", params)
+    # A phone whose key was revoked since the row was written gets nothing (the claim
+    # closes such rows as failed once this claim runs out).
+    rows = sql.rows(f"{PENDING} WHERE ({where}) AND {NOT_REVOKED} ORDER BY n.id", params)
     datas: dict[Any, dict[str, Any]] = {}
     times: dict[Any, datetime | None] = {}
 
@@ -1371,7 +1446,14 @@ def _expire(conn: Connection, *, silence_id: str, now: datetime) -> Silence | No
 
 
 def _register(
-    conn: Connection, *, leader_id: str, token: str, platform: str, locale: str, now: datetime
+    conn: Connection,
+    *,
+    leader_id: str,
+    token: str,
+    platform: str,
+    locale: str,
+    now: datetime,
+    key_id: str | None = None,
 ) -> tuple[DeviceRow, bool]:
     row = conn.execute(select(devices).where(devices.c.token == token)).first()
     if row is None:
@@ -1383,6 +1465,7 @@ def _register(
                 locale=locale,
                 created_at=now,
                 updated_at=now,
+                key_id=key_id,
             )
         )
         pk = result.inserted_primary_key
@@ -1398,6 +1481,7 @@ def _register(
             updated_at=now,
             disabled_at=None,
             disabled_reason=None,
+            key_id=key_id,
         )
     )
     return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False

@@ -228,8 +228,45 @@ devices = Table(
     Column("updated_at", Time, nullable=False),
     Column("disabled_at", Time, nullable=True),
     Column("disabled_reason", String(200), nullable=True),
+    # The API key that registered the phone (api_keys.id; none for a key from the config):
+    # revoking the key disables its phones.
+    Column("key_id", String(32), nullable=True),
 )
 Index("ix_devices_leader_id", devices.c.leader_id)
+Index("ix_devices_key_id", devices.c.key_id)
+
+# API keys made at run time (`dispatcher keys new`, the admin API, a phone's pairing); keys
+# in the config file stay there. Only the SHA-256 of a key is kept. Revoked keys stay, for
+# the record of who did what with which key.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # key_<12 hex>
+    Column("name", String(100), nullable=False),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("leader_id", String(100), nullable=True),
+    Column("created_at", Time, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("last_used_at", Time, nullable=True),
+    Column("revoked_at", Time, nullable=True),
+    Column("revoked_by", String(200), nullable=True),
+)
+
+# One-time codes that pair a leader's phone: only the code's SHA-256 is kept; redeeming one
+# sets used_at (once) and makes the phone's key.
+pairings = Table(
+    "pairings",
+    metadata,
+    Column("id", String(32), primary_key=True),  # pair_<12 hex>
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("leader_id", String(100), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", Time, nullable=False),
+    Column("used_at", Time, nullable=True),
+    Column("key_id", String(32), nullable=True),  # the key the redeeming phone got
+)
 
 # The outbox: one row per (update, device), written in the transaction that made the update,
 # sent by the delivery job, never deleted silently. Status: pending, then sent, failed,
