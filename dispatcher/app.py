@@ -7,6 +7,7 @@ Tests build the same service with a different clock or settings; nothing is monk
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from dispatcher.settings import ConfigError, Settings
 from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.targets import receivers_by_route
+from dispatcher.web.access import ACCESS, Access, add_access_routes, record_uses
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.groups import add_group_routes
@@ -39,6 +41,8 @@ from dispatcher.web.problems import problem_middleware
 from dispatcher.web.silences import add_silence_routes
 
 log = logging.getLogger("dispatcher")
+
+KEY_USES_EVERY = 60.0  # seconds between writes of API keys' last use
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Service:
     pipeline: Pipeline
     scheduler: Scheduler
     migrated: tuple[str | None, str | None]
+    stored_keys: int = 0  # keys in the database, not revoked, at start
 
     async def close(self) -> None:
         await self.scheduler.stop()
@@ -62,7 +67,7 @@ class Service:
         rules = self.rules.current
         storage = make_url(self.settings.storage.url)
         before, after = self.migrated
-        keys = len(self.settings.auth.keys)
+        keys = len(self.settings.auth.keys) + self.stored_keys
         lines = [
             f"dispatcher listening on {url}",
             f"rules: {', '.join(str(f) for f in rules.files)} (version {rules.version}: "
@@ -77,7 +82,12 @@ class Service:
             + ("" if before == after else f", migrated from {before or 'an empty database'}")
             + ")",
             f"auth: {keys} API key{'s' if keys != 1 else ''}"
-            + ("" if keys else " - every write will be refused; see `dispatcher keys new`"),
+            + (
+                f" ({len(self.settings.auth.keys)} in the config, {self.stored_keys} in the "
+                "database)"
+                if keys
+                else " - every write will be refused; see `dispatcher keys new`"
+            ),
         ]
         lines.extend(f"rules warning: {w}" for w in rules.warnings)
         return lines
@@ -187,19 +197,44 @@ async def build(
         ),
         observe=metrics.tick_seconds.observe,
     )
-    return Service(settings, store, live, channel, pipeline, scheduler, migrated)
+    stored_keys = sum(1 for k in await store.list_keys() if k.revoked_at is None)
+    return Service(settings, store, live, channel, pipeline, scheduler, migrated, stored_keys)
 
 
 def make_app(service: Service) -> web.Application:
+    server = service.settings.server
+    ring = KeyRing(service.settings.auth.keys, service.store.key_by_hash)
     app = web.Application(
-        client_max_size=service.settings.server.max_body_bytes,
-        middlewares=[problem_middleware, auth_middleware(KeyRing(service.settings.auth.keys))],
+        client_max_size=server.max_body_bytes,
+        middlewares=[problem_middleware, auth_middleware(ring)],
     )
     app[PIPELINE] = service.pipeline
+    app[ACCESS] = Access(ring, server.base_url(), tuple(server.trusted_proxies))
     add_routes(app)
     add_operation_routes(app)
     add_group_routes(app)
     add_silence_routes(app)
+    add_access_routes(app)
+
+    async def key_uses_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        # When keys were last used: written once a minute, never on a request's path.
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(KEY_USES_EVERY)
+                try:
+                    await record_uses(app)
+                except Exception:
+                    log.exception("could not record when API keys were last used")
+
+        task = asyncio.get_running_loop().create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(Exception):
+            await record_uses(app)
+
+    app.cleanup_ctx.append(key_uses_ctx)
 
     async def scheduler_ctx(_app: web.Application):  # type: ignore[no-untyped-def]
         service.scheduler.start()

@@ -1,5 +1,5 @@
-"""The `dispatcher` command: serve, keys, rules check/show/test/diff, regions import,
-silences add/list/expire, db upgrade.
+"""The `dispatcher` command: serve, keys new/list/revoke, leaders pair, rules
+check/show/test/diff, regions import, silences add/list/expire, db upgrade.
 
 Each subcommand is a thin shell over the library: it reads settings, calls one function,
 prints for a person, and exits 0 on success, 1 on a problem the operator must fix.
@@ -14,15 +14,20 @@ import gc
 import json
 import logging
 import signal
+import ssl
 import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatcher import __version__
-from dispatcher.settings import ConfigError, Settings, load_settings
+from dispatcher.settings import ConfigError, Settings, TlsSettings, load_settings
 
 if TYPE_CHECKING:
     from dispatcher.rules.load import RuleSet
+    from dispatcher.store.access import KeyRow, Pairing
+    from dispatcher.store.repo import Store
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -44,30 +49,43 @@ async def _serve(settings: Settings) -> None:
     from aiohttp import web
 
     from dispatcher.app import build, make_app
+    from dispatcher.web.access import ACCESS
+    from dispatcher.web.tls import server_context
 
+    tls = settings.server.tls
+    context = server_context(tls) if tls is not None else None
     service = await build(settings)
-    runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False)
+    app = make_app(service)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        site = web.TCPSite(runner, settings.server.host, settings.server.port, ssl_context=context)
         await site.start()
         # What start-up built (modules, rules, SQLAlchemy's caches) lives as long as the
         # process: keep the cyclic GC from walking it again in every full collection, which
         # a 4,000-phone fan-out triggers several times (~15% of its time).
         gc.freeze()
         port = runner.addresses[0][1]  # the real one when the config asks for port 0
-        for line in service.banner(f"http://{settings.server.host}:{port}"):
+        app[ACCESS].public_url = settings.server.base_url(port)
+        scheme = "https" if context is not None else "http"
+        for line in service.banner(f"{scheme}://{settings.server.host}:{port}"):
             print(line, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        reloads: set[asyncio.Task[bool]] = set()
+        reloads: set[asyncio.Task[object]] = set()
 
         def on_sighup() -> None:
-            task = loop.create_task(service.rules.reload("SIGHUP", service.pipeline.clock))
+            task: asyncio.Task[object] = loop.create_task(
+                service.rules.reload("SIGHUP", service.pipeline.clock)
+            )
             reloads.add(task)
             task.add_done_callback(reloads.discard)
+            if context is not None and tls is not None:
+                cert = loop.create_task(_reload_tls(context, tls))
+                reloads.add(cert)
+                cert.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
         await stop.wait()
@@ -75,6 +93,17 @@ async def _serve(settings: Settings) -> None:
     finally:
         await runner.cleanup()
         await service.close()
+
+
+async def _reload_tls(context: ssl.SSLContext, tls: TlsSettings) -> None:
+    from dispatcher.web.tls import reload
+
+    try:
+        await reload(context, tls)
+    except ConfigError as exc:
+        logging.getLogger("dispatcher").error("%s; the old certificate keeps serving", exc)
+    else:
+        logging.getLogger("dispatcher").info("certificate %s loaded again (SIGHUP)", tls.cert)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -104,16 +133,194 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     from dispatcher.settings import ApiKey
     from dispatcher.web.auth import hash_key, new_key
 
-    if "devices:write" in args.scope and not args.leader:
+    scopes = list(dict.fromkeys(args.scope))
+    if "devices:write" in scopes and not args.leader:
         print(
             "dispatcher: a devices:write key must be bound to a leader (--leader)", file=sys.stderr
         )
         return 1
     key = new_key()
-    entry = ApiKey(name=args.name, sha256=hash_key(key), scopes=args.scope, leader=args.leader)
+    if args.config_entry:
+        entry = ApiKey(name=args.name, sha256=hash_key(key), scopes=scopes, leader=args.leader)
+        print(f"key: {key}")
+        print("It is shown once; the service keeps only its hash. Add this entry to auth.keys:")
+        print(json.dumps(entry.model_dump(exclude_none=True)))
+        return 0
+    try:
+        settings = _settings(args.config)
+        if args.leader is not None:
+            rules = _rules_or_fail(args)
+            if rules is None:
+                return 1
+            if args.leader not in rules.leaders:
+                return _fail(
+                    [f"no leader {args.leader!r} in {settings.rules.path}"],
+                    header="dispatcher: cannot make the key:",
+                )
+        row = asyncio.run(_add_key(settings, args.name, hash_key(key), scopes, args.leader))
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
     print(f"key: {key}")
-    print("It is shown once; the service keeps only its hash. Add this entry to auth.keys:")
-    print(json.dumps(entry.model_dump(exclude_none=True)))
+    print(f"id: {row.id}  name: {row.name}  scopes: {','.join(row.scopes)}"
+          + (f"  leader: {row.leader_id}" if row.leader_id else ""))  # fmt: skip
+    print("It is shown once; the service keeps only its hash. It works now: no restart needed.")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Store]:
+    """The service's database, migrated, for a command run beside the service: on SQLite
+    each transaction waits for the lock (busy_timeout) rather than failing."""
+    from dispatcher.store import db
+    from dispatcher.store.repo import Store
+
+    engine = db.create_engine(
+        settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous,
+        immediate=True,
+    )  # fmt: skip
+    store = Store(engine)
+    try:
+        await db.upgrade(engine)
+        yield store
+    finally:
+        await store.close()
+
+
+def _by() -> str:
+    import getpass
+
+    try:
+        return f"CLI ({getpass.getuser()})"
+    except (OSError, KeyError):
+        return "CLI"
+
+
+def _now() -> datetime:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+async def _add_key(
+    settings: Settings, name: str, sha256: str, scopes: list[str], leader: str | None
+) -> KeyRow:
+    async with _store(settings) as store:
+        return await store.add_key(
+            name=name, sha256=sha256, scopes=scopes, leader_id=leader, now=_now(),
+            created_by=_by(),
+        )  # fmt: skip
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at is not None else "-"
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args.config)
+        rows = asyncio.run(_list_keys(settings))
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
+    table = [("ID", "NAME", "SCOPES", "LEADER", "CREATED", "LAST USED", "REVOKED")]
+    for k in settings.auth.keys:
+        table.append((f"config:{k.name}", k.name, ",".join(k.scopes), k.leader or "-",
+                      "(config)", "-", "-"))  # fmt: skip
+    for r in rows:
+        table.append((r.id, r.name, ",".join(r.scopes), r.leader_id or "-", _when(r.created_at),
+                      _when(r.last_used_at), _when(r.revoked_at)))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def _list_keys(settings: Settings) -> list[KeyRow]:
+    async with _store(settings) as store:
+        return await store.list_keys()
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args.config)
+        return asyncio.run(_revoke(settings, args.key))
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
+
+
+async def _revoke(settings: Settings, wanted: str) -> int:
+    async with _store(settings) as store:
+        rows = await store.list_keys()
+        found = [r for r in rows if r.id == wanted]
+        if not found:
+            found = [r for r in rows if r.name == wanted and r.revoked_at is None]
+        if not found:
+            in_config = any(k.name == wanted.removeprefix("config:") for k in settings.auth.keys)
+            why = (
+                f"the key '{wanted}' is in the config file (auth.keys): remove it there and "
+                "restart the service"
+                if in_config
+                else f"no key with the id or name {wanted!r} (see `dispatcher keys list`)"
+            )
+            return _fail([why], header="dispatcher: nothing revoked:")
+        if len(found) > 1:
+            return _fail(
+                [f"{r.id}  created {_when(r.created_at)}  {','.join(r.scopes)}" for r in found],
+                header=f"dispatcher: {len(found)} keys are named {wanted!r}; give the id of one:",
+            )
+        done = await store.revoke_key(found[0].id, now=_now(), by=_by())
+    assert done is not None
+    if done.already:
+        print(f"{done.key.id} ({done.key.name}) was revoked already, at "
+              f"{_when(done.key.revoked_at)}")  # fmt: skip
+    else:
+        print(f"revoked {done.key.id} ({done.key.name}): refused from now on (within a second "
+              "on every instance)")  # fmt: skip
+    print(f"{done.phones} phone(s) disabled, {done.pushes} pending push(es) not sent")
+    return 0
+
+
+def cmd_leaders_pair(args: argparse.Namespace) -> int:
+    """A one-time code for a leader's phone, with the app's URL and a QR code."""
+    import io
+    from datetime import timedelta
+
+    import segno
+
+    from dispatcher.pairing import digest, new_code, shown
+
+    if not 1 <= args.minutes <= 24 * 60:
+        return _fail(["--minutes: from 1 to 1440"], header="dispatcher: cannot pair a phone:")
+    try:
+        settings = _settings(args.config)
+        rules = _rules_or_fail(args)
+        if rules is None:
+            return 1
+        if args.leader not in rules.leaders:
+            return _fail(
+                [f"no leader {args.leader!r} in {settings.rules.path}"],
+                header="dispatcher: cannot pair a phone:",
+            )
+        code = new_code()
+        now = _now()
+
+        async def add() -> Pairing:
+            async with _store(settings) as store:
+                return await store.add_pairing(
+                    sha256=digest(code), leader_id=args.leader, now=now,
+                    expires_at=now + timedelta(minutes=args.minutes), created_by=_by(),
+                )  # fmt: skip
+
+        pairing = asyncio.run(add())
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
+    leader = rules.leaders[args.leader]
+    url = f"{settings.server.base_url()}/app/#pair={code}"
+    qr = io.StringIO()
+    segno.make(url, error="m").terminal(out=qr, compact=True)
+    print(f"pairing code for {leader.name} ({leader.id}): {shown(code)}")
+    print(f"valid until {pairing.expires_at.strftime('%Y-%m-%d %H:%M')} UTC, once "
+          f"({args.minutes} min); the phone opens {url}")  # fmt: skip
+    print(qr.getvalue(), end="")
     return 0
 
 
@@ -367,7 +574,33 @@ def parser() -> argparse.ArgumentParser:
         help="repeat for several scopes",
     )
     new.add_argument("--leader", help="the leader a device key registers phones for")
-    new.set_defaults(func=cmd_keys_new)
+    new.add_argument(
+        "--config-entry",
+        action="store_true",
+        help="print an auth.keys entry for the config file instead (touches no database)",
+    )
+    with_config(new)
+    new.set_defaults(func=cmd_keys_new, path=None)
+    klist = keys.add_parser("list", help="the keys: config and database; never the keys")
+    with_config(klist)
+    klist.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser(
+        "revoke", help="refuse a key from now on, and disable the phones it registered"
+    )
+    revoke.add_argument("key", metavar="ID|NAME")
+    with_config(revoke)
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    leaders = sub.add_parser("leaders", help="team leaders").add_subparsers(
+        dest="leaders_cmd", required=True
+    )
+    pair = leaders.add_parser(
+        "pair", help="a one-time code (and QR code) that gives a leader's phone its own key"
+    )
+    pair.add_argument("leader", help="a leader id from the rules")
+    pair.add_argument("--minutes", type=int, default=15, help="how long the code works")
+    with_config(pair)
+    pair.set_defaults(func=cmd_leaders_pair, path=None)
 
     rules = sub.add_parser("rules", help="operators' rules").add_subparsers(
         dest="rules_cmd", required=True

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -47,10 +48,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TlsSettings(_Section):
+    """Serve HTTPS from these PEM files (browsers install the leaders' app and allow push
+    only over HTTPS); both are read again on SIGHUP."""
+
+    cert: Path  # the certificate chain, leaf first
+    key: Path
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    tls: TlsSettings | None = None
+    # Where people reach the service (links and QR codes for phones), e.g. the reverse
+    # proxy's https://dispatch.example.org; default: scheme, host and port above.
+    public_url: str | None = Field(None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client; from
+    # anyone else the header is ignored (it would let a guesser pose as many addresses).
+    trusted_proxies: list[IPvAnyNetwork] = []
+
+    def base_url(self, port: int | None = None) -> str:
+        """The public URL without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port if port is None else port}"
 
 
 class StorageSettings(_Section):

@@ -36,7 +36,7 @@ from dispatcher.resend import conflict_detail
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.store.writes import SaveResult
-from dispatcher.web.auth import KEY, PUBLIC, requires
+from dispatcher.web.auth import KEY, PUBLIC, requires, stored_id
 from dispatcher.web.problems import problem
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
@@ -439,6 +439,7 @@ async def post_device(request: web.Request) -> web.Response:
         platform=device_in.platform,
         locale=device_in.locale,
         now=pipeline.clock(),
+        key_id=stored_id(request[KEY]),
     )
     return json_response(
         {

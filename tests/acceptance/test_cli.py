@@ -35,7 +35,7 @@ def run(
 
 
 def new_key(*args: str) -> tuple[str, dict[str, object]]:
-    done = run("keys", "new", *args)
+    done = run("keys", "new", "--config-entry", *args)
     assert done.returncode == 0, done.stderr
     key = re.search(r"^key: (\S+)$", done.stdout, re.M)
     assert key is not None
@@ -52,7 +52,7 @@ def test_keys_new_prints_a_key_and_its_hash_only() -> None:
     }
     other, _ = new_key("--name", "obs", "--scope", "read")
     assert other != key
-    refused = run("keys", "new", "--name", "p", "--scope", "devices:write")
+    refused = run("keys", "new", "--config-entry", "--name", "p", "--scope", "devices:write")
     assert refused.returncode == 1
     assert "--leader" in refused.stderr
 
