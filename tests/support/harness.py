@@ -14,6 +14,7 @@ from aiohttp import web
 from dispatcher.app import Service, build, make_app
 from dispatcher.clock import Clock, system_clock
 from dispatcher.settings import ApiKey, Settings
+from dispatcher.web.access import ACCESS
 from dispatcher.web.auth import hash_key
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
@@ -41,6 +42,7 @@ class Running:
     service: Service
     http: aiohttp.ClientSession
     keys: Keys
+    app: web.Application | None = None
 
     async def post(
         self, path: str, body: Any, *, key: str | None, **kwargs: Any
@@ -89,14 +91,16 @@ async def running(
     settings: Settings, keys: Keys, *, clock: Clock = system_clock
 ) -> AsyncIterator[Running]:
     service = await build(settings, clock=clock)
-    runner = web.AppRunner(make_app(service), access_log=None)
+    app = make_app(service)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    app[ACCESS].public_url = settings.server.base_url(port)
     try:
         async with aiohttp.ClientSession() as http:
-            yield Running(f"http://127.0.0.1:{port}", service, http, keys)
+            yield Running(f"http://127.0.0.1:{port}", service, http, keys, app)
     finally:
         await runner.cleanup()
         await service.close()
