@@ -61,7 +61,7 @@ async def serving(env: dict[str, str], cwd: Path) -> AsyncIterator[Served]:
                 err = await proc.stderr.read() if proc.stderr else b""
                 raise AssertionError(f"the service exited before it started: {err.decode()}")
             banner.append(line.decode().rstrip())
-        url = re.match(r"dispatcher listening on (http://127\.0\.0\.1:\d+)$", banner[0])
+        url = re.match(r"dispatcher listening on (https?://127\.0\.0\.1:\d+)$", banner[0])
         assert url is not None, banner
         yield Served(url.group(1), banner, proc)
     finally:
