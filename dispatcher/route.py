@@ -4,6 +4,10 @@ Alertmanager's semantics: a report walks down from the root; at each node the ch
 tried in order and the first that matches takes it, unless that child says `continue`, in
 which case the later siblings are tried too; a node none of whose children match is itself
 the match. Children inherit receiver, group_by and timings from their parent.
+
+A surge route (`surge:`, see dispatcher.surge) counts what it matches and takes nothing away:
+it always goes on to its later siblings as if it said `continue`, and a node whose only
+matching children are surge routes is itself the match too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from dispatcher.model import UNASSIGNED, Report
+from dispatcher.surge import SurgeRule
 
 OPERATORS: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge,
@@ -122,6 +127,7 @@ class Route:
     # "minimal": the push carries no place, count or coordinates, only a neutral notice and a
     # reference; the leader's app fetches the update (GET /v1/groups/{id}/updates/{seq}).
     payload: str = "full"
+    surge: SurgeRule | None = None  # a rate of incidents, not a report (dispatcher.surge)
 
     @property
     def effective_wait(self) -> timedelta:
@@ -151,13 +157,18 @@ def match(root: Route, report: Report, region_path: tuple[str, ...]) -> list[Rou
 
 def _match(node: Route, report: Report, region_path: tuple[str, ...]) -> list[Route]:
     found: list[Route] = []
+    taken = False  # by a route that is not a surge route
     for child in node.children:
         if not child.matchers.matches(report, region_path):
             continue
+        if child.surge is not None:
+            found.append(child)  # counts the report, and the later siblings are tried too
+            continue
         found.extend(_match(child, report, region_path))
+        taken = True
         if not child.continue_:
             break
-    return found or [node]
+    return found if taken else [node, *found]
 
 
 def group_labels(

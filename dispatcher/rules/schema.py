@@ -22,6 +22,7 @@ from dispatcher.route import COUNTS, Inhibition, Matchers, Route, Threshold
 from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.errors import Loc, Problems, suggest
 from dispatcher.rules.yamlmarks import Y
+from dispatcher.surge import SurgeRule
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 GROUP_BY = re.compile(r"^(region|region:\d+|kind|source)$")
@@ -52,8 +53,11 @@ ROUTE_KEYS = (
     "continue",
     "immediate",
     "payload",
+    "surge",
     "routes",
 )
+SURGE_KEYS = ("incidents", "within")
+SURGE_GROUP_WAIT = timedelta(0)  # a surge route's own default: pushed at the next tick
 MATCH_KEYS = ("regions", "kinds", "statuses", "sources", *COUNTS, "not")
 NOT_KEYS = ("regions", "kinds", "statuses", "sources")
 LEADER_MARK = "leader:"  # marks leader ids among the receivers parse_routes is given
@@ -413,7 +417,7 @@ def parse_routes(
         return None
     root = doc.value["route"]
     if root.is_map():
-        for key in ("match", "continue"):
+        for key in ("match", "continue", "surge"):
             if key in root.value:
                 c.p.error(
                     root.key_locs[key],
@@ -537,6 +541,14 @@ def _route(
         matchers = Matchers(regions_, kinds_, statuses_, sources_, tuple(thresholds), *negated)
     cont = c.boolean(v.get("continue"), "continue", False)
     immediate = c.boolean(v.get("immediate"), "immediate", parent.immediate)
+    is_surge = "surge" in v and not is_root  # the top route's is refused in parse_routes
+    surge = _surge(v["surge"], c) if is_surge else None
+    if is_surge:
+        _check_surge_route(v, c)
+        immediate = False
+        # Its own group_wait, not its parent's digest wait: a surge is told at once.
+        if "group_wait" not in v:
+            timings["group_wait"] = SURGE_GROUP_WAIT
     if immediate and "immediate" in v:
         for key in ("group_wait", "group_interval"):
             if key in v:
@@ -555,9 +567,17 @@ def _route(
                 f"payload '{given}' is not known{suggest(given, ('full', 'minimal'))}; use full "
                 "(the alert on the phone) or minimal (a neutral notice; the app fetches the text)",
             )
+    if is_surge and "match" in v:
+        leaves_out = matchers.statuses and "retracted" not in matchers.statuses
+        if leaves_out or "retracted" in matchers.not_statuses:
+            c.p.error(
+                v["match"].loc,
+                "a surge route must match retracted reports too, or a retracted incident "
+                "keeps counting; remove the status matcher that leaves them out",
+            )
     here = _Inherited(receiver, group_by, timings, immediate, payload)
     children: list[Route] = []
-    if "routes" in v:
+    if "routes" in v and not is_surge:
         if not v["routes"].is_list():
             c.p.error(v["routes"].loc, "routes must be a list of routes, each starting with '- '")
         else:
@@ -566,8 +586,8 @@ def _route(
                 if child is not None:
                     children.append(child)
             _check_shadowed(children, c)
-    if receiver is None:
-        return None
+    if receiver is None or (is_surge and surge is None):
+        return None  # (a surge route with a bad surge: left out, so as not to shadow others)
     return Route(
         id=name or path,
         receiver=receiver,
@@ -583,7 +603,85 @@ def _route(
         where=str(y.loc),
         immediate=immediate,
         payload=payload,
+        surge=surge,
     )
+
+
+def _surge(y: Y, c: Checker) -> SurgeRule | None:
+    """`surge: {incidents: ">= 8", within: 30m}`: 8 or more live incidents in 30 minutes."""
+    if not y.is_map():
+        c.p.error(y.loc, 'surge must be a mapping like {incidents: ">= 8", within: 30m}')
+        return None
+    if not c.mapping(y, "surge", SURGE_KEYS):
+        return None
+    v = y.value
+    missing = {
+        "incidents": "surge needs 'incidents', the threshold, like incidents: \">= 8\"",
+        "within": "surge needs 'within', the window incidents are counted in, like within: 30m",
+    }
+    for key, message in missing.items():
+        if key not in v:
+            c.p.error(y.loc, message)
+    at_least = _surge_threshold(v["incidents"], c) if "incidents" in v else None
+    within = c.duration(v.get("within"), "surge.within")
+    if at_least is None or within is None:
+        return None
+    return SurgeRule(at_least, within)
+
+
+def _surge_threshold(y: Y, c: Checker) -> int | None:
+    """`8` (8 or more, as casualty matchers read a bare count), `">= 8"` or `"> 7"`."""
+    raw = y.value
+    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
+    found = THRESHOLD.match(text) if text is not None else None
+    if found is None:
+        c.p.error(y.loc, 'surge.incidents must be a threshold like ">= 8" (quote it in YAML)')
+        return None
+    op, value = found.group(1) or ">=", int(found.group(2))
+    if op not in (">=", ">"):
+        c.p.error(
+            y.loc,
+            f"surge.incidents '{text}' cannot open a surge: a surge is a rate that rises to a "
+            'threshold; write it like ">= 8"',
+        )
+        return None
+    at_least = value + 1 if op == ">" else value
+    if at_least < 2:
+        c.p.error(
+            y.loc,
+            f"surge.incidents '{text}' makes every incident a surge; use a threshold of 2 or "
+            "more, or a route without surge",
+        )
+        return None
+    return at_least
+
+
+def _check_surge_route(v: dict[str, Y], c: Checker) -> None:
+    """What a surge route cannot hold, each with the fix."""
+    if "routes" in v:
+        c.p.error(
+            v["routes"].loc,
+            "a surge route counts incidents and has no routes below it; put these routes beside it",
+        )
+    if "continue" in v and v["continue"].value is False:
+        c.p.error(
+            v["continue"].loc,
+            "a surge route always lets reports go on to the routes after it; remove "
+            "'continue: false'",
+        )
+    if "immediate" in v and v["immediate"].value is True:
+        c.p.error(
+            v["immediate"].loc,
+            "a surge route pushes when the rate is reached, not each report; remove "
+            "'immediate: true'",
+        )
+    for key in ("repeat_interval", "close_after"):
+        if key in v:
+            c.p.warning(
+                v[key].loc,
+                f"{key} has no effect on a surge route: it repeats at most every "
+                "group_interval while the rate holds, and closes when its window is empty",
+            )
 
 
 def _sets(
@@ -648,7 +746,7 @@ def _check_shadowed(children: list[Route], c: Checker) -> None:
                 "(line " + earlier.where.rsplit(":", 2)[1] + ") takes every report it "
                 "would; move it up or set 'continue: true' on the earlier one",
             )
-        if not later.continue_:
+        if not later.continue_ and later.surge is None:
             blocking.append(later)
 
 

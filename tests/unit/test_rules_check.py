@@ -91,6 +91,29 @@ CASES = {
         "teams.yaml:6:9: team id 'harim-lead' is also a leader's id (line 9); a route's "
         "receiver names either, so give one of them another id",
     ],
+    "surge": [
+        "routes.yaml:3:3: the top route takes every report; 'surge' belongs on a child route",
+        "routes.yaml:6:14: surge needs 'within', the window incidents are counted in, "
+        "like within: 30m",
+        "routes.yaml:8:26: surge.incidents '< 3' cannot open a surge: a surge is a rate that "
+        'rises to a threshold; write it like ">= 8"',
+        "routes.yaml:10:26: surge.incidents '1' makes every incident a surge; use a threshold "
+        "of 2 or more, or a route without surge",
+        "routes.yaml:12:42: surge.within: 'soon' is not a duration; write it like 30s, 2m, "
+        "1h30m or 500ms",
+        "routes.yaml:12:48: unknown key 'per' in surge; allowed: incidents, within",
+        "routes.yaml:15:17: a surge route always lets reports go on to the routes after it; "
+        "remove 'continue: false'",
+        "routes.yaml:16:18: a surge route pushes when the rate is reached, not each report; "
+        "remove 'immediate: true'",
+        "routes.yaml:17:24: warning: repeat_interval has no effect on a surge route: it repeats "
+        "at most every group_interval while the rate holds, and closes when its window is empty",
+        "routes.yaml:18:14: a surge route must match retracted reports too, or a retracted "
+        "incident keeps counting; remove the status matcher that leaves them out",
+        "routes.yaml:20:9: a surge route counts incidents and has no routes below it; put these "
+        "routes beside it",
+        'routes.yaml:22:14: surge must be a mapping like {incidents: ">= 8", within: 30m}',
+    ],
     "shadowed": [
         "routes.yaml:6:7: warning: route 'harim' can never match: the earlier route "
         "'everything' (line 4) takes every report it would; move it up or set "
