@@ -54,8 +54,12 @@ def next_flush_after_report(
     arrive together; after that it sends at most one update per `group_interval`.
     """
     if last_flush_at is None:
-        # Still in its first wait: the first update is already scheduled.
-        return next_flush_at if next_flush_at is not None else now + timing.group_wait
+        # Still in its first wait: the first update is already scheduled. (A group that has
+        # sent nothing yet and is not pending, e.g. a surge group below its threshold, waits
+        # group_wait, not for the timer it sleeps on.)
+        if pending and next_flush_at is not None:
+            return next_flush_at
+        return now + timing.group_wait
     if pending and next_flush_at is not None:
         return next_flush_at
     return max(now, last_flush_at + timing.group_interval)
@@ -406,6 +410,15 @@ class GroupTally:
             revisions=_revisions(revised, told, state),
             told=self._adds,
         )
+
+    def live_incidents(self) -> list[tuple[str, float, str, str]]:
+        """(incident, when its earliest report says it occurred as a POSIX timestamp, its
+        region, its kind) for each live incident: what a surge counts (dispatcher.surge)."""
+        return [
+            (inc, t.first[0], t.region, t.kind)
+            for inc, t in self._tallies.items()
+            if t.count is not None
+        ]
 
     def told(self, seq: int, summary: Summary) -> None:
         """Update `seq` of the group was written from `summary` (of this tally): the next

@@ -13,20 +13,25 @@ import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from dispatcher.clock import Clock
 from dispatcher.group import GroupTally, Summary, due_action, next_wakeup
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
-from dispatcher.model import LOCALES, UNASSIGNED, Report
+from dispatcher.model import LOCALES, UNASSIGNED, Leader, Report
 from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
-from dispatcher.notify.render import NEUTRAL, render
+from dispatcher.notify.render import NEUTRAL, Rendered, render
+from dispatcher.notify.render_surge import render_surge
 from dispatcher.rules.live import LiveRules
 from dispatcher.silence import first_muting
-from dispatcher.store.repo import GroupRow, OutboxItem, Store
+from dispatcher.store.repo import DeviceRow, GroupRow, OutboxItem, Store
 from dispatcher.store.writes import SaveResult
+from dispatcher.surge import SURGE_LABEL, SurgeState, decide
+from dispatcher.surge import after as surge_after
+from dispatcher.surge import places as surge_places
 from dispatcher.targets import Router
 
 log = logging.getLogger("dispatcher.pipeline")
@@ -169,6 +174,8 @@ class Pipeline:
     async def _flush(self, group: GroupRow, *, send_now: bool = False) -> bool:
         """Send what the group owes its leaders now (an update, a reminder, an escalation to
         another team, or its closing), unless a silence or an inhibition holds it."""
+        if SURGE_LABEL in group.labels:
+            return await self._flush_surge(group)
         rules = self.rules.current
         now = self.clock()
         action = due_action(group.life, now)
@@ -334,6 +341,159 @@ class Pipeline:
                 self._tallies.pop(group.id, None)
         return written
 
+    async def _flush_surge(self, group: GroupRow) -> bool:
+        """A surge group's turn (dispatcher.surge): count its live incidents in the route's
+        window, then open, repeat or end its surge alert, close the group when nothing is
+        left to count, or sleep until the count can next change. A silence holds the push
+        until it ends; the group then decides afresh."""
+        rules = self.rules.current
+        now = self.clock()
+        route = rules.route(group.route_id)
+        if route is None or route.surge is None:
+            log.warning("surge group %s: route %s is no longer a surge route; closing it",
+                        group.id, group.route_id)  # fmt: skip
+            self._tallies.pop(group.id, None)
+            return await self.store.record_surge(
+                group, now=now, summary={"kind": "surge-closed", "reason": "route removed"},
+                outbox=[], rules_version=rules.version, state=SurgeState(), wakeup=None,
+                close=True,
+            )  # fmt: skip
+        rule = route.surge
+        leaders = rules.leaders_of(group.receiver)
+        tally = self._tallies.get(group.id)
+        read = await self.store.flush_reads(
+            group.id,
+            leader_ids=[leader.id for leader in leaders],
+            silences_ending_after=now,
+            today=None,
+            counted=tally.counted if tally is not None else None,
+        )
+        if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
+            return False  # another flusher got there first
+        group = read.group
+        tally = await self._tally(group.id, read.reports, whole=read.whole)
+        live = [
+            (inc, datetime.fromtimestamp(ts, UTC), region, kind)
+            for inc, ts, region, kind in tally.live_incidents()
+        ]
+        state = group.surge_state
+        decision = decide(rule, [at for _, at, _, _ in live], state, now, route.group_interval)
+        if decision.action is None:
+            return await self.store.settle(group, wakeup=decision.wakeup)
+        counted = [x for x in live if x[1] > now - rule.within]
+        record: dict[str, Any] = {
+            "kind": f"surge-{decision.action}",
+            "surge": {
+                "count": decision.count,
+                "at_least": rule.at_least,
+                "within_s": rule.within.total_seconds(),
+                "incidents": sorted(inc for inc, *_ in counted),
+            },
+        }
+        after_state = surge_after(decision, state, now)
+        if decision.action == "close":  # nothing left to count: no push, the group closes
+            self._tallies.pop(group.id, None)
+            return await self.store.record_surge(
+                group, now=now, summary=record, outbox=[], rules_version=rules.version,
+                state=after_state, wakeup=None, close=True,
+            )  # fmt: skip
+        labels = dict(group.labels)
+        paths = [rules.region_path(region) for _, _, region, _ in counted]
+        under = labels.get("region") or _common_ancestor(paths)
+        muted = first_muting(
+            read.silences,
+            now,
+            route_id=group.route_id,
+            receiver=group.receiver,
+            region_paths=[rules.region_path(under)] if under else paths,
+            kinds=sorted({kind for *_, kind in counted}),
+        )
+        if muted is not None:
+            log.info("surge group %s held by silence %s until %s", group.id, muted.id,
+                     muted.ends_at)  # fmt: skip
+            return await self.store.hold(group, until=muted.ends_at)
+        where = surge_places([region for _, _, region, _ in counted], rules.region_path, under)
+        record["surge"]["places"] = [list(p) for p in where]
+        rendered = {
+            locale: render_surge(
+                decision.action,
+                count=decision.count,
+                was=state.told,
+                rule=rule,
+                place=rules.region_name(under, locale)
+                if under
+                else rules.receiver_name(group.receiver),
+                places=[(rules.region_name(r, locale), n) for r, n in where],
+                locale=locale,
+            )
+            for locale in LOCALES
+        }
+        record["texts"] = {loc: {"title": r.title, "body": r.body} for loc, r in rendered.items()}
+        kind = {"open": "surge", "repeat": "surge-repeat", "subside": "surge-subsided"}[
+            decision.action
+        ]
+        minimal = route.payload == "minimal"
+        data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
+        if not minimal:
+            data["count"] = str(decision.count)
+        outbox = self._outbox_for(
+            group,
+            leaders,
+            read.devices,
+            rendered,
+            data=data,
+            minimal=minimal,
+            priority="normal" if decision.action == "subside" else "high",
+            expires_at=now + route.ttl,
+        )
+        written = await self.store.record_surge(
+            group, now=now, summary=record, outbox=outbox, rules_version=rules.version,
+            state=after_state, wakeup=decision.wakeup,
+        )  # fmt: skip
+        if written:
+            self.metrics.updates.inc()
+        return written
+
+    def _outbox_for(
+        self,
+        group: GroupRow,
+        leaders: Sequence[Leader],
+        devices: Sequence[DeviceRow],
+        rendered: dict[str, Rendered],
+        *,
+        data: dict[str, str],
+        minimal: bool,
+        priority: str,
+        expires_at: datetime,
+    ) -> list[OutboxItem]:
+        """One push per phone of each leader, in the phone's language; a leader with no
+        phone gets the push on their fallback channel, or one kept as failed (so operators
+        see who was not reached)."""
+        rules = self.rules.current
+
+        def item(leader_id: str, device_id: int | None, locale: str, channel: str) -> OutboxItem:
+            text = rendered.get(locale, rendered["en"])
+            title, body = NEUTRAL.get(locale, NEUTRAL["en"]) if minimal else (text.title, text.body)
+            return OutboxItem(
+                leader_id=leader_id, device_id=device_id, channel=channel, title=title,
+                body=body, data=data, collapse_key=group.id, priority=priority,
+                expires_at=expires_at,
+            )  # fmt: skip
+
+        outbox: list[OutboxItem] = []
+        for leader in leaders:
+            own = [d for d in devices if d.leader_id == leader.id]
+            fallback = rules.fallback_of(leader.id)
+            if not own and fallback in self.delivery.channels:
+                outbox.append(item(leader.id, None, leader.locale, fallback))
+            elif not own:
+                log.warning(
+                    "leader %s (receiver %s) has no registered device", leader.id, group.receiver
+                )
+                outbox.append(item(leader.id, None, leader.locale, self.channel.name))
+            outbox.extend(item(leader.id, d.id, d.locale, self.channel.name) for d in own)
+        return outbox
+
     async def _inhibited_until(
         self, group: GroupRow, summary: Summary, now: datetime
     ) -> datetime | None:
@@ -408,3 +568,15 @@ class Pipeline:
             "incidents": ",".join(changed[:MAX_IDS_IN_PAYLOAD]),
             "more_incidents": str(max(0, len(changed) - MAX_IDS_IN_PAYLOAD)),
         }
+
+
+def _common_ancestor(paths: Sequence[tuple[str, ...]]) -> str | None:
+    """The deepest region that holds every one of these regions (paths from the top)."""
+    if not paths:
+        return None
+    common: str | None = None
+    for level in zip(*paths, strict=False):
+        if len(set(level)) != 1:
+            break
+        common = level[0]
+    return common

@@ -15,6 +15,7 @@ from dispatcher.group import GroupTarget, Timing
 from dispatcher.model import Report
 from dispatcher.route import Route, Threshold
 from dispatcher.rules.load import RuleSet
+from dispatcher.surge import SURGE_LABEL
 
 MAX_REMEMBERED = 100_000  # combinations; past this the memory starts again
 
@@ -36,7 +37,12 @@ def _thresholds(route: Route) -> list[Threshold]:
 
 
 def timing_of(rules: RuleSet, route: Route) -> Timing:
-    """The cadence of a route's groups."""
+    """The cadence of a route's groups. A surge group is looked at within group_wait of
+    each report (what it says is dispatcher.surge's decision); it never reminds or
+    escalates."""
+    if route.surge is not None:
+        return Timing(route.group_wait, route.group_wait, route.repeat_interval,
+                      route.surge.within, None)  # fmt: skip
     return Timing(
         route.effective_wait,
         route.effective_interval,
@@ -58,7 +64,8 @@ def route_report(rules: RuleSet, report: Report) -> Routed:
     targets = tuple(
         GroupTarget(
             route_id=route.id,
-            labels=rules.group_labels(route, report),
+            # A surge route's groups are marked as such in their labels.
+            labels=(*rules.group_labels(route, report), *((SURGE_LABEL,) if route.surge else ())),
             receiver=route.receiver,
             timing=timing_of(rules, route),
         )

@@ -50,6 +50,7 @@ from dispatcher.store.tables import (
 )
 from dispatcher.store.writer import CALL, REPORTS, WriterProcess
 from dispatcher.store.writes import ReportWrite, SaveResult, StoredReport
+from dispatcher.surge import SurgeState
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,12 @@ class GroupRow:
     closed_reason: str | None = None
     handed_over_to: str | None = None
     took_over_from: str | None = None
+    surge_open_at: datetime | None = None
+    surge_told: int | None = None
+
+    @property
+    def surge_state(self) -> SurgeState:
+        return SurgeState(self.surge_open_at, self.surge_told, self.last_flush_at)
 
     @property
     def life(self) -> Life:
@@ -261,6 +268,8 @@ def _group_from_row(row: Any) -> GroupRow:
         closed_reason=row.closed_reason,
         handed_over_to=row.handed_over_to,
         took_over_from=row.took_over_from,
+        surge_open_at=row.surge_open_at,
+        surge_told=row.surge_told,
     )
 
 
@@ -601,6 +610,28 @@ class Store:
                 escalate=False,
             )
         )  # fmt: skip
+
+    async def record_surge(
+        self,
+        group: GroupRow,
+        *,
+        now: datetime,
+        summary: dict[str, Any],
+        outbox: Sequence[OutboxItem],
+        rules_version: str,
+        state: SurgeState,
+        wakeup: datetime | None,
+        close: bool = False,
+    ) -> bool:
+        """`record_update` for a surge group, with its surge state (open or not, the count
+        told) written in the same transaction; `close` closes the group (no pushes then)."""
+        written = await self._write(
+            partial(
+                _record_surge, group=group, now=now, summary=summary, outbox=outbox,
+                rules_version=rules_version, state=state, wakeup=wakeup, close=close,
+            )
+        )  # fmt: skip
+        return written is not None
 
     async def settle(self, group: GroupRow, *, wakeup: datetime | None = None) -> bool:
         """Clear a group's pending change that needs no update (nothing a leader would see);
@@ -1138,6 +1169,29 @@ def _record_update(
     return _pending(
         sql, "n.group_id = :group_id AND n.seq = :seq", {"group_id": group.id, "seq": seq}
     )
+
+
+def _record_surge(
+    conn: Connection,
+    group: GroupRow,
+    now: datetime,
+    summary: dict[str, Any],
+    outbox: Sequence[OutboxItem],
+    rules_version: str,
+    state: SurgeState,
+    wakeup: datetime | None,
+    close: bool,
+) -> list[PendingPush] | None:
+    written = _record_update(
+        conn, group, now, summary, outbox, rules_version, None, wakeup, close, False
+    )
+    if written is not None:
+        conn.execute(
+            update(alert_groups)
+            .where(alert_groups.c.id == group.id)
+            .values(surge_open_at=state.open_since, surge_told=state.told)
+        )
+    return written
 
 
 def _as_read(group: GroupRow) -> Any:

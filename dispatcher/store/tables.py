@@ -159,6 +159,10 @@ alert_groups = Table(
     Column("closed_reason", String(200), nullable=True),
     Column("handed_over_to", String(32), nullable=True),
     Column("took_over_from", String(32), nullable=True),
+    # Surge groups (dispatcher.surge): when the surge alert now open opened, and the count
+    # the group's last surge push told.
+    Column("surge_open_at", Time, nullable=True),
+    Column("surge_told", Integer, nullable=True),
 )
 Index(
     "uq_alert_groups_open",
