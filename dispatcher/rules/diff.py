@@ -3,6 +3,8 @@
 Pure: used by `dispatcher rules diff OLD NEW --reports FILE.ndjson`. For each report, each
 rule set places it, routes it, and names the leaders its routes reach; the difference is
 told per leader (gains and losses) and per report (a new region, a route turned immediate).
+Surge routes are replayed too (dispatcher.rules.surge_replay): the surge alerts each rule
+set would open, and which leaders would gain or lose one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from dispatcher.intake import ReportIn, parse_report, to_report
 from dispatcher.model import Report
 from dispatcher.rules.load import RuleSet
+from dispatcher.rules.surge_replay import SurgeAlert, replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,34 @@ class Diff:
     replayed: int = 0
     invalid: list[str] = field(default_factory=list)  # "line N: why"
     changes: list[ReportChange] = field(default_factory=list)
+    old_surges: list[SurgeAlert] = field(default_factory=list)
+    new_surges: list[SurgeAlert] = field(default_factory=list)
+    # leader id per receiver, for each rule set (filled by `diff`)
+    old_leaders: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    new_leaders: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def surges_per_leader(self) -> dict[str, dict[str, list[SurgeAlert]]]:
+        """leader id -> {"gained": [...], "lost": [...]}: surge alerts one rule set would
+        send the leader and the other would not (the same group, opened at the same time)."""
+
+        def reached(
+            alerts: list[SurgeAlert], leaders: dict[str, tuple[str, ...]]
+        ) -> dict[tuple[str, tuple[tuple[str, str], ...], datetime], SurgeAlert]:
+            return {
+                (leader, a.group, a.opened_at): a
+                for a in alerts
+                for leader in leaders.get(a.receiver, ())
+            }
+
+        old = reached(self.old_surges, self.old_leaders)
+        new = reached(self.new_surges, self.new_leaders)
+        out: dict[str, dict[str, list[SurgeAlert]]] = {}
+        for key in sorted(old.keys() | new.keys()):
+            if key in old and key in new:
+                continue
+            what = "gained" if key in new else "lost"
+            out.setdefault(key[0], {}).setdefault(what, []).append((new | old)[key])
+        return out
 
     def per_leader(self) -> dict[str, dict[str, list[str]]]:
         """leader id -> {"gained": [...], "lost": [...], "now immediate": [...],
@@ -84,9 +115,13 @@ def _place(rules: RuleSet, data: Any, now: datetime) -> tuple[Report | None, str
 def diff(old: RuleSet, new: RuleSet, reports: Iterable[tuple[int, Any]], now: datetime) -> Diff:
     """Replay (line number, decoded report) pairs through both rule sets."""
     result = Diff(old.version, new.version)
+    placed_old: list[Report] = []
+    placed_new: list[Report] = []
     for line, data in reports:
         before, why_old = _place(old, data, now)
         after, why_new = _place(new, data, now)
+        placed_old.extend([before] if before else [])
+        placed_new.extend([after] if after else [])
         if before is None and after is None:
             result.invalid.append(f"line {line}: {why_new}")
             continue
@@ -109,6 +144,12 @@ def diff(old: RuleSet, new: RuleSet, reports: Iterable[tuple[int, Any]], now: da
         result.changes.append(
             ReportChange(f"{some.source}/{some.id}", summary, old_reach, new_reach)
         )
+    result.old_surges = replay(old, placed_old)
+    result.new_surges = replay(new, placed_new)
+    for rules, alerts, leaders in ((old, result.old_surges, result.old_leaders),
+                                   (new, result.new_surges, result.new_leaders)):  # fmt: skip
+        for alert in alerts:
+            leaders[alert.receiver] = tuple(x.id for x in rules.leaders_of(alert.receiver))
     return result
 
 
@@ -132,6 +173,19 @@ def diff_text(d: Diff, old: RuleSet, new: RuleSet) -> list[str]:
             n = f"{len(keys)} report{'s' if len(keys) != 1 else ''}:"
             lines.append(says[what].format(who=who, n=n))
             lines.extend(f"    {k}: {by_key[k].summary}" for k in keys)
+    if d.old_surges or d.new_surges:
+        lines.append(
+            f"surge alerts: {len(d.old_surges)} with the old rules, {len(d.new_surges)} with "
+            "the new"
+        )
+    for leader_id, surges in sorted(d.surges_per_leader().items()):
+        leader = new.leaders.get(leader_id) or old.leaders.get(leader_id)
+        who = f"{leader.name} ({leader_id})" if leader else leader_id
+        for what, alerts in surges.items():
+            n = f"{len(alerts)} surge alert{'s' if len(alerts) != 1 else ''}:"
+            lines.append(("+ {who} would gain {n}" if what == "gained" else
+                          "- {who} would lose {n}").format(who=who, n=n))  # fmt: skip
+            lines.extend(f"    {a.describe()}" for a in alerts)
     for change in d.changes:
         if change.old and change.new and change.old.region != change.new.region:
             lines.append(
@@ -158,6 +212,14 @@ def diff_json(d: Diff) -> dict[str, Any]:
         "replayed": d.replayed,
         "invalid": d.invalid,
         "leaders": d.per_leader(),
+        "surges": {
+            "old": [_surge_json(a) for a in d.old_surges],
+            "new": [_surge_json(a) for a in d.new_surges],
+            "leaders": {
+                leader: {what: [_surge_json(a) for a in alerts] for what, alerts in kinds.items()}
+                for leader, kinds in d.surges_per_leader().items()
+            },
+        },
         "reports": [
             {
                 "report": c.report,
@@ -167,4 +229,16 @@ def diff_json(d: Diff) -> dict[str, Any]:
             }
             for c in d.changes
         ],
+    }
+
+
+def _surge_json(a: SurgeAlert) -> dict[str, Any]:
+    return {
+        "route": a.route,
+        "receiver": a.receiver,
+        "group": dict(a.group),
+        "opened_at": a.opened_at.isoformat(),
+        "subsided_at": a.subsided_at.isoformat() if a.subsided_at else None,
+        "peak": a.peak,
+        "repeats": a.repeats,
     }

@@ -35,6 +35,13 @@ def show(rules: RuleSet) -> list[str]:
             f"repeat {format_duration(route.repeat_interval)}"
         ) + f", ttl {format_duration(route.ttl)}, close after {format_duration(route.close_after)}"
         extra = " (continue)" if route.continue_ else ""
+        if route.surge is not None:
+            m = f"surge of {route.surge}, {m}"
+            timing = (
+                f"wait {format_duration(route.group_wait)}, repeat at most every "
+                f"{format_duration(route.group_interval)}, ttl {format_duration(route.ttl)}"
+            )
+            extra = ""
         lines.append(
             f"{'  ' * len(trail)}{route.id}: {m} -> {route.receiver}{extra}"
             f" [group by {', '.join(route.group_by) or 'nothing'}; {timing}]"
@@ -57,6 +64,13 @@ def explain(rules: RuleSet, report: Report) -> dict[str, Any]:
                 "receiver": route.receiver,
                 "receiver_name": rules.receiver_name(route.receiver),
                 "immediate": route.immediate,
+                "surge": None
+                if route.surge is None
+                else {
+                    "incidents_at_least": route.surge.at_least,
+                    "within": format_duration(route.surge.within),
+                    "repeat_at_most_every": format_duration(route.group_interval),
+                },
                 "leaders": [
                     {"id": leader.id, "name": leader.name, "locale": leader.locale}
                     for leader in rules.leaders_of(route.receiver)
@@ -82,6 +96,13 @@ def explain_text(result: dict[str, Any]) -> list[str]:
         leaders = ", ".join(f"{x['name']} ({x['id']}, {x['locale']})" for x in r["leaders"])
         group = ", ".join(f"{k}={v}" for k, v in r["group"].items()) or "one group"
         how = "immediate" if r["immediate"] else f"grouped by {group}"
+        surge = r.get("surge")
+        if surge is not None:
+            how = (
+                f"counts toward a surge of >= {surge['incidents_at_least']} incidents within "
+                f"{surge['within']}, per {group}; told again at most every "
+                f"{surge['repeat_at_most_every']}"
+            )
         lines.append(
             f"route {' > '.join(r['path'])}: {r['receiver_name']} ({r['receiver']}) [{how}]"
         )
