@@ -41,7 +41,7 @@ class SurgeAlert:
 
     def describe(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in self.group) or "one group"
-        until = f"{self.subsided_at:%H:%M}" if self.subsided_at else "still open"
+        until = f"{self.subsided_at:%H:%M %Z}" if self.subsided_at else "still open"
         return (
             f"{self.route} ({where}): {self.opened_at:%Y-%m-%d %H:%M}-{until}, "
             f"up to {self.peak} incidents, told again {self.repeats} times"

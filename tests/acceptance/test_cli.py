@@ -221,6 +221,56 @@ def test_rules_diff_tells_who_would_gain_or_lose_which_alerts(tmp_path: Path) ->
     assert "! Sara (idleb-lead-2) would hear at once of 1 report:" in text.stdout
 
 
+def test_rules_diff_replays_surges_in_time_order(tmp_path: Path) -> None:
+    old = TESTDATA / "rules-e2e"
+    new = tmp_path / "rules"
+    new.mkdir()
+    for name in ("regions.yaml", "teams.yaml"):
+        (new / name).write_text((old / name).read_text())
+    surge = (
+        "  routes:\n"
+        "    - name: idleb-surge\n"
+        '      surge: {incidents: ">= 3", within: 10m}\n'
+        "      match: {regions: [SY07]}\n"
+    )
+    (new / "routes.yaml").write_text(
+        (old / "routes.yaml").read_text().replace("  routes:\n", surge)
+    )
+
+    def strike(rid: str, minute: int, lat: float, source: str = "obs") -> dict[str, object]:
+        return {"id": rid, "source": source, "kind": "airstrike",
+                "occurred_at": f"2026-11-24T10:{minute:02d}:00+02:00",
+                "location": {"lat": lat, "lon": 36.52}, "casualties": {"killed": 1}}  # fmt: skip
+
+    lines = [  # out of order, as files are: the replay sorts them by time
+        strike("s3", 5, 36.2), strike("s1", 0, 36.12), strike("s2", 3, 36.16),
+        strike("cd-1", 1, 36.12, source="civil-defence"),  # s1 again: one strike, counted once
+        strike("s4", 30, 36.12),
+    ]  # fmt: skip
+    reports = tmp_path / "reports.ndjson"
+    reports.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+    done = run("rules", "diff", str(old), str(new), "--reports", str(reports), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["reports"] == [], "a surge route takes no report from the others"
+    alert = {"route": "idleb-surge", "receiver": "idleb-center", "group": {"region": "SY07"},
+             "opened_at": "2026-11-24T08:05:00+00:00",
+             "subsided_at": "2026-11-24T08:10:00+00:00", "peak": 3, "repeats": 0}  # fmt: skip
+    assert result["surges"] == {
+        "old": [],
+        "new": [alert],
+        "leaders": {"idleb-lead-1": {"gained": [alert]}, "idleb-lead-2": {"gained": [alert]}},
+    }
+    back = run("rules", "diff", str(new), str(old), "--reports", str(reports))
+    assert "surge alerts: 1 with the old rules, 0 with the new" in back.stdout
+    assert "- Sara (idleb-lead-2) would lose 1 surge alert:" in back.stdout
+    assert (
+        "    idleb-surge (region=SY07): 2026-11-24 08:05-08:10 UTC, up to 3 incidents, "
+        "told again 0 times" in back.stdout
+    )
+
+
 async def test_silences_are_added_listed_and_expired_from_the_command_line(
     tmp_path: Path,
 ) -> None:

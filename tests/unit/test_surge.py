@@ -11,6 +11,7 @@ from dispatcher.group import GroupTally
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.notify.render import PDF, RLE
 from dispatcher.notify.render_surge import render_surge
+from dispatcher.rules.explain import explain, explain_text, show
 from dispatcher.rules.load import RuleSet, load_rules
 from dispatcher.surge import SurgeDecision, SurgeRule, SurgeState, after, decide, places
 
@@ -220,3 +221,21 @@ def test_a_node_whose_only_match_is_a_surge_route_still_takes_the_report(
     assert harim[1].receiver == "idleb-center", "inherited"
     assert harim[1].surge == SurgeRule(3, 10 * M), "a bare count is at least that many"
     assert [r.id for r in rules.routes_for(report("SY0702"))] == ["ariha"]
+
+
+def test_rules_test_says_a_report_counts_toward_a_surge(shipped: RuleSet) -> None:
+    result = explain(shipped, report("SY0703"))
+    surge = result["routes"][0]
+    assert (surge["route"], surge["group"]) == ("governorate-surge", {"region": "SY07"})
+    assert surge["surge"] == {
+        "incidents_at_least": 8, "within": "30m", "repeat_at_most_every": "10m",
+    }  # fmt: skip
+    assert [r["surge"] for r in result["routes"][1:]] == [None, None]
+    assert explain_text(result)[1] == (
+        "route root > governorate-surge: Central Desk (central-desk) [counts toward a surge of "
+        ">= 8 incidents within 30m, per region=SY07; told again at most every 10m]"
+    )
+    assert show(shipped)[2] == (
+        "  governorate-surge: surge of incidents >= 8 within 30m, regions in ['SY02', 'SY07'] "
+        "-> central-desk [group by region:1; wait 0s, repeat at most every 10m, ttl 1h]"
+    )
