@@ -411,13 +411,14 @@ class GroupTally:
             told=self._adds,
         )
 
-    def live_incidents(self) -> list[tuple[str, float, str, str]]:
+    def live_incidents(self, since: float = float("-inf")) -> list[tuple[str, float, str, str]]:
         """(incident, when its earliest report says it occurred as a POSIX timestamp, its
-        region, its kind) for each live incident: what a surge counts (dispatcher.surge)."""
+        region, its kind) for each live incident that occurred after `since` (a POSIX
+        timestamp): what a surge counts (dispatcher.surge)."""
         return [
             (inc, t.first[0], t.region, t.kind)
             for inc, t in self._tallies.items()
-            if t.count is not None
+            if t.first[0] > since and t.count is not None
         ]
 
     def told(self, seq: int, summary: Summary) -> None:

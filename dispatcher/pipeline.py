@@ -372,9 +372,12 @@ class Pipeline:
             return False  # another flusher got there first
         group = read.group
         tally = await self._tally(group.id, read.reports, whole=read.whole)
+        # Only incidents near the window are looked at (a surge's group holds thousands);
+        # `decide` draws the window's edge exactly.
+        start = (now - rule.within).timestamp() - 1.0
         live = [
             (inc, datetime.fromtimestamp(ts, UTC), region, kind)
-            for inc, ts, region, kind in tally.live_incidents()
+            for inc, ts, region, kind in tally.live_incidents(since=start)
         ]
         state = group.surge_state
         decision = decide(rule, [at for _, at, _, _ in live], state, now, route.group_interval)

@@ -60,10 +60,10 @@ class SurgeDecision:
 
 
 def in_window(occurred: Iterable[datetime], within: timedelta, now: datetime) -> list[datetime]:
-    """The times that count at `now`, oldest first: an incident counts while it is younger
-    than `within` (one exactly `within` old no longer does)."""
+    """The times that count at `now`: an incident counts while it is younger than `within`
+    (one exactly `within` old no longer does)."""
     start = now - within
-    return sorted(t for t in occurred if t > start)
+    return [t for t in occurred if t > start]
 
 
 def decide(
@@ -80,8 +80,8 @@ def decide(
     counted = in_window(occurred, rule.within, now)
     n = len(counted)
     holds = n >= rule.at_least
-    drops = counted[0] + rule.within if counted else None  # the count next falls
-    empties = counted[-1] + rule.within if counted else None  # the window is empty
+    drops = min(counted) + rule.within if counted else None  # the count next falls
+    empties = max(counted) + rule.within if counted else None  # the window is empty
     allowed = state.last_push_at + interval if state.last_push_at is not None else None
     quiet = allowed is not None and now < allowed
     if state.open_since is None:
