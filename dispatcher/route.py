@@ -151,8 +151,14 @@ class Inhibition:
 
 
 def match(root: Route, report: Report, region_path: tuple[str, ...]) -> list[Route]:
-    """The routes a report reaches, in tree order (the root matches every report)."""
-    return _match(root, report, region_path)
+    """The routes a report reaches, in tree order (the root matches every report); surge
+    routes are left out (see `match_surges`)."""
+    return [r for r in _match(root, report, region_path) if r.surge is None]
+
+
+def match_surges(root: Route, report: Report, region_path: tuple[str, ...]) -> list[Route]:
+    """The surge routes a report counts toward, in tree order."""
+    return [r for r in _match(root, report, region_path) if r.surge is not None]
 
 
 def _match(node: Route, report: Report, region_path: tuple[str, ...]) -> list[Route]:

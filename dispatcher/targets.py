@@ -27,6 +27,7 @@ class Routed:
     targets: tuple[GroupTarget, ...]
     routes: tuple[str, ...]
     immediate: tuple[bool, ...]  # per route: push each report at once
+    surges: int = 0  # how many of the routes, the last ones, are surge routes
 
 
 def _thresholds(route: Route) -> list[Threshold]:
@@ -60,7 +61,9 @@ def receivers_by_route(rules: RuleSet) -> dict[str, tuple[str, Timing]]:
 
 def route_report(rules: RuleSet, report: Report) -> Routed:
     """The routes `report` reaches and the group it joins on each (the tree walked)."""
-    routes = rules.routes_for(report)
+    # The routes that alert of it, then the surge routes it counts toward.
+    surges = rules.surges_for(report)
+    routes = rules.routes_for(report) + surges
     targets = tuple(
         GroupTarget(
             route_id=route.id,
@@ -71,7 +74,9 @@ def route_report(rules: RuleSet, report: Report) -> Routed:
         )
         for route in routes
     )
-    return Routed(targets, tuple(r.id for r in routes), tuple(r.immediate for r in routes))
+    return Routed(
+        targets, tuple(r.id for r in routes), tuple(r.immediate for r in routes), len(surges)
+    )
 
 
 @dataclass
@@ -102,5 +107,7 @@ class Router:
             targets = tuple(
                 self._targets.setdefault((t.route_id, t.labels), t) for t in routed.targets
             )
-            routed = self._seen[key] = Routed(targets, routed.routes, routed.immediate)
+            routed = self._seen[key] = Routed(
+                targets, routed.routes, routed.immediate, routed.surges
+            )
         return routed

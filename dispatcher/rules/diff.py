@@ -95,8 +95,6 @@ class Diff:
 def reach(rules: RuleSet, report: Report) -> Reach:
     leaders: dict[str, tuple[str, bool]] = {}
     for route in rules.routes_for(report):
-        if route.surge is not None:  # told of rates, not of this report (see `replay`)
-            continue
         for leader in rules.leaders_of(route.receiver):
             previous = leaders.get(leader.id)
             # A leader reached by several routes hears at once if any of them is immediate.

@@ -52,7 +52,7 @@ def show(rules: RuleSet) -> list[str]:
 def explain(rules: RuleSet, report: Report) -> dict[str, Any]:
     """Where `report` goes: its region, each route it reaches with the path to it, and the
     team and leaders each route alerts."""
-    matched = {id(r) for r in rules.routes_for(report)}
+    matched = {id(r) for r in rules.routes_for(report) + rules.surges_for(report)}
     routes = []
     for route, trail in walk(rules.root):
         if id(route) not in matched:

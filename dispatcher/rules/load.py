@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dispatcher.locate import RegionIndex
 from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
-from dispatcher.route import Inhibition, Route, group_labels, match
+from dispatcher.route import Inhibition, Route, group_labels, match, match_surges
 from dispatcher.rules.boundaries import read_outlines
 from dispatcher.rules.errors import Loc, Problems, RuleError, RulesInvalid
 from dispatcher.rules.schema import (
@@ -102,7 +102,12 @@ class RuleSet:
         return frozenset(rid for rid, path in self._paths.items() if region_id in path)
 
     def routes_for(self, report: Report) -> list[Route]:
+        """The routes that alert of `report` (surge routes left out)."""
         return match(self.root, report, self.region_path(report.region))
+
+    def surges_for(self, report: Report) -> list[Route]:
+        """The surge routes `report` counts toward."""
+        return match_surges(self.root, report, self.region_path(report.region))
 
     def group_labels(self, route: Route, report: Report) -> tuple[tuple[str, str], ...]:
         return group_labels(route, report, self.region_path(report.region))

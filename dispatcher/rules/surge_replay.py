@@ -127,9 +127,7 @@ def replay(rules: RuleSet, reports: Iterable[Report]) -> list[SurgeAlert]:
             if report.location is not None and incident not in index:
                 index.add(incident, report.kind, report.location, report.occurred_at)
             index.join(incident, report.source)
-        for route in rules.routes_for(report):
-            if route.surge is None:
-                continue
+        for route in rules.surges_for(report):
             labels = rules.group_labels(route, report)
             key = (route.id, labels)
             g = groups.setdefault(key, _Group(route, labels))
