@@ -46,6 +46,7 @@ MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far bel
 class Accepted:
     result: SaveResult
     routes: tuple[str, ...]  # the routes a new report took
+    surges: int = 0  # how many of them, the last ones, are surge routes it counts toward
 
 
 class Pipeline:
@@ -115,7 +116,9 @@ class Pipeline:
             task = asyncio.create_task(self.push_now(urgent))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return [Accepted(result, r.routes) for result, r in zip(results, routed, strict=True)]
+        return [
+            Accepted(result, r.routes, r.surges) for result, r in zip(results, routed, strict=True)
+        ]
 
     async def push_now(self, group_ids: Sequence[str]) -> None:
         """Flush groups of immediate routes and send their pushes at once: the update and

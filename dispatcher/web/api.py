@@ -109,8 +109,16 @@ def _result_json(accepted: Accepted, rules: RuleSet) -> dict[str, Any]:
     }
     if result.outcome == "created":
         body["merged"] = result.merged
-        body["routes"] = list(accepted.routes)
-        body["groups"] = list(result.group_ids)
+        alerting = len(accepted.routes) - accepted.surges
+        body["routes"] = list(accepted.routes[:alerting])
+        body["groups"] = list(result.group_ids[:alerting])
+        if accepted.surges:
+            body["surges"] = [
+                {"route": route, "group": group}
+                for route, group in zip(
+                    accepted.routes[alerting:], result.group_ids[alerting:], strict=True
+                )
+            ]
     return body
 
 

@@ -133,15 +133,21 @@ async def test_a_surge_opens_once_repeats_at_most_every_interval_and_subsides(
         for minute, r in zip((0, 1, 2, 4, 6, 8, 10, 12), morning, strict=True):
             clock.set(MORNING + minute * M)
             (body,) = await post(svc, r)
-            assert body["routes"][-1] == "idleb-surge", "surge routes come last"
-            groups.add(body["groups"][-1])
+            assert (
+                body["routes"] == ["harim", "idleb"]
+                if r["id"].startswith(("h", "cd"))
+                else ["idleb"]
+            )
+            (surge,) = body["surges"]
+            assert surge["route"] == "idleb-surge"
+            groups.add(surge["group"])
             assert await at(svc, minute) == []
         (group,) = groups
 
         # The eighth: one push to each leader of Idleb Center, at once, with the places.
         clock.set(MORNING + 14 * M)
         (body,) = await post(svc, strike("h4", 14, HARIM, north=0.15))
-        assert body["groups"][-1] == group
+        assert body["surges"] == [{"route": "idleb-surge", "group": group}]
         opened = await at(svc, 14)
         assert sorted(m.token for m in opened) == sorted([sara, khaled])
         en = next(m for m in opened if m.token == sara)
@@ -203,7 +209,7 @@ async def test_a_surge_opens_once_repeats_at_most_every_interval_and_subsides(
         for n in range(8):
             clock.set(MORNING + (180 + n) * M)
             (body,) = await post(svc, strike(f"n{n}", 180 + n, HARIM, north=0.01 * n))
-            assert body["groups"][-1] != group
+            assert body["surges"][0]["group"] != group
             said = await at(svc, 180 + n)
             assert said == [] if n < 7 else len(said) == 2
         (fresh,) = [m for m in said if m.token == sara]
