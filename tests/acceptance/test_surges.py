@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from dispatcher.settings import Settings
 from dispatcher.testing.clock import ManualClock
 from dispatcher.testing.fcm_emulator import FcmEmulator, ReceivedMessage
 from tests.support.harness import TESTDATA, Keys, Running, fcm_push, running, settings_for
@@ -87,35 +88,46 @@ async def post(svc: Running, *reports: dict[str, Any]) -> list[dict[str, Any]]:
     return bodies
 
 
-async def test_a_surge_opens_once_repeats_at_most_every_interval_and_subsides(
-    tmp_path: Path, keys: Keys, db_url: str, fcm_emulator: FcmEmulator, fcm_credentials: Path
-) -> None:
-    emu = fcm_emulator
+def surge_settings(
+    tmp_path: Path, keys: Keys, emu: FcmEmulator, credentials: Path, db_url: str | None = None
+) -> Settings:
     rules = tmp_path / "rules"
     shutil.copytree(TESTDATA / "rules-e2e", rules)
     routes = (rules / "routes.yaml").read_text()
     (rules / "routes.yaml").write_text(routes.replace("  routes:\n", SURGE_ROUTE, 1))
     with (rules / "regions.yaml").open("a") as f:
         f.write(ARIHA_REGION)
-    clock = ManualClock(MORNING)
-    settings = settings_for(
+    return settings_for(
         tmp_path,
         keys,
         db_url=db_url,
-        push=fcm_push(emu, fcm_credentials),
+        push=fcm_push(emu, credentials),
         scheduler={"tick": "1h"},  # the test ticks by hand
         rules={"path": str(rules)},
     )
+
+
+async def phones(svc: Running, emu: FcmEmulator) -> tuple[str, str]:
+    """Phones for Idleb Center's two leaders: Sara reads English, Abu Khaled Arabic."""
+    sara, khaled = emu.issue_token(), emu.issue_token()
+    for leader, token, locale in (("idleb-lead-2", sara, "en"), ("idleb-lead-1", khaled, "ar")):
+        status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
+                                   "locale": locale}, key=f"phone-{leader}")  # fmt: skip
+        assert status == 201
+    return sara, khaled
+
+
+async def test_a_surge_opens_once_repeats_at_most_every_interval_and_subsides(
+    tmp_path: Path, keys: Keys, db_url: str, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    emu = fcm_emulator
+    clock = ManualClock(MORNING)
+    settings = surge_settings(tmp_path, keys, emu, fcm_credentials, db_url)
     surges = Surges(clock, emu)
     at = surges.at
 
     async with running(settings, keys, clock=clock) as svc:
-        sara, khaled = emu.issue_token(), emu.issue_token()
-        for leader, token, locale in (("idleb-lead-2", sara, "en"),
-                                      ("idleb-lead-1", khaled, "ar")):  # fmt: skip
-            status, _ = await svc.post("/v1/devices", {"token": token, "platform": "android",
-                                       "locale": locale}, key=f"phone-{leader}")  # fmt: skip
-            assert status == 201
+        sara, khaled = await phones(svc, emu)
 
         # Seven strikes in twelve minutes, one of them seen by two observers: below the
         # threshold, nothing is said (were the second sighting counted, 08:12 would be 8).
@@ -215,3 +227,48 @@ async def test_a_surge_opens_once_repeats_at_most_every_interval_and_subsides(
         (fresh,) = [m for m in said if m.token == sara]
         assert fresh.title == "Idleb · surge: 8 incidents in 30m"
         assert fresh.body.endswith("— Harim 8")
+
+
+async def test_a_silence_holds_a_surge_until_it_ends_and_then_tells_what_still_holds(
+    tmp_path: Path, keys: Keys, fcm_emulator: FcmEmulator, fcm_credentials: Path
+) -> None:
+    emu = fcm_emulator
+    keys.add("desk", "admin")
+    clock = ManualClock(MORNING)
+    at = Surges(clock, emu).at
+    async with running(surge_settings(tmp_path, keys, emu, fcm_credentials), keys,
+                       clock=clock) as svc:  # fmt: skip
+        sara, _ = await phones(svc, emu)
+        silence = {"matchers": {"receivers": ["idleb-center"], "routes": ["idleb-surge"]},
+                   "starts_at": MORNING.isoformat(), "duration": "20m", "author": "desk",
+                   "reason": "drill"}  # fmt: skip
+        status, body = await svc.post("/v1/silences", silence, key="desk")
+        assert status == 201, body
+        for n in range(8):
+            clock.set(MORNING + n * M)
+            await post(svc, strike(f"s{n}", n, HARIM, north=0.01 * n))
+            assert await at(svc, n) == [], "held by the silence"
+        assert await at(svc, 19) == []
+        told = await at(svc, 20)
+        assert [m.title for m in told if m.token == sara] == ["Idleb · surge: 8 incidents in 30m"]
+        # Silenced again while it subsides: the leaders, told it opened, hear it ended when
+        # the silence ends, with the count then.
+        silence["starts_at"] = (MORNING + 21 * M).isoformat()
+        silence["duration"] = "1h"
+        status, _ = await svc.post("/v1/silences", silence, key="desk")
+        assert status == 201
+        assert await at(svc, 30) == [], "s0 left the window: subsided, but silenced"
+        assert await at(svc, 80) == []
+        (ended,) = [m for m in await at(svc, 81) if m.token == sara]
+        assert ended.body == "Subsided: 0 incidents in Idleb in the last 30m (a surge is 8 or more)"
+        assert await at(svc, 82) == [], "and the group closed"
+
+        # A surge that rises and falls within a silence is never told.
+        silence["starts_at"] = (MORNING + 90 * M).isoformat()
+        status, _ = await svc.post("/v1/silences", silence, key="desk")
+        assert status == 201
+        for n in range(8):
+            clock.set(MORNING + (90 + n) * M)
+            await post(svc, strike(f"t{n}", 90 + n, HARIM, north=0.01 * n))
+            assert await at(svc, 90 + n) == []
+        assert await at(svc, 150) == [], "the silence ended (10:30) with the surge over"

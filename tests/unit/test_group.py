@@ -32,6 +32,14 @@ TIMING = Timing(group_wait=30 * S, group_interval=120 * S, repeat_interval=3600 
         (T0 + 200 * S, False, None, T0 + 30 * S, T0 + 200 * S, "interval passed: send now"),
         (T0 + 60 * S, True, T0 + 150 * S, T0 + 30 * S, T0 + 150 * S, "already pending: kept"),
         (T0, True, None, None, T0 + 30 * S, "no timer yet: group_wait from now"),
+        (
+            T0 + 60 * S,
+            False,
+            T0 + 3600 * S,
+            None,
+            T0 + 90 * S,
+            "nothing sent yet, asleep on a timer (a surge below its threshold): group_wait",
+        ),
     ],
 )
 def test_next_flush_after_report(
