@@ -14,6 +14,7 @@ from dispatcher.notify.render import PDF, RLE
 from dispatcher.notify.render_surge import render_surge
 from dispatcher.rules.explain import explain, explain_text, show
 from dispatcher.rules.load import RuleSet, load_rules
+from dispatcher.rules.surge_replay import SurgeAlert, replay
 from dispatcher.surge import SurgeDecision, SurgeRule, SurgeState, after, decide, places
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,3 +241,20 @@ def test_rules_test_says_a_report_counts_toward_a_surge(shipped: RuleSet) -> Non
         "  governorate-surge: surge of incidents >= 8 within 30m, regions in ['SY02', 'SY07'] "
         "-> central-desk [group by region:1; wait 0s, repeat at most every 10m, ttl 1h]"
     )
+
+
+def test_a_replay_opens_repeats_and_subsides_as_the_service_would(shipped: RuleSet) -> None:
+    """Ten strikes in Idleb a minute apart, the last retracted: 9 count."""
+    reports = [
+        Report("obs", f"r{n}", "airstrike", T0 + n * M, "SY0703", Casualties(killed=1),
+               location=Point(36.12 + 0.01 * n, 36.52))
+        for n in range(10)
+    ]  # fmt: skip
+    reports.append(reports[-1]._replace(status="retracted", revision=2))
+    (alert,) = replay(shipped, reversed(reports))
+    assert alert == SurgeAlert(
+        route="governorate-surge", receiver="central-desk", group=(("region", "SY07"),),
+        opened_at=T0 + 7 * M, subsided_at=T0 + 31 * M, peak=9, repeats=2,
+    )  # fmt: skip
+    # 08:17 (9, a group_interval after 08:07), 08:30 (8: 08:00 left the window), then 7.
+    assert replay(shipped, reports[:7]) == [], "seven: below the threshold"
