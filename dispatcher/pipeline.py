@@ -387,8 +387,10 @@ class Pipeline:
         if decision.action is None:
             return await self.store.settle(group, wakeup=decision.wakeup)
         counted = [x for x in live if x[1] > now - rule.within]
+        kind = {"open": "surge", "repeat": "surge-repeat", "subside": "surge-subsided",
+                "close": "surge-closed"}[decision.action]  # fmt: skip
         record: dict[str, Any] = {
-            "kind": f"surge-{decision.action}",
+            "kind": kind,
             "surge": {
                 "count": decision.count,
                 "at_least": rule.at_least,
@@ -435,9 +437,6 @@ class Pipeline:
             for locale in LOCALES
         }
         record["texts"] = {loc: {"title": r.title, "body": r.body} for loc, r in rendered.items()}
-        kind = {"open": "surge", "repeat": "surge-repeat", "subside": "surge-subsided"}[
-            decision.action
-        ]
         minimal = route.payload == "minimal"
         data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
         if not minimal:

@@ -92,6 +92,8 @@ async def get_update(request: web.Request) -> web.Response:
             "revised": record.get("revised", []),
             "retracted": record.get("retracted", []),
             "confirmed": record.get("confirmed", []),
+            # A surge push's figures: count, at_least, within_s, incidents, places.
+            "surge": record.get("surge"),
         }
     )
 

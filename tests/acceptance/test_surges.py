@@ -170,6 +170,11 @@ async def test_a_surge_opens_once_repeats_at_most_every_interval_and_subsides(
         assert ar.title == "\u202bإدلب · تصاعد الحوادث: 8 خلال 30m\u202c"
         assert "حارم 4، إدلب 2، أريحا 2" in ar.body
         assert await at(svc, 14) == [], "told once"
+        status, update = await svc.get(f"/v1/groups/{group}/updates/1", key="phone-idleb-lead-2")
+        assert status == 200, update
+        assert (update["kind"], update["title"]) == ("surge", en.title)
+        assert update["surge"]["count"] == 8
+        assert update["surge"]["places"] == [["SY0703", 4], ["SY07", 2], ["SY0702", 2]]
 
         # Two more within minutes: told again only when group_interval has passed.
         clock.set(MORNING + 16 * M)
