@@ -129,7 +129,11 @@ async def build(
         raise
     store = Store(
         engine,
-        merge=MergeRule(settings.incidents.merge_radius_m, settings.incidents.merge_window),
+        merge=MergeRule(
+            settings.incidents.merge_radius_m,
+            settings.incidents.merge_window,
+            settings.incidents.anchor_radius_m,
+        ),
         writer=db.create_writer(
             settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
         ),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from dispatcher.incidents import IncidentCount, count
+from dispatcher.counting import COUNT_FIELDS, IncidentCount, changed, count, single
 from dispatcher.model import Casualties, Report
 
 
@@ -132,9 +132,6 @@ def next_wakeup(life: Life) -> datetime | None:
     return min(times) if times else None
 
 
-COUNT_FIELDS = ("killed", "injured", "trapped", "rescued")
-
-
 def report_key(report: Report) -> str:
     return f"{report.source}/{report.id}"
 
@@ -143,8 +140,10 @@ def report_key(report: Report) -> str:
 class Summary:
     """What one update of a group says: what changed since the last update, and the totals.
 
-    Counts are per incident (the largest figure any live report gives, see `incidents`),
-    summed over the group's incidents. `state` is what the next update compares against.
+    Counts are per incident (the figures in force, see `counting`), summed over the group's
+    incidents; `highs` sums per incident the highest figure in force or reported by any
+    source, so the text can say what others report beyond the figures. `state` is what the
+    next update compares against.
     """
 
     totals: Casualties
@@ -162,6 +161,7 @@ class Summary:
     revisions: tuple[tuple[str, str, int, int], ...] = ()
     # Which of a GroupTally's changes this summary covers (see GroupTally.told).
     told: int = field(default=0, compare=False)
+    highs: Casualties = field(default_factory=Casualties)
 
     @property
     def changed(self) -> bool:
@@ -180,6 +180,7 @@ class Summary:
                 "trapped": self.totals.trapped,
                 "rescued": self.totals.rescued,
             },
+            "highs": dict(zip(COUNT_FIELDS, self.highs, strict=True)),
             "incidents": self.incidents,
             "live_reports": self.live_reports,
             "new": list(self.new),
@@ -213,7 +214,7 @@ class Tally:
     # for their offsets.
     first: tuple[float, str]
     count: IncidentCount | None  # None when every report of it is retracted
-    kind: str = ""  # of its earliest live report
+    kind: str = ""  # the incident's (of its highest tier's latest live report)
     region: str = ""  # the region most of its live reports were placed in
 
 
@@ -225,14 +226,13 @@ def _tally(members: Sequence[Report]) -> Tally:
         return Tally(first, None)
     if len(alive) == 1:  # most incidents: a surge's tally counts tens of thousands of these
         r = alive[0]
-        return Tally(
-            first, IncidentCount(r.casualties, r.status == "confirmed", 1), r.kind, r.region
-        )
+        return Tally(first, single(r), r.kind, r.region)
     regions: dict[str, int] = {}
     for r in alive:
         regions[r.region] = regions.get(r.region, 0) + 1
     region = max(regions, key=regions.__getitem__)  # the first placed, of those most often
-    return Tally(first, count(alive), alive[0].kind, region)
+    counted = count(alive)
+    return Tally(first, counted, counted.kind, region)
 
 
 def _incident_of(report: Report) -> str:
@@ -291,6 +291,7 @@ class GroupTally:
         # The live incidents' counts and what they add up to, kept as incidents change.
         self._state: dict[str, list[int]] = {}
         self._totals = [0, 0, 0, 0]
+        self._highs = [0, 0, 0, 0]
         self._live_reports = 0
         self._kinds: Counter[str] = Counter()
         self._regions: Counter[str] = Counter()
@@ -354,6 +355,9 @@ class GroupTally:
         totals[1] += sign * c.casualties.injured
         totals[2] += sign * c.casualties.trapped
         totals[3] += sign * c.casualties.rescued
+        highs = self._highs
+        for n, high in enumerate(c.highs):
+            highs[n] += sign * high
         self._live_reports += sign * c.live_reports
         self._kinds[tally.kind] += sign
         self._regions[tally.region] += sign
@@ -391,7 +395,7 @@ class GroupTally:
                 continue
             if before is None:
                 new.append(inc)
-            elif before[:4] != now[:4]:
+            elif changed(before, now):
                 revised.append(inc)
             if now[4] and (before is None or not before[4]):
                 confirmed.append(inc)
@@ -409,6 +413,7 @@ class GroupTally:
             state=dict(state),
             revisions=_revisions(revised, told, state),
             told=self._adds,
+            highs=Casualties(*self._highs),
         )
 
     def live_incidents(self, since: float = float("-inf")) -> list[tuple[str, float, str, str]]:
@@ -454,7 +459,7 @@ def summary_of(
     live = {inc: t for inc, t in tallies.items() if t.count is not None}
     state = {inc: t.count.as_list() for inc, t in live.items() if t.count is not None}
     new = [inc for inc in live if inc not in previous]
-    revised = [inc for inc in live if inc in previous and list(previous[inc])[:4] != state[inc][:4]]
+    revised = [inc for inc in live if inc in previous and changed(previous[inc], state[inc])]
     confirmed = [
         inc for inc in live if state[inc][4] and (inc not in previous or not list(previous[inc])[4])
     ]
@@ -473,4 +478,5 @@ def summary_of(
         since=previous_at,
         state=state,
         revisions=_revisions(revised, previous, state),
+        highs=sum((c.highs for c in counts), Casualties()),
     )

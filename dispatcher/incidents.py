@@ -1,13 +1,17 @@
 """Incidents: one event, however many reports describe it. Pure.
 
 Two observers reporting one strike are one strike. A report joins an incident when it names
-it (`incident`), or when an incident of the same kind lies within `radius` metres and
-`window` of it and has no report from the same source yet (one source reporting twice, with
-two ids, has seen two events). Reports without coordinates join only by name: a district
-alone is too coarse to tell two strikes apart, and a merge there would undercount.
+it (`incident`), or else the nearest incident one of the organisation's own teams anchors
+(an `own`-tier report joined it) within `anchor_radius_m` and `window`, or else the nearest
+incident within `radius_m` and `window`; in each case of the same kind family
+(`counting.family`: an airstrike and a missile may be one strike) and with no report from
+the same source yet (one source reporting twice, with two ids, has seen two events).
+Observers state where they stood, often hundreds of metres from the strike; a team at the
+site is where it happened, so reports gather round it. Reports without coordinates join
+only by name: a district alone is too coarse to tell two strikes apart, and a merge there
+would undercount.
 
-An incident's count per field is the largest any live report gives, not the sum: observers
-see the same dead, not different ones. It is confirmed once any live report confirms it.
+How an incident's reports are counted is `dispatcher.counting`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from dispatcher.model import Casualties, Point, Report
+from dispatcher.counting import family
+from dispatcher.model import Point, Report
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -27,20 +32,28 @@ EARTH_RADIUS_M = 6_371_008.8
 class MergeRule:
     radius_m: float = 500.0
     window: timedelta = timedelta(minutes=15)
+    anchor_radius_m: float = 1000.0  # round an incident one of our teams reports
+
+    @property
+    def reach_m(self) -> float:
+        """The farthest an incident a report may join can lie."""
+        return max(self.radius_m, self.anchor_radius_m)
 
 
 class Candidate(NamedTuple):
-    """An open incident a new report might join: the sources whose reports joined it, sorted.
+    """An open incident a new report might join: its kind family, the sources whose reports
+    joined it (sorted), and whether one of them is of the `own` tier (an anchor).
 
     A tuple of plain values, which the cyclic garbage collector stops looking at once it has
     seen it: the writer holds hundreds of thousands of these through a surge.
     """
 
     id: str
-    kind: str
+    family: str
     location: Point | None
     occurred_at: datetime
     sources: tuple[str, ...]
+    anchored: bool = False
 
 
 def distance_m(a: Point, b: Point) -> float:
@@ -59,72 +72,51 @@ def bounding_box(p: Point, radius_m: float) -> tuple[float, float, float, float]
 
 
 def pick(report: Report, candidates: Iterable[Candidate], rule: MergeRule) -> str | None:
-    """The incident `report` belongs to among `candidates`, or None for a new one."""
+    """The incident `report` belongs to among `candidates`, or None for a new one: the
+    nearest anchored one within the anchor radius, else the nearest within the radius."""
     if report.location is None:
         return None
+    kin = family(report.kind)
     best: tuple[float, float, str] | None = None
+    anchor: tuple[float, float, str] | None = None
     for c in candidates:
-        if c.kind != report.kind or c.location is None or report.source in c.sources:
+        if c.family != kin or c.location is None or report.source in c.sources:
             continue
         gap = abs((c.occurred_at - report.occurred_at).total_seconds())
         if gap > rule.window.total_seconds():
             continue
         d = distance_m(report.location, c.location)
-        if d > rule.radius_m:
-            continue
         key = (d, gap, c.id)
-        if best is None or key < best:
+        if c.anchored and d <= rule.anchor_radius_m and (anchor is None or key < anchor):
+            anchor = key
+        if d <= rule.radius_m and (best is None or key < best):
             best = key
-    return best[2] if best else None
+    found = anchor or best
+    return found[2] if found else None
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentCount:
-    casualties: Casualties
-    confirmed: bool
-    live_reports: int
-
-    def as_list(self) -> list[int]:
-        c = self.casualties
-        return [c.killed, c.injured, c.trapped, c.rescued, int(self.confirmed)]
-
-
-def count(live: Iterable[Report]) -> IncidentCount:
-    """Merge the live reports of one incident: the largest figure per field."""
-    reports = list(live)
-    if not reports:
-        return IncidentCount(Casualties(), False, 0)
-    return IncidentCount(
-        Casualties(
-            killed=max(r.casualties.killed for r in reports),
-            injured=max(r.casualties.injured for r in reports),
-            trapped=max(r.casualties.trapped for r in reports),
-            rescued=max(r.casualties.rescued for r in reports),
-        ),
-        confirmed=any(r.status == "confirmed" for r in reports),
-        live_reports=len(reports),
-    )
-
-
-# An incident as the index holds it: (id, kind, lat, lon, occurred_at, sources, the time as
-# POSIX seconds, its cell). A plain tuple of plain values, which the cyclic garbage collector
-# stops looking at once it has seen it (it never does so for named tuples): the writer holds
-# hundreds of thousands of these through a surge, and full collections walked every one
-# again and again. The time is kept twice because comparing floats costs a fraction of
-# comparing aware datetimes, and lookups compare it for every incident in a cell.
-_Entry = tuple[str, str, float, float, datetime, tuple[str, ...], float, int]
+# An incident as the index holds it: (id, kind family, lat, lon, occurred_at, sources, the
+# time as POSIX seconds, its cell, anchored). A plain tuple of plain values, which the
+# cyclic garbage collector stops looking at once it has seen it (it never does so for named
+# tuples): the writer holds hundreds of thousands of these through a surge, and full
+# collections walked every one again and again. The time is kept twice because comparing
+# floats costs a fraction of comparing aware datetimes, and lookups compare it for every
+# incident in a cell.
+_Entry = tuple[str, str, float, float, datetime, tuple[str, ...], float, int, bool]
 
 
 def _candidate(entry: _Entry) -> Candidate:
-    return Candidate(entry[0], entry[1], Point(entry[2], entry[3]), entry[4], entry[5])
+    return Candidate(entry[0], entry[1], Point(entry[2], entry[3]), entry[4], entry[5], entry[8])
 
 
 class IncidentIndex:
-    """Incidents with coordinates by kind, place and time: the merge rule's lookup, in memory.
+    """Incidents with coordinates by kind family, place and time: the merge rule's lookup,
+    in memory.
 
     Incidents fall in cells one merge diameter wide and two merge windows long, so those a
-    report may join lie in the few cells around its place and time, however many incidents
-    a surge piles up in one town over the hours. The index answers for reports whose merge
+    report may join lie in the few cells around its place and time (a few more for the
+    anchored ones, farther away), however many incidents a surge piles up in one town over
+    the hours. The index answers for reports whose merge
     window starts at or after `since`; the store fills it from the incidents table and keeps
     it equal to it.
     """
@@ -138,10 +130,11 @@ class IncidentIndex:
         self.rule = rule
         self.since = since
         self._dlat = math.degrees(rule.radius_m / EARTH_RADIUS_M)
+        self._reach = math.degrees(rule.reach_m / EARTH_RADIUS_M)
         self._cell = max(2 * self._dlat, 1e-6)
         self._window_s = rule.window.total_seconds()
         self._slot = max(2 * self._window_s, 1.0)
-        # kind -> cell -> incidents. A cell is a tuple, rebuilt when it changes: it holds a
+        # family -> cell -> incidents. A cell is a tuple, rebuilt when it changes: it holds a
         # few incidents at most.
         self._cells: dict[str, dict[int, tuple[_Entry, ...]]] = {}
         self._by_id: dict[str, _Entry] = {}
@@ -182,25 +175,30 @@ class IncidentIndex:
         at: Point,
         occurred_at: datetime,
         sources: Iterable[str] = (),
+        anchored: bool = False,
     ) -> None:
         """Hold an incident (again: its place, time and sources are replaced); one that
-        occurred before `since` is not held, as no report the index answers for can join it."""
+        occurred before `since` is not held, as no report the index answers for can join it.
+        `kind`: of any of its reports (the index keeps its family)."""
         self.remove(incident_id)
         if occurred_at < self.since:
             return
         ts = occurred_at.timestamp()
         key = self._key(at.lat, at.lon, ts)
-        entry = (incident_id, kind, at.lat, at.lon, occurred_at, self._sources(sources), ts, key)
+        kin = family(kind)
+        entry = (incident_id, kin, at.lat, at.lon, occurred_at, self._sources(sources), ts, key,
+                 anchored)  # fmt: skip
         self._by_id[incident_id] = entry
-        cells = self._cells.setdefault(kind, {})
+        cells = self._cells.setdefault(kin, {})
         cells[key] = (*cells.get(key, ()), entry)
 
-    def join(self, incident_id: str, source: str) -> None:
-        """A report of `source` joined the incident (if held)."""
+    def join(self, incident_id: str, source: str, *, anchors: bool = False) -> None:
+        """A report of `source` joined the incident (if held); `anchors`: an own-tier one."""
         entry = self._by_id.get(incident_id)
-        if entry is None or source in entry[5]:
+        if entry is None or (source in entry[5] and (entry[8] or not anchors)):
             return
-        joined: _Entry = (*entry[:5], self._sources((*entry[5], source)), entry[6], entry[7])
+        joined: _Entry = (*entry[:5], self._sources((*entry[5], source)), entry[6], entry[7],
+                          entry[8] or anchors)  # fmt: skip
         self._by_id[incident_id] = joined
         cells = self._cells[entry[1]]
         cells[entry[7]] = tuple(joined if e is entry else e for e in cells[entry[7]])
@@ -218,16 +216,19 @@ class IncidentIndex:
             del cells[key]
 
     def candidates(self, report: Report) -> list[Candidate]:
-        """The incidents of the report's kind in the cells its merge circle touches and in
-        its time window (a superset of what `pick` accepts; `pick` decides)."""
+        """The incidents of the report's kind family in its time window, in the box round its
+        merge circle or (anchored ones) its anchor circle: a superset of what `pick`
+        accepts; `pick` decides."""
         at = report.location
-        cells = self._cells.get(report.kind)
+        cells = self._cells.get(family(report.kind))
         if at is None or cells is None:
             return []
         lat, lon = at.lat, at.lon
         dlat, c, row, slots, slot = self._dlat, self._cell, self._ROW, self._SLOTS, self._slot
         # The circle is widest in longitude at its edge nearer the pole.
         dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + dlat))))
+        reach = self._reach
+        rlon = reach / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + reach))))
         # Seconds as floats carry rounding: the window is widened by a millisecond, so that
         # an incident exactly at its edge is still found (`pick` decides on the datetimes).
         ts = report.occurred_at.timestamp()
@@ -240,10 +241,11 @@ class IncidentIndex:
             times = tuple((first + k) % slots for k in range((last - first) % slots + 1))
         source = report.source
         lat0, lat1, lon0, lon1 = lat - dlat, lat + dlat, lon - dlon, lon + dlon
-        j0, j1 = math.floor(lon0 / c), math.floor(lon1 / c) + 1
+        far0, far1, flon0, flon1 = lat - reach, lat + reach, lon - rlon, lon + rlon
+        j0, j1 = math.floor(flon0 / c), math.floor(flon1 / c) + 1
         get = cells.get
         found = []
-        for i in range(math.floor(lat0 / c) * row, (math.floor(lat1 / c) + 1) * row, row):
+        for i in range(math.floor(far0 / c) * row, (math.floor(far1 / c) + 1) * row, row):
             for j in range((i + j0) * slots, (i + j1) * slots, slots):
                 for t in times:
                     cell = get(j + t)
@@ -251,10 +253,12 @@ class IncidentIndex:
                         continue
                     for e in cell:
                         if (
-                            lat0 <= e[2] <= lat1
-                            and lon0 <= e[3] <= lon1
-                            and t0 <= e[6] <= t1
+                            t0 <= e[6] <= t1
                             and source not in e[5]
+                            and (
+                                (lat0 <= e[2] <= lat1 and lon0 <= e[3] <= lon1)
+                                or (e[8] and far0 <= e[2] <= far1 and flon0 <= e[3] <= flon1)
+                            )
                         ):
                             found.append(_candidate(e))
         return found

@@ -30,6 +30,7 @@ FUTURE_TOLERANCE = timedelta(minutes=10)
 # Ids and sources end up in URLs and logs: printable, no spaces or slashes.
 Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
 Count = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+Site = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:@~-]+$")]
 
 
 class _Wire(BaseModel):
@@ -62,6 +63,9 @@ class ReportIn(_Wire):
     revision: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
     notes: Annotated[str, Field(max_length=MAX_NOTES)] | None = None
     incident: Ident | None = None  # join this incident (created if new) instead of matching
+    # The part of the incident this report counts (one building of a strike): reports of
+    # different sites of one tier add up, two of one site never do (dispatcher.counting).
+    site: Site | None = None
 
     @model_validator(mode="after")
     def _placed(self) -> ReportIn:
@@ -175,8 +179,9 @@ def checked(
     return errors or report
 
 
-def to_report(wire: ReportIn, *, region: str) -> Report:
-    """The domain form of a validated report, placed in `region`."""
+def to_report(wire: ReportIn, *, region: str, tier: str = "other") -> Report:
+    """The domain form of a validated report, placed in `region`, from a source of `tier`
+    (the rules' trust tier for it when accepted)."""
     c = wire.casualties
     return Report(
         source=wire.source,
@@ -191,6 +196,8 @@ def to_report(wire: ReportIn, *, region: str) -> Report:
         given_region=wire.region,
         notes=wire.notes,
         incident=wire.incident,
+        tier=tier,
+        site=wire.site,
     )
 
 
@@ -209,6 +216,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "status": report.status,
         "revision": report.revision,
         "region": report.region,
+        "tier": report.tier,
     }
     if report.location is not None:
         out["location"] = {"lat": report.location.lat, "lon": report.location.lon}
@@ -218,4 +226,6 @@ def report_json(report: Report) -> dict[str, Any]:
         out["notes"] = report.notes
     if report.incident is not None:
         out["incident"] = report.incident
+    if report.site is not None:
+        out["site"] = report.site
     return out

@@ -79,6 +79,9 @@ class Report(NamedTuple):
     given_region: str | None = None
     notes: str | None = None
     incident: str | None = None  # named by the reporter, or assigned when stored
+    tier: str = "other"  # the source's trust tier when the report was accepted (counting)
+    site: str | None = None  # the part of the incident it counts (one building of a strike)
+    received_at: datetime | None = None  # when stored (set on reports read from the store)
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,8 @@ class Pipeline:
         # One spatial query for a batch; for one report a plain lookup costs less.
         regions = rules.locate_many(places) if len(places) != 1 else [rules.locate(*places[0])]
         reports = [
-            to_report(wire, region=region) for wire, region in zip(wires, regions, strict=True)
+            to_report(wire, region=region, tier=rules.tier_of(wire.source))
+            for wire, region in zip(wires, regions, strict=True)
         ]
         routed = [router(report) for report in reports]
         results = await self.store.save_reports(

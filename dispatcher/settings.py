@@ -150,10 +150,12 @@ class RetentionSettings(_Section):
 
 
 class IncidentSettings(_Section):
-    # Reports of one kind from different sources within this distance and time are one
-    # incident (see dispatcher/incidents.py).
+    # Reports of one kind family from different sources within this distance and time are
+    # one incident; within anchor_radius_m of one that an own-tier team reported, they join
+    # that one (see dispatcher/incidents.py and docs/counting.md).
     merge_radius_m: float = Field(500.0, ge=0)
     merge_window: Duration = timedelta(minutes=15)
+    anchor_radius_m: float = Field(1000.0, ge=0)
 
 
 class ApiKey(_Section):

@@ -57,6 +57,7 @@ WORDS: dict[str, dict[str, str]] = {
         "killed": "killed",
         "injured": "injured",
         "trapped": "trapped",
+        "others": "others: up to {n}",
         "incidents": "incidents in this alert",
         "since": "since",
         "today": "today",
@@ -75,6 +76,7 @@ WORDS: dict[str, dict[str, str]] = {
         "killed": "قتلى",
         "injured": "جرحى",
         "trapped": "عالقون",
+        "others": "مصادر أخرى: حتى {n}",
         "incidents": "حوادث هذا التنبيه",
         "since": "منذ",
         "today": "اليوم",
@@ -162,9 +164,18 @@ def render(
         if name in w
     ]
     since = f"{summary.since.astimezone(tz):%H:%M}" if summary.since else ""
-    totals = (
-        f"{w['killed']}: {t.killed} · {w['injured']}: {t.injured} · {w['trapped']}: {t.trapped}"
-    )
+    highs = summary.highs
+
+    def figure(name: str, value: int, high: int) -> str:
+        # What other sources report beyond the figure in force, when they do.
+        more = f" ({w['others'].format(n=high)})" if high > value else ""
+        return f"{w[name]}: {value}{more}"
+
+    totals = " · ".join((
+        figure("killed", t.killed, highs.killed),
+        figure("injured", t.injured, highs.injured),
+        figure("trapped", t.trapped, highs.trapped),
+    ))  # fmt: skip
     footer = (
         f"{w['incidents']}: {summary.incidents}"
         + (f" · {w['since']} {since}" if since else "")
@@ -176,6 +187,10 @@ def render(
             "revised": len(summary.revised), "retracted": len(summary.retracted),
             "confirmed": len(summary.confirmed), "killed": t.killed, "injured": t.injured,
             "trapped": t.trapped, "rescued": t.rescued, "incidents": summary.incidents,
+            "killed_high": max(t.killed, highs.killed),
+            "injured_high": max(t.injured, highs.injured),
+            "trapped_high": max(t.trapped, highs.trapped),
+            "rescued_high": max(t.rescued, highs.rescued),
             "since": since, "today": "" if today is None else today,
         }  # fmt: skip
         title = fill(templates["title"], values) if "title" in templates else title

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from dispatcher.counting import DEFAULT_TIER
 from dispatcher.locate import RegionIndex
 from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
 from dispatcher.route import Inhibition, Route, group_labels, match, match_surges
@@ -29,11 +30,12 @@ from dispatcher.rules.schema import (
     parse_teams,
     region_names,
 )
+from dispatcher.rules.sources import parse_sources
 from dispatcher.rules.templates import parse_templates
 from dispatcher.rules.yamlmarks import Y, load_marked
 
 FILES = ("regions.yaml", "teams.yaml", "routes.yaml")
-OPTIONAL_FILES = ("templates.yaml",)
+OPTIONAL_FILES = ("templates.yaml", "sources.yaml")
 UNASSIGNED_NAMES = {"en": "Unassigned area", "ar": "منطقة غير محددة"}
 
 
@@ -53,7 +55,12 @@ class RuleSet:
     _routes: dict[str, Route] = field(default_factory=dict)
     inhibitions: tuple[Inhibition, ...] = ()
     templates: dict[str, dict[str, str]] = field(default_factory=dict)  # locale -> line -> text
+    tiers: dict[str, str] = field(default_factory=dict)  # source -> trust tier (sources.yaml)
     _names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def tier_of(self, source: str) -> str:
+        """A source's trust tier (`other` unless sources.yaml names it)."""
+        return self.tiers.get(source, DEFAULT_TIER)
 
     def region_path(self, region_id: str) -> tuple[str, ...]:
         """The region and its ancestors, top first; () for an unassigned report."""
@@ -212,6 +219,7 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
     specs = parse_regions(docs["regions.yaml"], str(folder / "regions.yaml"), c)
     teams, _ = parse_teams(docs["teams.yaml"], str(folder / "teams.yaml"), c)
     templates = parse_templates(docs["templates.yaml"], c)
+    tiers = parse_sources(docs["sources.yaml"], c)
     inhibitions: list[Inhibition] = []
     root = parse_routes(
         docs["routes.yaml"],
@@ -264,6 +272,7 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
         _routes={route.id: route for route in _walk(root)},
         inhibitions=tuple(inhibitions),
         templates=templates,
+        tiers=tiers,
         _names=region_names(regions.values()),
     )
     return ruleset, problems

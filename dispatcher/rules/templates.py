@@ -20,11 +20,14 @@ from dispatcher.rules.yamlmarks import Y
 # place: the group's region in the reader's language; changes: what changed, worded
 # ("new incidents: 3 · revised: 1", "still active, no change", ...); new, revised,
 # retracted, confirmed: counts of incidents; killed, injured, trapped, rescued: the running
-# totals; incidents: live incidents in the alert; since: the previous update's time (HH:MM,
-# may be empty); today: incidents in the region since midnight (may be empty).
+# totals; killed_high, injured_high, trapped_high, rescued_high: the same with, per
+# incident, the highest figure any source reports where it is higher; incidents: live
+# incidents in the alert; since: the previous update's time (HH:MM, may be empty); today:
+# incidents in the region since midnight (may be empty).
 VALUES = (
     "place", "changes", "new", "revised", "retracted", "confirmed", "killed", "injured",
-    "trapped", "rescued", "incidents", "since", "today",
+    "trapped", "rescued", "killed_high", "injured_high", "trapped_high", "rescued_high",
+    "incidents", "since", "today",
 )  # fmt: skip
 LINES = ("title", "totals", "footer")
 FIELDS: dict[str, tuple[str, ...]] = dict.fromkeys(LINES, VALUES)

@@ -237,6 +237,9 @@ def _report_from_row(row: Any) -> StoredReport:
         given_region=row.given_region,
         notes=row.notes,
         incident=row.incident_id,
+        tier=row.tier,
+        site=row.site,
+        received_at=row.received_at,
     )
     return StoredReport(report, row.pk, row.received_at, row.key_name, row.rules_version)
 

@@ -118,6 +118,10 @@ reports = Table(
     Column("key_name", String(100), nullable=False),
     Column("rules_version", String(64), nullable=False),
     Column("incident_id", String(200), ForeignKey("incidents.id"), nullable=True),
+    # The source's trust tier when the report was accepted, and the site it counts
+    # (dispatcher/counting.py).
+    Column("tier", String(10), nullable=False, server_default=text("'other'")),
+    Column("site", String(100), nullable=True),
     UniqueConstraint("source", "ext_id", "revision", name="uq_reports_source_ext_id_revision"),
 )
 Index("ix_reports_incident_id", reports.c.incident_id)

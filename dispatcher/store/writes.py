@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.exc import IntegrityError
 
+from dispatcher.counting import FAMILIES, family, family_kinds
 from dispatcher.group import GroupTarget, Timing, first_flush, next_flush_after_report
 from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, bounding_box, pick
 from dispatcher.model import Casualties, Point, Report
@@ -50,7 +51,7 @@ MAX_ROWS_PER_INSERT = 512
 REPORT_COLUMNS = (
     "pk, source, ext_id, revision, kind, status, occurred_at, received_at, lat, lon, "
     "given_region, region, killed, injured, trapped, rescued, notes, key_name, rules_version, "
-    "incident_id"
+    "incident_id, tier, site"
 )
 REVISIONS = {
     # Every stored revision of a transaction's (source, id) pairs, in one query.
@@ -75,26 +76,39 @@ INCIDENT_INSERT_COLUMNS = ("id", "kind", "region", "lat", "lon", "occurred_at", 
 JOIN_INSERT_COLUMNS = ("group_id", "report_pk", "added_at")
 INCIDENT_EXISTS = "SELECT id FROM incidents WHERE id = :id"
 # One source reporting twice has seen two events: incidents it already joined are skipped.
+# Incidents of the report's kind family (three kinds at most, the kind repeated to fill)
+# in the box round its merge circle, or anchored (an own-tier report joined them) in the
+# box round its anchor circle.
+ANCHORED = "EXISTS (SELECT 1 FROM reports o WHERE o.incident_id = i.id AND o.tier = 'own')"
+MAX_FAMILY = 3
+assert all(len(kinds) <= MAX_FAMILY for kinds in FAMILIES)
 CANDIDATES = (
-    "SELECT i.id, i.lat, i.lon, i.occurred_at FROM incidents i "  # noqa: S608 - constants only
-    "WHERE i.kind = :kind AND i.occurred_at BETWEEN :t0 AND :t1 "
-    "AND i.lat BETWEEN :lat0 AND :lat1 AND i.lon BETWEEN :lon0 AND :lon1 "
+    f"SELECT i.id, i.lat, i.lon, i.occurred_at, {ANCHORED} FROM incidents i "  # noqa: S608 - constants only
+    "WHERE i.kind IN (:kind0, :kind1, :kind2) AND i.occurred_at BETWEEN :t0 AND :t1 "
+    "AND i.lat BETWEEN :far0 AND :far1 AND i.lon BETWEEN :flon0 AND :flon1 "
     "AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.source = :source) "
+    "AND ((i.lat BETWEEN :lat0 AND :lat1 AND i.lon BETWEEN :lon0 AND :lon1) "
+    f"OR {ANCHORED}) "
     "ORDER BY i.occurred_at DESC LIMIT " + str(MAX_CANDIDATES)
 )
 SOURCES_OF = "SELECT DISTINCT incident_id, source FROM reports WHERE incident_id IN "
 # PostgreSQL: CANDIDATES for every located report of a transaction in one query (n: the
 # report's place in the lists), and the sources of all the incidents found in another.
 CANDIDATES_MANY = (
-    "SELECT q.n, c.id, c.lat, c.lon, c.occurred_at FROM unnest(CAST(:n AS INTEGER[]), "  # noqa: S608 - constants only
-    "CAST(:kind AS VARCHAR[]), CAST(:t0 AS TIMESTAMPTZ[]), CAST(:t1 AS TIMESTAMPTZ[]), "
-    "CAST(:lat0 AS FLOAT8[]), CAST(:lat1 AS FLOAT8[]), CAST(:lon0 AS FLOAT8[]), "
-    "CAST(:lon1 AS FLOAT8[]), CAST(:source AS VARCHAR[])) "
-    "AS q(n, kind, t0, t1, lat0, lat1, lon0, lon1, source) CROSS JOIN LATERAL ("
-    "SELECT i.id, i.lat, i.lon, i.occurred_at FROM incidents i "
-    "WHERE i.kind = q.kind AND i.occurred_at BETWEEN q.t0 AND q.t1 "
-    "AND i.lat BETWEEN q.lat0 AND q.lat1 AND i.lon BETWEEN q.lon0 AND q.lon1 "
+    "SELECT q.n, c.id, c.lat, c.lon, c.occurred_at, c.anchored FROM unnest("  # noqa: S608 - constants only
+    "CAST(:n AS INTEGER[]), CAST(:kinds AS VARCHAR[]), CAST(:t0 AS TIMESTAMPTZ[]), "
+    "CAST(:t1 AS TIMESTAMPTZ[]), CAST(:lat0 AS FLOAT8[]), CAST(:lat1 AS FLOAT8[]), "
+    "CAST(:lon0 AS FLOAT8[]), CAST(:lon1 AS FLOAT8[]), CAST(:far0 AS FLOAT8[]), "
+    "CAST(:far1 AS FLOAT8[]), CAST(:flon0 AS FLOAT8[]), CAST(:flon1 AS FLOAT8[]), "
+    "CAST(:source AS VARCHAR[])) "
+    "AS q(n, kinds, t0, t1, lat0, lat1, lon0, lon1, far0, far1, flon0, flon1, source) "
+    "CROSS JOIN LATERAL ("
+    f"SELECT i.id, i.lat, i.lon, i.occurred_at, {ANCHORED} AS anchored FROM incidents i "
+    "WHERE i.kind = ANY(string_to_array(q.kinds, ',')) AND i.occurred_at BETWEEN q.t0 AND q.t1 "
+    "AND i.lat BETWEEN q.far0 AND q.far1 AND i.lon BETWEEN q.flon0 AND q.flon1 "
     "AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.source = q.source) "
+    "AND ((i.lat BETWEEN q.lat0 AND q.lat1 AND i.lon BETWEEN q.lon0 AND q.lon1) "
+    f"OR {ANCHORED}) "
     "ORDER BY i.occurred_at DESC LIMIT " + str(MAX_CANDIDATES) + ") c"
 )
 SOURCES_OF_MANY = (
@@ -106,7 +120,7 @@ RECENT_INCIDENTS = (
     "WHERE occurred_at >= :since AND lat IS NOT NULL AND lon IS NOT NULL"
 )
 RECENT_SOURCES = (
-    "SELECT DISTINCT r.incident_id, r.source FROM incidents i "
+    "SELECT DISTINCT r.incident_id, r.source, r.tier = 'own' FROM incidents i "
     "JOIN reports r ON r.incident_id = i.id "
     "WHERE i.occurred_at >= :since AND i.lat IS NOT NULL AND i.lon IS NOT NULL"
 )
@@ -222,17 +236,20 @@ def _flat(r: Report) -> tuple[Any, ...]:
     return (
         r.source, r.id, r.kind, _micros(r.occurred_at), r.region, c.killed, c.injured, c.trapped,
         c.rescued, r.status, r.revision, loc.lat if loc else None, loc.lon if loc else None,
-        r.given_region, r.notes, r.incident,
+        r.given_region, r.notes, r.incident, r.tier, r.site,
     )  # fmt: skip
+
+
+_FLAT = 18  # fields of a report's wire form; its group targets follow
 
 
 def _report(f: Sequence[Any]) -> Report:
     (source, rid, kind, occurred_at, region, killed, injured, trapped, rescued, status,
-     revision, lat, lon, given_region, notes, incident) = f[:16]  # fmt: skip
+     revision, lat, lon, given_region, notes, incident, tier, site) = f[:_FLAT]  # fmt: skip
     casualties = Casualties(killed, injured, trapped, rescued)
     return Report(
         source, rid, kind, _time(occurred_at), region, casualties, status, revision,
-        Point(lat, lon) if lat is not None else None, given_region, notes, incident,
+        Point(lat, lon) if lat is not None else None, given_region, notes, incident, tier, site,
     )  # fmt: skip
 
 
@@ -274,7 +291,7 @@ def decode_write(
             target = known[wire] = GroupTarget(route_id, labels, receiver, timing)
         targets.append(target)
     return ReportWrite(
-        [(_report(f), [targets[n] for n in f[16]]) for f in items],
+        [(_report(f), [targets[n] for n in f[_FLAT]]) for f in items],
         _time(now),
         key_name,
         rules_version,
@@ -282,11 +299,12 @@ def decode_write(
 
 
 def _stored_candidate(sql: Sql, kind: str, row: Sequence[Any], sources: Iterable[str]) -> Candidate:
-    """A committed incident from a row of (id, lat, lon, occurred_at), with its sources."""
-    iid, lat, lon, occurred_at = row
+    """A committed incident from a row of (id, lat, lon, occurred_at, anchored), with its
+    sources; `kind`: of the report it was looked up for (the same family)."""
+    iid, lat, lon, occurred_at, anchored = row
     at = sql.time(occurred_at)
     assert at is not None
-    return Candidate(iid, kind, Point(lat, lon), at, tuple(sorted(sources)))
+    return Candidate(iid, family(kind), Point(lat, lon), at, tuple(sorted(sources)), bool(anchored))
 
 
 class GroupRace(IntegrityError):
@@ -368,7 +386,7 @@ _Held = tuple[Report, str | None, int, datetime, str, str]
 
 def _held_result(tag: int, held: _Held) -> tuple[Any, ...]:
     report, incident, pk, received_at, key_name, rules_version = held
-    flat = (*_flat(report)[:15], incident)
+    flat = _flat(report._replace(incident=incident))
     return tag, pk, flat, _micros(received_at), key_name, rules_version
 
 
@@ -433,14 +451,20 @@ class IncidentMemory:
     def _load(self, sql: Sql, since: datetime) -> IncidentIndex:
         index = IncidentIndex(self.merge, since=since)
         sources: dict[str, set[str]] = {}
-        for incident_id, source in sql.rows(RECENT_SOURCES, {"since": sql.at(since)}):
+        anchored: set[str] = set()
+        for incident_id, source, own in sql.rows(RECENT_SOURCES, {"since": sql.at(since)}):
             sources.setdefault(incident_id, set()).add(source)
+            if own:
+                anchored.add(incident_id)
         for incident_id, kind, lat, lon, occurred_at in sql.rows(
             RECENT_INCIDENTS, {"since": sql.at(since)}
         ):
             at = sql.time(occurred_at)
             assert at is not None
-            index.add(incident_id, kind, Point(lat, lon), at, sources.get(incident_id, ()))
+            index.add(
+                incident_id, kind, Point(lat, lon), at, sources.get(incident_id, ()),
+                incident_id in anchored,
+            )  # fmt: skip
         return index
 
     def forget(self) -> None:
@@ -481,6 +505,7 @@ class ReportWriter:
     fresh: IncidentIndex = field(init=False)  # incidents made here that memory does not hold
     joined: dict[str, set[str]] = field(default_factory=dict)  # committed ones joined, by whom
     made: set[str] = field(default_factory=set)  # ids of the incidents made here
+    anchored: set[str] = field(default_factory=set)  # committed ones an own report joined here
 
     _incident_rows: list[tuple[Any, ...]] = field(default_factory=list)
     # PostgreSQL: committed candidates of the transaction's new reports, looked up at once.
@@ -555,7 +580,8 @@ class ReportWriter:
                     pk, report.source, report.id, report.revision, report.kind, report.status,
                     occurred, at_now, loc.lat if loc else None, loc.lon if loc else None,
                     report.given_region, report.region, c.killed, c.injured, c.trapped,
-                    c.rescued, report.notes, key_name, rules_version, incident,
+                    c.rescued, report.notes, key_name, rules_version, incident, report.tier,
+                    report.site,
                 ))  # fmt: skip
                 group_ids = []
                 for target in targets:
@@ -595,7 +621,7 @@ class ReportWriter:
             )
             if not found:
                 return self._make(report, report.incident, occurred, at_now, named=True), False
-            self._join(report.incident, report.source)
+            self._join(report.incident, report)
             return report.incident, True
         if latest is not None:
             return latest, False  # a revision stays with its incident
@@ -608,7 +634,9 @@ class ReportWriter:
                 candidates = self._stored_candidates(report)
                 if self.joined and candidates:
                     candidates = [
-                        c for c in candidates if report.source not in self.joined.get(c.id, ())
+                        c._replace(anchored=c.anchored or c.id in self.anchored)
+                        for c in candidates
+                        if report.source not in self.joined.get(c.id, ())
                     ]
                 if memory is not None and self.made:
                     candidates += [c for c in memory.candidates(report) if c.id in self.made]
@@ -616,7 +644,7 @@ class ReportWriter:
                     candidates = candidates + self.fresh.candidates(report)
             chosen = pick(report, candidates, self.merge) if candidates else None
             if chosen is not None:
-                self._join(chosen, report.source)
+                self._join(chosen, report)
                 return chosen, True
         self._count += 1
         incident_id = f"{self._id_prefix}{self._count:08x}"
@@ -636,16 +664,22 @@ class ReportWriter:
             # makes the writer read it again from the table (`IncidentMemory.forget`).
             memory = self.memory
             index = self.fresh if memory is None or report.occurred_at < memory.since else memory
-            index.add(incident_id, report.kind, loc, report.occurred_at, (report.source,))
+            index.add(
+                incident_id, report.kind, loc, report.occurred_at, (report.source,),
+                report.tier == "own",
+            )  # fmt: skip
         return incident_id
 
-    def _join(self, incident_id: str, source: str) -> None:
+    def _join(self, incident_id: str, report: Report) -> None:
+        source, anchors = report.source, report.tier == "own"
         if incident_id in self.fresh:
-            self.fresh.join(incident_id, source)
+            self.fresh.join(incident_id, source, anchors=anchors)
         elif incident_id not in self.made:
             self.joined.setdefault(incident_id, set()).add(source)
+            if anchors:
+                self.anchored.add(incident_id)
         if self.memory is not None:
-            self.memory.join(incident_id, source)
+            self.memory.join(incident_id, source, anchors=anchors)
 
     def _look_up(self, new: Iterable[Report]) -> None:
         """Committed candidates of every located report that names no incident, in two
@@ -658,18 +692,17 @@ class ReportWriter:
         if not wanted:
             return
         keys = list(wanted)
-        params: dict[str, list[Any]] = {
-            name: [] for name in ("n", "kind", "t0", "t1", "lat0", "lat1", "lon0", "lon1", "source")
-        }
+        names = ("n", "kinds", "t0", "t1", "lat0", "lat1", "lon0", "lon1", "far0", "far1",
+                 "flon0", "flon1", "source")  # fmt: skip
+        params: dict[str, list[Any]] = {name: [] for name in names}
         for n, key in enumerate(keys):
             r = wanted[key]
             assert r.location is not None
-            lat0, lat1, lon0, lon1 = bounding_box(r.location, self.merge.radius_m)
-            for name, value in (
-                ("n", n), ("kind", r.kind), ("t0", r.occurred_at - self.merge.window),
-                ("t1", r.occurred_at + self.merge.window), ("lat0", lat0), ("lat1", lat1),
-                ("lon0", lon0), ("lon1", lon1), ("source", r.source),
-            ):  # fmt: skip
+            near = bounding_box(r.location, self.merge.radius_m)
+            far = bounding_box(r.location, self.merge.reach_m)
+            values = (n, ",".join(family_kinds(r.kind)), r.occurred_at - self.merge.window,
+                      r.occurred_at + self.merge.window, *near, *far, r.source)  # fmt: skip
+            for name, value in zip(names, values, strict=True):
                 params[name].append(value)
         rows = self.sql.rows(CANDIDATES_MANY, params)
         self._looked_up = {key: [] for key in keys}
@@ -693,16 +726,23 @@ class ReportWriter:
             return list(looked_up)
         sql = self.sql
         lat0, lat1, lon0, lon1 = bounding_box(report.location, self.merge.radius_m)
+        far0, far1, flon0, flon1 = bounding_box(report.location, self.merge.reach_m)
+        kinds = family_kinds(report.kind)
+        kinds = kinds + (kinds[0],) * (MAX_FAMILY - len(kinds))
         rows = sql.rows(
             CANDIDATES,
             {
-                "kind": report.kind,
+                **{f"kind{n}": k for n, k in enumerate(kinds)},
                 "t0": sql.at(report.occurred_at - self.merge.window),
                 "t1": sql.at(report.occurred_at + self.merge.window),
                 "lat0": lat0,
                 "lat1": lat1,
                 "lon0": lon0,
                 "lon1": lon1,
+                "far0": far0,
+                "far1": far1,
+                "flon0": flon0,
+                "flon1": flon1,
                 "source": report.source,
             },
         )
@@ -944,7 +984,7 @@ def stored_from_row(sql: Sql, row: tuple[Any, ...]) -> tuple[Report, int, dateti
     """A row of REPORT_COLUMNS as (report, pk, received_at, key_name, rules_version)."""
     (pk, source, ext_id, revision, kind, status, occurred_at, received_at, lat, lon,
      given_region, region, killed, injured, trapped, rescued, notes, key_name, rules_version,
-     incident_id) = row  # fmt: skip
+     incident_id, tier, site) = row  # fmt: skip
     occurred = sql.time(occurred_at)
     received = sql.time(received_at)
     assert occurred is not None
@@ -962,5 +1002,8 @@ def stored_from_row(sql: Sql, row: tuple[Any, ...]) -> tuple[Report, int, dateti
         given_region=given_region,
         notes=notes,
         incident=incident_id,
+        tier=tier,
+        site=site,
+        received_at=received,
     )
     return report, int(pk), received, key_name, rules_version

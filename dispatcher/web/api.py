@@ -17,8 +17,8 @@ import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dispatcher.counting import COUNT_FIELDS, count
 from dispatcher.group import latest_revisions
-from dispatcher.incidents import count
 from dispatcher.intake import (
     FieldError,
     ReportIn,
@@ -329,11 +329,13 @@ async def list_incidents(request: web.Request) -> web.Response:
     items = []
     for row in rows:
         latest = latest_revisions(r.report for r in row.reports)
-        merged = count(r for r in latest if r.status != "retracted")
+        # Counted in the order received (a present state such as `trapped` takes the latest).
+        received = sorted(latest, key=lambda r: (r.received_at is None, r.received_at))
+        merged = count(r for r in received if r.status != "retracted")
         items.append(
             {
                 "id": row.id,
-                "kind": row.kind,
+                "kind": merged.kind or row.kind,
                 "occurred_at": row.occurred_at.isoformat(),
                 "region": {
                     "id": row.region,
@@ -346,6 +348,18 @@ async def list_incidents(request: web.Request) -> web.Response:
                 ),
                 "named": row.named,
                 "casualties": report_json_casualties(merged.casualties),
+                # Per field: the figure in force, the sources and tier that set it, and the
+                # lowest and highest figure any live report gives (docs/counting.md).
+                "counts": {
+                    name: {
+                        "value": f.value,
+                        "sources": list(f.sources),
+                        "tier": f.tier,
+                        "low": f.low,
+                        "high": f.high,
+                    }
+                    for name, f in zip(COUNT_FIELDS, merged.fields, strict=True)
+                },
                 "confirmed": merged.confirmed,
                 "live_reports": merged.live_reports,
                 "reports": [report_json(r) for r in latest],

@@ -127,7 +127,7 @@ def test_the_index_never_misses_what_a_full_scan_finds(
         minutes = rng.uniform(-60 * hours, 60 * hours)
         c = Candidate(f"i{n}", kind, somewhere(), T0 + timedelta(minutes=minutes),
                       (f"s{rng.randint(1, 6)}",))  # fmt: skip
-        idx.add(c.id, c.kind, c.location, c.occurred_at, c.sources)  # type: ignore[arg-type]
+        idx.add(c.id, c.family, c.location, c.occurred_at, c.sources)  # type: ignore[arg-type]
         everyone.append(c)
     for n in range(500):
         when = T0 + timedelta(minutes=rng.uniform(-60 * hours, 60 * hours))

@@ -1,0 +1,197 @@
+"""Counting: an incident's figures from its live reports, as the teams keep them. Pure.
+
+Sources have a trust tier, set by operators in `rules/sources.yaml`: `own` (the
+organisation's own teams), `trusted` (observatories it works with), `other` (everyone else,
+and any source the file does not name). A report's tier is decided when it is accepted and
+stored with it.
+
+Per field, the figure in force comes from the highest tier whose live reports give the
+field; lower tiers only widen the range shown beside it ("killed: 6 (others: up to 9)").
+Within that tier each field has a policy (`POLICIES`):
+
+- `largest` (killed, injured, rescued): per site the largest figure any report gives, summed
+  over the sites a report names (`site`, one building of a strike). A report of 0 does not
+  give the field (a witness who did not count is not a count of none).
+- `latest` (trapped, a present state): per site the latest report (by `occurred_at`, then
+  by when it was received), summed over the sites; 0 is an answer ("all are out").
+
+A report that names no site speaks for the whole incident: the tier's figure is the larger
+of its site-less figure and the sum of its named sites, so a total is never added to the
+counts of the buildings it covers.
+
+Kinds that observers confuse (`FAMILIES`) are one family for merging; an incident's kind is
+that of the highest tier's latest report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, NamedTuple
+
+from dispatcher.model import Casualties, Report
+
+TIERS: tuple[str, ...] = ("own", "trusted", "other")  # highest first
+DEFAULT_TIER = "other"
+RANK: Mapping[str, int] = {tier: n for n, tier in enumerate(TIERS)}
+_LOWEST = len(TIERS) - 1
+
+COUNT_FIELDS = ("killed", "injured", "trapped", "rescued")
+
+# Kinds one strike is often reported as: one family for the merge rule. Every other kind
+# is a family of its own.
+FAMILIES: tuple[tuple[str, ...], ...] = (("airstrike", "missile", "barrel_bomb"),)
+_FAMILY: dict[str, str] = {kind: members[0] for members in FAMILIES for kind in members}
+_MEMBERS: dict[str, tuple[str, ...]] = {members[0]: members for members in FAMILIES}
+
+
+def family(kind: str) -> str:
+    """The family a kind merges in (named after its first member)."""
+    return _FAMILY.get(kind, kind)
+
+
+def family_kinds(kind: str) -> tuple[str, ...]:
+    """Every kind in the family of `kind`."""
+    return _MEMBERS.get(family(kind), (kind,))
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPolicy:
+    pick: Literal["largest", "latest"]  # per site, among the highest tier's reports
+
+    @property
+    def zero_is_answer(self) -> bool:
+        """Whether a report of 0 gives the field: for a present state it does."""
+        return self.pick == "latest"
+
+
+POLICIES: Mapping[str, FieldPolicy] = {
+    "killed": FieldPolicy("largest"),
+    "injured": FieldPolicy("largest"),
+    "trapped": FieldPolicy("latest"),
+    "rescued": FieldPolicy("largest"),
+}
+
+
+class FieldCount(NamedTuple):
+    """One field of an incident: the figure in force, the tier and sources that set it
+    (None and () when no live report gives the field), and the lowest and highest figure
+    any live report that gives it states."""
+
+    value: int = 0
+    tier: str | None = None
+    sources: tuple[str, ...] = ()
+    low: int = 0
+    high: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentCount:
+    casualties: Casualties
+    confirmed: bool
+    live_reports: int
+    kind: str = ""
+    fields: tuple[FieldCount, ...] = ()  # per COUNT_FIELDS; () when built without detail
+
+    @property
+    def highs(self) -> Casualties:
+        """Per field, the highest figure in force or reported by anyone."""
+        if not self.fields:
+            return self.casualties
+        return Casualties(*(max(f.value, f.high) for f in self.fields))
+
+    def as_list(self) -> list[int]:
+        """What an update records per incident: the four figures, confirmed, then the four
+        highest figures reported (updates written before 0012 hold only the first five)."""
+        return [*self.casualties, int(self.confirmed), *self.highs]
+
+
+def changed(before: Sequence[int], now: Sequence[int]) -> bool:
+    """Whether an incident's recorded state differs in what an update shows: a figure, or
+    (when both record them) the highest figure others report."""
+    if list(before[:4]) != list(now[:4]):
+        return True
+    return len(before) >= 9 and len(now) >= 9 and list(before[5:9]) != list(now[5:9])
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _order(r: Report, n: int) -> tuple[datetime, datetime, int]:
+    return (r.occurred_at, r.received_at or _NEVER, n)
+
+
+def count_field(name: str, reports: Sequence[Report], policy: FieldPolicy) -> FieldCount:
+    """One field of an incident from its live reports (given in the order received)."""
+    index = COUNT_FIELDS.index(name)
+    zero = policy.zero_is_answer
+    given = [(n, r) for n, r in enumerate(reports) if zero or r.casualties[index] > 0]
+    if not given:
+        return FieldCount()
+    values = [r.casualties[index] for _, r in given]
+    top = min(RANK.get(r.tier, _LOWEST) for _, r in given)
+    chosen: dict[str | None, tuple[int, Report]] = {}
+    for n, r in given:
+        if RANK.get(r.tier, _LOWEST) != top:
+            continue
+        held = chosen.get(r.site)
+        if held is None:
+            chosen[r.site] = (n, r)
+        elif policy.pick == "largest":
+            if r.casualties[index] > held[1].casualties[index]:
+                chosen[r.site] = (n, r)
+        elif _order(r, n) > _order(held[1], held[0]):
+            chosen[r.site] = (n, r)
+    named = [r for site, (_, r) in chosen.items() if site is not None]
+    whole = chosen.get(None)
+    named_sum = sum(r.casualties[index] for r in named)
+    if whole is not None and (not named or whole[1].casualties[index] > named_sum):
+        value, setters = whole[1].casualties[index], [whole[1]]
+    else:
+        value, setters = named_sum, named
+    return FieldCount(
+        value,
+        TIERS[top],
+        tuple(sorted({r.source for r in setters})),
+        min(values),
+        max(values),
+    )
+
+
+def incident_kind(reports: Sequence[Report]) -> str:
+    """The kind of the highest tier's latest live report."""
+    best: tuple[int, tuple[datetime, datetime, int]] | None = None
+    kind = ""
+    for n, r in enumerate(reports):
+        key = (-RANK.get(r.tier, _LOWEST), _order(r, n))
+        if best is None or key > best:
+            best, kind = key, r.kind
+    return kind
+
+
+def count(live: Iterable[Report], policies: Mapping[str, FieldPolicy] = POLICIES) -> IncidentCount:
+    """Merge the live reports of one incident (in the order received), field by field."""
+    reports = list(live)
+    if not reports:
+        return IncidentCount(Casualties(), False, 0, "", (FieldCount(),) * len(COUNT_FIELDS))
+    if len(reports) == 1:
+        return single(reports[0])
+    fields = tuple(count_field(name, reports, policies[name]) for name in COUNT_FIELDS)
+    return IncidentCount(
+        Casualties(*(f.value for f in fields)),
+        confirmed=any(r.status == "confirmed" for r in reports),
+        live_reports=len(reports),
+        kind=incident_kind(reports),
+        fields=fields,
+    )
+
+
+def single(r: Report) -> IncidentCount:
+    """The count of an incident of one live report (most of them: made fast)."""
+    tier, src = r.tier, (r.source,)
+    fields = tuple(
+        FieldCount(v, tier, src, v, v) if v or POLICIES[name].zero_is_answer else FieldCount()
+        for name, v in zip(COUNT_FIELDS, r.casualties, strict=True)
+    )
+    return IncidentCount(r.casualties, r.status == "confirmed", 1, r.kind, fields)
