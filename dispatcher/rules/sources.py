@@ -35,7 +35,7 @@ def parse_sources(doc: Y | None, c: Checker) -> dict[str, str]:
     tiers = doc.value.get("sources")
     if tiers is None or tiers.value is None:
         return out
-    if not c.mapping(tiers, "sources", TIERS):
+    if not c.mapping(tiers, "the tiers under sources", TIERS):
         return out
     first: dict[str, tuple[str, Loc]] = {}
     for tier, y in tiers.value.items():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dispatcher.counting import family
 from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, distance_m, pick
 from dispatcher.model import Point, Report
 
@@ -33,8 +34,10 @@ def report(*, source: str = "spotter", kind: str = "airstrike", at: Point | None
 
 
 def cand(cid: str, *, at: Point = HERE, minutes: float = 0, kind: str = "airstrike",
-         sources: tuple[str, ...] = ("observatory",)) -> Candidate:  # fmt: skip
-    return Candidate(cid, kind, at, T0 + timedelta(minutes=minutes), tuple(sorted(sources)))
+         sources: tuple[str, ...] = ("observatory",), anchored: bool = False) -> Candidate:  # fmt: skip
+    return Candidate(
+        cid, family(kind), at, T0 + timedelta(minutes=minutes), tuple(sorted(sources)), anchored
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,39 @@ def cand(cid: str, *, at: Point = HERE, minutes: float = 0, kind: str = "airstri
         (report(), [cand("a")], "a", "another observer, same place and time"),
         (report(at=north(450)), [cand("a")], "a", "within 500 m"),
         (report(at=north(550)), [cand("a")], None, "beyond 500 m"),
+        (report(at=north(700)), [cand("a")], None, "two strikes 700 m apart, no anchor"),
+        (report(at=north(950)), [cand("a", anchored=True)], "a", "our team's within 1 km"),
+        (report(at=north(1050)), [cand("a", anchored=True)], None, "our team's beyond 1 km"),
+        (
+            report(at=north(300)),
+            [cand("near"), cand("team", at=north(900), anchored=True)],
+            "team",
+            "an anchor within 1 km wins over a nearer incident without one",
+        ),
+        (
+            report(at=north(325)),
+            [
+                cand("far", at=north(-300), anchored=True),
+                cand("team", at=north(650), anchored=True),
+            ],
+            "team",
+            "the nearest anchor",
+        ),
+        (
+            report(at=north(800), minutes=16),
+            [cand("a", anchored=True)],
+            None,
+            "an anchor is still bound by the window",
+        ),
+        (
+            report(source="observatory", at=north(800)),
+            [cand("a", anchored=True)],
+            None,
+            "an anchor is still skipped by a source that joined it",
+        ),
+        (report(kind="missile"), [cand("a")], "a", "a missile and an airstrike: one family"),
+        (report(kind="barrel_bomb"), [cand("a", kind="missile")], "a", "barrel bomb too"),
+        (report(kind="shelling"), [cand("a", kind="missile")], None, "shelling is its own"),
         (report(minutes=14), [cand("a")], "a", "within 15 minutes"),
         (report(minutes=16), [cand("a")], None, "beyond 15 minutes"),
         (report(kind="shelling"), [cand("a")], None, "another kind is another event"),
@@ -122,16 +158,18 @@ def test_the_index_never_misses_what_a_full_scan_finds(
             base.lat + rng.uniform(-spread, spread), base.lon + rng.uniform(-spread, spread)
         )
 
+    kinds = ["airstrike", "missile", "shelling"]
     for n in range(2000):
-        kind = rng.choice(["airstrike", "shelling"])
+        kind = rng.choice(kinds)
         minutes = rng.uniform(-60 * hours, 60 * hours)
-        c = Candidate(f"i{n}", kind, somewhere(), T0 + timedelta(minutes=minutes),
-                      (f"s{rng.randint(1, 6)}",))  # fmt: skip
-        idx.add(c.id, c.family, c.location, c.occurred_at, c.sources)  # type: ignore[arg-type]
+        c = Candidate(f"i{n}", family(kind), somewhere(), T0 + timedelta(minutes=minutes),
+                      (f"s{rng.randint(1, 6)}",), rng.random() < 0.2)  # fmt: skip
+        assert c.location is not None
+        idx.add(c.id, kind, c.location, c.occurred_at, c.sources, c.anchored)
         everyone.append(c)
     for n in range(500):
         when = T0 + timedelta(minutes=rng.uniform(-60 * hours, 60 * hours))
-        kind = rng.choice(["airstrike", "shelling"])
+        kind = rng.choice(kinds)
         new = Report(f"s{rng.randint(1, 6)}", f"r{n}", kind, when, "SY0700", location=somewhere())
         assert pick(new, idx.candidates(new), RULE) == pick(new, everyone, RULE)
 
@@ -153,6 +191,19 @@ def test_joining_and_adding_to_an_index() -> None:
     idx.add("b", "airstrike", north(100), T0, ("radio",))
     assert pick(report(), idx.candidates(report()), RULE) == "b"
     assert len(idx) == 2
+
+
+def test_an_own_report_joining_makes_an_incident_an_anchor_in_the_index() -> None:
+    idx = index(("a", HERE, 0, ("observatory",)))
+    far = report(source="witness", at=north(800))
+    assert pick(far, idx.candidates(far), RULE) is None, "800 m from an incident of observers"
+    idx.join("a", "civil-defence", anchors=True)
+    assert [c.id for c in idx.candidates(far)] == ["a"]
+    assert pick(far, idx.candidates(far), RULE) == "a", "800 m from one our team reported"
+    idx.join("a", "civil-defence")  # a second report of the team keeps the anchor
+    assert pick(far, idx.candidates(far), RULE) == "a"
+    missile = report(source="witness-2", kind="missile", at=north(800))
+    assert pick(missile, idx.candidates(missile), RULE) == "a", "of the same family"
 
 
 @pytest.mark.parametrize("window", [RULE.window, timedelta(minutes=15, microseconds=300_001)])

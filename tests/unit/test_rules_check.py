@@ -84,6 +84,17 @@ CASES = {
         "templates.yaml:4:11: footer: write fields plainly, like {place}, not {today...}",
         "templates.yaml:5:1: unknown key 'fr' in templates.yaml; allowed: ar, en",
     ],
+    "sources": [
+        "sources.yaml:3:3: unknown key 'trustd' in the tiers under sources; "
+        "did you mean 'trusted'?",
+        "sources.yaml:6:7: source 'sy-civil-defence-idleb' is listed twice (first at line 2, "
+        "under 'own'); a source has one tier",
+        "sources.yaml:7:7: 'civil defence aleppo' is not a source id: write it as reporters "
+        "send it in `source` (letters, digits and . _ : @ ~ -, no spaces)",
+        "sources.yaml:8:3: unknown key 'others' in the tiers under sources; "
+        "did you mean 'other'?",
+        "sources.yaml:9:1: unknown key 'counting' in sources.yaml; allowed: sources",
+    ],
     "receivers": [
         "routes.yaml:5:17: unknown team or leader 'idleb-lead-one'; did you mean 'idleb-lead-1'?",
         "routes.yaml:7:19: warning: group_wait has no effect on an immediate route: each "
@@ -146,6 +157,9 @@ def test_warnings_do_not_refuse_the_rules() -> None:
 def test_the_shipped_rules_are_clean() -> None:
     assert check_rules(ROOT / "rules") == []
     rules = load_rules(ROOT / "rules")
+    assert rules.tier_of("sy-civil-defence-idleb") == "own"
+    assert rules.tier_of("syrian-observatory") == "trusted"
+    assert rules.tier_of("someone-new") == "other", "a source the file does not name"
     assert {"SY07", "SY0703", "SY02"} <= set(rules.regions)
     assert rules.approximate == {"SY"}, "only Syria's outline is hand-drawn, and marked so"
 
