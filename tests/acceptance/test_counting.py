@@ -36,8 +36,15 @@ def north(metres: float) -> dict[str, float]:
     return {"lat": HARIM[0] + metres / 111_195, "lon": HARIM[1]}
 
 
-def report(rid: str, source: str, *, at: dict[str, float] | None = None,
-           minutes: float = 0, kind: str = "airstrike", **counts: Any) -> dict[str, Any]:  # fmt: skip
+def report(
+    rid: str,
+    source: str,
+    *,
+    at: dict[str, float] | None = None,
+    minutes: float = 0,
+    kind: str = "airstrike",
+    **counts: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": rid,
         "source": source,

@@ -34,7 +34,8 @@ def report(*, source: str = "spotter", kind: str = "airstrike", at: Point | None
 
 
 def cand(cid: str, *, at: Point = HERE, minutes: float = 0, kind: str = "airstrike",
-         sources: tuple[str, ...] = ("observatory",), anchored: bool = False) -> Candidate:  # fmt: skip
+         sources: tuple[str, ...] = ("observatory",),
+         anchored: bool = False) -> Candidate:  # fmt: skip
     return Candidate(
         cid, family(kind), at, T0 + timedelta(minutes=minutes), tuple(sorted(sources)), anchored
     )
