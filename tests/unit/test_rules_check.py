@@ -91,8 +91,7 @@ CASES = {
         "under 'own'); a source has one tier",
         "sources.yaml:7:7: 'civil defence aleppo' is not a source id: write it as reporters "
         "send it in `source` (letters, digits and . _ : @ ~ -, no spaces)",
-        "sources.yaml:8:3: unknown key 'others' in the tiers under sources; "
-        "did you mean 'other'?",
+        "sources.yaml:8:3: unknown key 'others' in the tiers under sources; did you mean 'other'?",
         "sources.yaml:9:1: unknown key 'counting' in sources.yaml; allowed: sources",
     ],
     "receivers": [
