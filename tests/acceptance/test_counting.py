@@ -115,7 +115,7 @@ async def desk(
                                        "locale": locale}, key=f"phone-{leader}")  # fmt: skip
             assert status == 201
             tokens.append(token)
-        yield Desk(svc, clock, fcm_emulator, *tokens)
+        yield Desk(svc, clock, fcm_emulator, harim=tokens[0], idleb=tokens[1])
 
 
 def first_line(m: ReceivedMessage) -> str:
