@@ -302,6 +302,9 @@ class GroupTally:
         # one before its first, said nothing (every incident it counts is touched since).
         self._told: Mapping[str, list[int]] = {}
         self.told_seq = 0
+        # The group's `recount` when its reports were counted: raised when an incident of
+        # theirs is merged into another, which a report already counted here cannot show.
+        self.recount = 0
 
     def add(self, rows: Iterable[tuple[int, Report]]) -> None:
         # In the order reports joined, mostly the order shown: sorting it is then cheap.

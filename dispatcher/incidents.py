@@ -95,6 +95,41 @@ def pick(report: Report, candidates: Iterable[Candidate], rule: MergeRule) -> st
     return found[2] if found else None
 
 
+def absorbs(
+    report: Report,
+    into: str,
+    into_sources: Iterable[str],
+    candidates: Iterable[Candidate],
+    rule: MergeRule,
+) -> list[str]:
+    """The incidents an own-tier `report`, which joined or made `into`, gathers into it:
+    those no team anchors, of its kind family, within the anchor radius of it and its
+    window, nearest first, skipping any that shares a source with what `into` holds by
+    then (one source reporting twice has seen two events). Observers reporting before the
+    team made them apart; the team at the site says they are one."""
+    at = report.location
+    if at is None:
+        return []
+    kin = family(report.kind)
+    near = []
+    for c in candidates:
+        if c.id == into or c.anchored or c.family != kin or c.location is None:
+            continue
+        gap = abs((c.occurred_at - report.occurred_at).total_seconds())
+        if gap > rule.window.total_seconds():
+            continue
+        d = distance_m(at, c.location)
+        if d <= rule.anchor_radius_m:
+            near.append((d, gap, c.id, c.sources))
+    held = set(into_sources) | {report.source}
+    out = []
+    for _, _, cid, sources in sorted(near):
+        if held.isdisjoint(sources) and cid not in out:
+            out.append(cid)
+            held.update(sources)
+    return out
+
+
 # An incident as the index holds it: (id, kind family, lat, lon, occurred_at, sources, the
 # time as POSIX seconds, its cell, anchored). A plain tuple of plain values, which the
 # cyclic garbage collector stops looking at once it has seen it (it never does so for named
@@ -262,6 +297,36 @@ class IncidentIndex:
                         ):
                             found.append(_candidate(e))
         return found
+
+    def around(self, report: Report) -> list[Candidate]:
+        """Every incident of the report's kind family in its time window and the box round
+        its anchor circle, whatever their sources (`absorbs` decides)."""
+        at = report.location
+        cells = self._cells.get(family(report.kind))
+        if at is None or cells is None:
+            return []
+        lat, lon, reach, c = at.lat, at.lon, self._reach, self._cell
+        rlon = reach / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + reach))))
+        ts = report.occurred_at.timestamp()
+        t0, t1 = ts - self._window_s - 1e-3, ts + self._window_s + 1e-3
+        slot, slots, row = self._slot, self._SLOTS, self._ROW
+        first, last = math.floor(t0 / slot), math.floor(t1 / slot)
+        times = {t % slots for t in range(first, last + 1)}
+        far0, far1, flon0, flon1 = lat - reach, lat + reach, lon - rlon, lon + rlon
+        j0, j1 = math.floor(flon0 / c), math.floor(flon1 / c) + 1
+        found = []
+        for i in range(math.floor(far0 / c) * row, (math.floor(far1 / c) + 1) * row, row):
+            for j in range((i + j0) * slots, (i + j1) * slots, slots):
+                for t in times:
+                    for e in cells.get(j + t, ()):
+                        if t0 <= e[6] <= t1 and far0 <= e[2] <= far1 and flon0 <= e[3] <= flon1:
+                            found.append(_candidate(e))
+        return found
+
+    def sources_of(self, incident_id: str) -> tuple[str, ...] | None:
+        """The sources of a held incident (None if not held)."""
+        entry = self._by_id.get(incident_id)
+        return entry[5] if entry is not None else None
 
     def forget_before(self, since: datetime) -> int:
         """Let go of incidents that occurred before `since`; the index then answers only

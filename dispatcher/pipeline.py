@@ -198,6 +198,8 @@ class Pipeline:
             leaders = rules.leaders_of(team.escalate_to) if team and team.escalate_to else ()
         # Everything else in one read, with the group again: its reports then match it.
         tally = self._tallies.get(group.id)
+        if tally is not None and tally.recount != group.recount:
+            tally = None  # an incident of the group was merged into another: count it whole
         read = await self.store.flush_reads(
             group.id,
             leader_ids=[leader.id for leader in leaders],
@@ -206,12 +208,21 @@ class Pipeline:
             counted=tally.counted if tally is not None else None,
             told_seq=tally.told_seq if tally is not None else None,
         )
+        if read is not None and tally is not None and read.group.recount != tally.recount:
+            # Merged since the group was looked at: read it again, whole.
+            read = await self.store.flush_reads(
+                group.id,
+                leader_ids=[leader.id for leader in leaders],
+                silences_ending_after=now,
+                today=self._today_scope(group, now),
+            )
         if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
             return False  # another flusher got there first
         if action != "update" and read.group.last_report_at != group.last_report_at:
             return False  # a report joined: look at the group again
         group, last, acks = read.group, read.last, read.acks
         tally = await self._tally(group.id, read.reports, whole=read.whole)
+        tally.recount = group.recount
         last_at = last.at if last is not None else None
         # None: the tally holds what the last update said (a new tally: that there was none),
         # and compares only what changed since.

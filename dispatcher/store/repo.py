@@ -91,6 +91,7 @@ class GroupRow:
     took_over_from: str | None = None
     surge_open_at: datetime | None = None
     surge_told: int | None = None
+    recount: int = 0  # raised when an incident of its reports is merged into another
 
     @property
     def surge_state(self) -> SurgeState:
@@ -273,6 +274,7 @@ def _group_from_row(row: Any) -> GroupRow:
         took_over_from=row.took_over_from,
         surge_open_at=row.surge_open_at,
         surge_told=row.surge_told,
+        recount=row.recount,
     )
 
 
@@ -427,9 +429,10 @@ class Store:
         limit: int,
         before: tuple[datetime, str] | None,
     ) -> list[IncidentRow]:
-        """Incidents, newest first, with their reports; `before` is the last one of the
-        previous page (keyset pagination, stable while reports arrive)."""
-        query = select(incidents)
+        """Incidents, newest first, with their reports (those of incidents merged into them
+        too); `before` is the last one of the previous page (keyset pagination, stable while
+        reports arrive)."""
+        query = select(incidents).where(incidents.c.merged_into.is_(None))
         if regions is not None:
             query = query.where(incidents.c.region.in_(sorted(regions)))
         if kind is not None:
@@ -447,12 +450,19 @@ class Store:
             rows = (await conn.execute(query)).all()
             members: dict[str, list[StoredReport]] = {row.id: [] for row in rows}
             if members:
+                counted_in = {iid: iid for iid in members}
+                for merged in await conn.execute(
+                    select(incidents.c.id, incidents.c.merged_into).where(
+                        incidents.c.merged_into.in_(list(members))
+                    )
+                ):
+                    counted_in[merged.id] = merged.merged_into
                 for r in await conn.execute(
                     select(reports)
-                    .where(reports.c.incident_id.in_(list(members)))
+                    .where(reports.c.incident_id.in_(list(counted_in)))
                     .order_by(reports.c.pk)
                 ):
-                    members[r.incident_id].append(_report_from_row(r))
+                    members[counted_in[r.incident_id]].append(_report_from_row(r))
         return [
             IncidentRow(
                 id=row.id,
@@ -892,8 +902,9 @@ ACTIVE_DEVICES = (
     "SELECT id, leader_id, token, platform, locale, created_at, updated_at FROM devices "
     "WHERE leader_id IN"
 )
+# Each in the incident it counts in (its own, or the one that was merged into).
 GROUP_REPORTS = (
-    f"SELECT {writes.REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
+    f"SELECT {writes.COUNTED_REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
     "JOIN group_reports ON group_reports.report_pk = reports.pk "
     "WHERE group_reports.group_id = :group_id"
 )
@@ -1051,7 +1062,13 @@ def _count_live_incidents(conn: Connection, regions: frozenset[str], since: date
     """Incidents in `regions` that occurred since `since` and that some report still counts
     (its latest revision is not a retraction), counted in the database."""
     newer = reports.alias("newer")
-    query = select(func.count(func.distinct(reports.c.incident_id))).where(
+    merged = (
+        select(incidents.c.merged_into)
+        .where(incidents.c.id == reports.c.incident_id)
+        .scalar_subquery()
+    )
+    counted_in = func.coalesce(merged, reports.c.incident_id)
+    query = select(func.count(func.distinct(counted_in))).where(
         reports.c.region.in_(sorted(regions)),
         reports.c.occurred_at >= since,
         reports.c.status != "retracted",

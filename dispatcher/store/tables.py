@@ -78,6 +78,16 @@ incidents = Table(
     Column("occurred_at", Time, nullable=False),
     Column("created_at", Time, nullable=False),
     Column("named", Boolean, nullable=False),  # created by a reporter naming it
+    # Merged into another incident (one our own team reported between observers' reports):
+    # its reports count there (dispatcher/counting.py, docs/counting.md).
+    Column("merged_into", String(200), nullable=True),
+)
+# Only merged incidents are indexed: the incidents written in a surge add nothing to it.
+Index(
+    "ix_incidents_merged_into",
+    incidents.c.merged_into,
+    sqlite_where=text("merged_into IS NOT NULL"),
+    postgresql_where=text("merged_into IS NOT NULL"),
 )
 # On PostgreSQL merge candidates are looked up by kind, a latitude band (about 1 km), a
 # longitude band and a time window, all answered from this index. SQLite has none: its one
@@ -167,6 +177,9 @@ alert_groups = Table(
     # the group's last surge push told.
     Column("surge_open_at", Time, nullable=True),
     Column("surge_told", Integer, nullable=True),
+    # Raised when an incident some of its reports joined is merged into another: a flush
+    # then counts the group's reports again, whole.
+    Column("recount", Integer, nullable=False, server_default=text("0")),
 )
 Index(
     "uq_alert_groups_open",

@@ -32,7 +32,14 @@ from sqlalchemy.exc import IntegrityError
 
 from dispatcher.counting import FAMILIES, family, family_kinds
 from dispatcher.group import GroupTarget, Timing, first_flush, next_flush_after_report
-from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, bounding_box, pick
+from dispatcher.incidents import (
+    Candidate,
+    IncidentIndex,
+    MergeRule,
+    absorbs,
+    bounding_box,
+    pick,
+)
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.resend import Difference, resend_differences
 
@@ -72,7 +79,7 @@ NEXT_PKS = {
 }
 REPORT_INSERT_COLUMNS = tuple(c.strip() for c in REPORT_COLUMNS.split(","))
 INCIDENT_INSERT_COLUMNS = ("id", "kind", "region", "lat", "lon", "occurred_at", "created_at",
-                           "named")  # fmt: skip
+                           "named", "merged_into")  # fmt: skip
 JOIN_INSERT_COLUMNS = ("group_id", "report_pk", "added_at")
 INCIDENT_EXISTS = "SELECT id FROM incidents WHERE id = :id"
 # One source reporting twice has seen two events: incidents it already joined are skipped.
@@ -86,6 +93,7 @@ CANDIDATES = (
     f"SELECT i.id, i.lat, i.lon, i.occurred_at, {ANCHORED} FROM incidents i "  # noqa: S608 - constants only
     "WHERE i.kind IN (:kind0, :kind1, :kind2) AND i.occurred_at BETWEEN :t0 AND :t1 "
     "AND i.lat BETWEEN :far0 AND :far1 AND i.lon BETWEEN :flon0 AND :flon1 "
+    "AND i.merged_into IS NULL "
     "AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.source = :source) "
     "AND ((i.lat BETWEEN :lat0 AND :lat1 AND i.lon BETWEEN :lon0 AND :lon1) "
     f"OR {ANCHORED}) "
@@ -106,6 +114,7 @@ CANDIDATES_MANY = (
     f"SELECT i.id, i.lat, i.lon, i.occurred_at, {ANCHORED} AS anchored FROM incidents i "
     "WHERE i.kind = ANY(string_to_array(q.kinds, ',')) AND i.occurred_at BETWEEN q.t0 AND q.t1 "
     "AND i.lat BETWEEN q.far0 AND q.far1 AND i.lon BETWEEN q.flon0 AND q.flon1 "
+    "AND i.merged_into IS NULL "
     "AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.source = q.source) "
     "AND ((i.lat BETWEEN q.lat0 AND q.lat1 AND i.lon BETWEEN q.lon0 AND q.lon1) "
     f"OR {ANCHORED}) "
@@ -117,13 +126,38 @@ SOURCES_OF_MANY = (
 )
 RECENT_INCIDENTS = (
     "SELECT id, kind, lat, lon, occurred_at FROM incidents "
-    "WHERE occurred_at >= :since AND lat IS NOT NULL AND lon IS NOT NULL"
+    "WHERE occurred_at >= :since AND lat IS NOT NULL AND lon IS NOT NULL "
+    "AND merged_into IS NULL"
 )
 RECENT_SOURCES = (
     "SELECT DISTINCT r.incident_id, r.source, r.tier = 'own' FROM incidents i "
     "JOIN reports r ON r.incident_id = i.id "
     "WHERE i.occurred_at >= :since AND i.lat IS NOT NULL AND i.lon IS NOT NULL"
 )
+# Incidents an own-tier report may gather into its own (`incidents.absorbs` decides): of its
+# kind family, in its window and the box round its anchor circle, no team's, not merged.
+ABSORBABLE = (
+    "SELECT i.id, i.lat, i.lon, i.occurred_at, 0 FROM incidents i "  # noqa: S608 - constants only
+    "WHERE i.kind IN (:kind0, :kind1, :kind2) AND i.occurred_at BETWEEN :t0 AND :t1 "
+    "AND i.lat BETWEEN :far0 AND :far1 AND i.lon BETWEEN :flon0 AND :flon1 "
+    f"AND i.merged_into IS NULL AND i.id != :into AND NOT {ANCHORED} "
+    "ORDER BY i.occurred_at DESC LIMIT " + str(MAX_CANDIDATES)
+)
+MERGE_INCIDENT = "UPDATE incidents SET merged_into = :into WHERE id = :id"
+# The open groups holding reports of a merged incident count them again at their next flush.
+RECOUNT_GROUPS = (
+    "UPDATE alert_groups SET recount = recount + 1 WHERE closed_at IS NULL AND id IN "
+    "(SELECT g.group_id FROM group_reports g JOIN reports r ON r.pk = g.report_pk "
+    "WHERE r.incident_id = :id)"
+)
+# A report as counted: in the incident its own was merged into, if it was.
+COUNTED_INCIDENT = (
+    "coalesce((SELECT m.merged_into FROM incidents m WHERE m.id = reports.incident_id), "
+    "reports.incident_id)"
+)
+COUNTED_REPORT_COLUMNS = REPORT_COLUMNS.replace(" incident_id,", f" {COUNTED_INCIDENT},")
+assert COUNTED_REPORT_COLUMNS != REPORT_COLUMNS
+
 OPEN_GROUP = (
     "SELECT id, pending, next_flush_at, last_flush_at, receiver FROM alert_groups "
     "WHERE route_id = :route_id AND group_key = :group_key AND closed_at IS NULL"
@@ -645,10 +679,77 @@ class ReportWriter:
             chosen = pick(report, candidates, self.merge) if candidates else None
             if chosen is not None:
                 self._join(chosen, report)
+                if report.tier == "own":
+                    self._absorb(report, chosen)
                 return chosen, True
         self._count += 1
         incident_id = f"{self._id_prefix}{self._count:08x}"
-        return self._make(report, incident_id, occurred, at_now, named=False), False
+        made = self._make(report, incident_id, occurred, at_now, named=False)
+        if report.tier == "own" and report.location is not None:
+            self._absorb(report, made)
+        return made, False
+
+    def _absorb(self, report: Report, into: str) -> None:
+        """Merge into `into` the incidents an own-tier report gathers (`absorbs`): observers
+        who reported first, from where they stood, made them apart. Their reports keep
+        their incident; reads count them in `into` (COUNTED_INCIDENT)."""
+        memory = self.memory
+        sources: set[str] = set(self.joined.get(into, ()))
+        if memory is not None and memory.covers(report):
+            around = memory.around(report)
+            sources.update(memory.sources_of(into) or ())
+        else:
+            around = self._stored_around(report, into, sources)
+            if memory is not None and self.made:
+                around += [c for c in memory.around(report) if c.id in self.made]
+                sources.update(memory.sources_of(into) or ())
+        if self.fresh:
+            around += self.fresh.around(report)
+            sources.update(self.fresh.sources_of(into) or ())
+        for absorbed in absorbs(report, into, sources, around, self.merge):
+            log.info("incident %s merged into %s, which our team %s reported between them",
+                     absorbed, into, report.source)  # fmt: skip
+            if absorbed in self.made:
+                self._incident_rows = [
+                    (*row[:-1], into) if row[0] == absorbed else row for row in self._incident_rows
+                ]
+            else:
+                self.sql.run(MERGE_INCIDENT, {"into": into, "id": absorbed})
+                self.sql.run(RECOUNT_GROUPS, {"id": absorbed})
+            self.fresh.remove(absorbed)
+            if memory is not None:
+                memory.remove(absorbed)
+
+    def _stored_around(self, report: Report, into: str, sources: set[str]) -> list[Candidate]:
+        """Committed incidents round an own-tier report that no team anchors, with their
+        sources; adds the sources of `into` to `sources`."""
+        assert report.location is not None
+        sql = self.sql
+        far0, far1, flon0, flon1 = bounding_box(report.location, self.merge.reach_m)
+        kinds = family_kinds(report.kind)
+        kinds = kinds + (kinds[0],) * (MAX_FAMILY - len(kinds))
+        rows = sql.rows(
+            ABSORBABLE,
+            {
+                **{f"kind{n}": k for n, k in enumerate(kinds)},
+                "t0": sql.at(report.occurred_at - self.merge.window),
+                "t1": sql.at(report.occurred_at + self.merge.window),
+                "far0": far0,
+                "far1": far1,
+                "flon0": flon0,
+                "flon1": flon1,
+                "into": into,
+            },
+        )
+        ids = [into, *(row[0] for row in rows)]
+        found: dict[str, set[str]] = {i: set() for i in ids}
+        marks = ", ".join(f":i{n}" for n in range(len(ids)))
+        for inc, source in sql.rows(
+            f"{SOURCES_OF}({marks})", {f"i{n}": i for n, i in enumerate(ids)}
+        ):
+            found[inc].add(source)
+        sources.update(found[into])
+        return [_stored_candidate(sql, report.kind, row, found[row[0]]) for row in rows]
 
     def _make(
         self, report: Report, incident_id: str, occurred: Any, at_now: Any, *, named: bool
@@ -656,7 +757,7 @@ class ReportWriter:
         loc = report.location
         self._incident_rows.append((
             incident_id, report.kind, report.region, loc.lat if loc else None,
-            loc.lon if loc else None, occurred, at_now, named,
+            loc.lon if loc else None, occurred, at_now, named, None,
         ))  # fmt: skip
         self.made.add(incident_id)
         if loc is not None:

@@ -226,6 +226,40 @@ async def test_observers_gather_round_our_team_at_the_site(desk: Desk) -> None:
     assert listed["live_reports"] == 3
 
 
+async def test_our_team_between_two_observers_makes_their_incidents_one(desk: Desk) -> None:
+    """5, the other order. The observers report first, 650 m apart: two incidents. Our
+    team's report between them joins the nearer and gathers the other into it: one
+    incident, counted once, in the push and the API."""
+    north_obs = await desk.post(report("o-1", "observatory", at=north(325), killed=5))
+    south_obs = await desk.post(report("w-1", "witness", at=north(-325), minutes=1, killed=2))
+    assert north_obs["report"]["incident"] != south_obs["report"]["incident"]
+    first = await desk.pushes()
+    assert first["harim"].title == "Harim · new incidents: 2"
+    assert first_line(first["harim"]) == "killed: 7 · injured: 0 · trapped: 0"
+    assert first["harim"].body.splitlines()[-1] == "incidents in this alert: 2 · today: 2"
+
+    team = await desk.post(report("t-1", "team-harim", at=north(20), minutes=2, killed=4))
+    assert team["merged"] is True
+    merged = await desk.pushes()
+    assert merged["harim"].title == "Harim · revised: 1"
+    assert first_line(merged["harim"]) == "killed: 4 (others: up to 5) · injured: 0 · trapped: 0"
+    assert merged["harim"].body.splitlines()[-1].startswith("incidents in this alert: 1 · ")
+    assert merged["harim"].body.splitlines()[-1].endswith(" · today: 1")
+    assert first_line(merged["idleb"]) == "قتلى: 4 (مصادر أخرى: حتى 5) · جرحى: 0 · عالقون: 0"
+
+    (incident,) = await desk.incidents()
+    assert incident["id"] == team["report"]["incident"]
+    assert incident["live_reports"] == 3
+    assert incident["counts"]["killed"] == {
+        "value": 4, "sources": ["team-harim"], "tier": "own", "low": 2, "high": 5,
+    }  # fmt: skip
+    # A later report of the witness's, as a revision, still counts in the one incident.
+    await desk.post(report("w-1", "witness", at=north(-325), minutes=1, killed=8, revision=2))
+    again = await desk.pushes()
+    assert first_line(again["harim"]) == "killed: 4 (others: up to 8) · injured: 0 · trapped: 0"
+    assert again["harim"].body.splitlines()[-1].startswith("incidents in this alert: 1 · ")
+
+
 async def test_two_strikes_700_m_apart_stay_two_without_our_team(desk: Desk) -> None:
     """Without a report of our own teams the 500 m rule stands."""
     await desk.post(report("o-1", "observatory", killed=2))

@@ -508,6 +508,70 @@ async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
     assert again.stored.report.incident != first.stored.report.incident, "spotter joined it"
 
 
+M325 = 325 / 111_195  # degrees of latitude
+
+
+@pytest.mark.parametrize("hours_ago", [0, 7], ids=["in-memory", "from-the-table"])
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "one-batch"])
+async def test_our_team_between_two_observers_gathers_their_incidents(
+    store: Store, hours_ago: int, together: bool
+) -> None:
+    """Two observers 650 m apart made two incidents; our team's report between them joins
+    one and the other is merged into it: its reports count there, the groups holding them
+    count again, and the incident is listed once with every report."""
+    at = T0 - timedelta(hours=hours_ago)
+    observers = [
+        sighting("o-1", "observatory", lat=35.93 + M325, killed=5, occurred_at=at, tier="trusted"),
+        sighting("w-1", "witness", lat=35.93 - M325, killed=2, occurred_at=at),
+    ]
+    team = sighting("t-1", "civil-defence", lat=35.9301, killed=4, occurred_at=at, tier="own")
+    if together:
+        saved = await store.save_reports(
+            [(r, [TARGET]) for r in (*observers, team)], now=T0, key_name="k", rules_version="v1"
+        )
+    else:
+        saved = [await save(store, r) for r in (*observers, team)]
+    north, south, ours = (s.stored.report.incident for s in saved)
+    assert north != south
+    assert ours in {north, south}
+    group_id = saved[0].group_ids[0]
+    counted_in = {r.source: r.incident for r in await store.group_reports(group_id)}
+    assert counted_in == {"observatory": ours, "witness": ours, "civil-defence": ours}
+    (listed,) = await store.list_incidents(
+        regions=None, kind=None, since=None, limit=10, before=None
+    )
+    assert listed.id == ours
+    assert {r.report.source for r in listed.reports} == {"observatory", "witness", "civil-defence"}
+    group = await store.get_group(group_id)
+    assert group is not None
+    assert group.recount == (0 if together else 1), "its reports were counted apart before"
+    # A fourth observer near where the absorbed incident was joins the team's incident.
+    late = await save(store, sighting("r-1", "radio", lat=35.93 - M325, occurred_at=at))
+    assert late.stored.report.incident == ours
+
+
+async def test_our_team_does_not_gather_another_team_s_incident_or_a_source_s_second(
+    store: Store,
+) -> None:
+    """Two of our teams 1.3 km apart saw two strikes, and one observer reporting twice,
+    650 m apart, saw two events: a team between them gathers neither."""
+    a = await save(store, sighting("a-1", "civil-defence-a", lat=35.93 + 2 * M325, tier="own"))
+    b = await save(store, sighting("b-1", "civil-defence-b", lat=35.93 - 2 * M325, tier="own"))
+    c = await save(store, sighting("c-1", "civil-defence-c", lat=35.9301, tier="own"))
+    assert c.stored.report.incident == a.stored.report.incident, "the nearest anchor"
+    listed = await store.list_incidents(regions=None, kind=None, since=None, limit=10, before=None)
+    assert {i.id for i in listed} == {a.stored.report.incident, b.stored.report.incident}
+
+    later = T0 + 20 * timedelta(minutes=1)
+    w1 = await save(store, sighting("w-1", "witness", lat=35.93 + M325, occurred_at=later))
+    w2 = await save(store, sighting("w-2", "witness", lat=35.93 - M325, occurred_at=later))
+    team = await save(store, sighting("t-1", "civil-defence-d", lat=35.9301, occurred_at=later,
+                                      tier="own"))  # fmt: skip
+    assert team.stored.report.incident == w1.stored.report.incident
+    listed = await store.list_incidents(regions=None, kind=None, since=later, limit=10, before=None)
+    assert {i.id for i in listed} == {w1.stored.report.incident, w2.stored.report.incident}
+
+
 async def test_one_batch_revises_and_merges_within_its_own_transaction(store: Store) -> None:
     """A batch holding a report, its correction and a second sighting of the same strike:
     each sees the ones before it, though none is committed yet."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dispatcher.counting import family
-from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, distance_m, pick
+from dispatcher.incidents import Candidate, IncidentIndex, MergeRule, absorbs, distance_m, pick
 from dispatcher.model import Point, Report
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -224,3 +224,26 @@ def test_an_incident_exactly_a_window_away_is_found(window: timedelta) -> None:
         found = idx.candidates(new)
         assert {c.id for c in found} == {"before", "after"}, at
         assert pick(new, found, rule) in {"before", "after"}
+
+
+@pytest.mark.parametrize(
+    ("candidates", "into_sources", "expected", "why"),
+    [
+        ([cand("team"), cand("south", at=north(-325), sources=("witness",))], ("observatory",),
+         ["south"], "an observer's incident 325 m from our team's report"),
+        ([cand("south", at=north(-1100))], (), [], "beyond the anchor radius"),
+        ([cand("south", at=north(-325), anchored=True)], (), [], "another team's: two strikes"),
+        ([cand("south", at=north(-325), sources=("observatory",))], ("observatory",), [],
+         "a source of the team's incident reported it: two events"),
+        ([cand("a", at=north(-325), sources=("w",)), cand("b", at=north(400), sources=("w",))],
+         (), ["a"], "one source's two reports: only the nearer joins"),
+        ([cand("south", at=north(-325), minutes=16)], (), [], "outside the window"),
+        ([cand("south", at=north(-325), kind="shelling")], (), [], "another kind family"),
+        ([cand("m", at=north(-325), kind="missile", sources=("x",))], (), ["m"], "a missile"),
+    ],
+)  # fmt: skip
+def test_what_our_team_s_report_gathers(
+    candidates: list[Candidate], into_sources: tuple[str, ...], expected: list[str], why: str
+) -> None:
+    team = report(source="civil-defence")
+    assert absorbs(team, "team", into_sources, candidates, RULE) == expected, why
