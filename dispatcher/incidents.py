@@ -170,8 +170,9 @@ class IncidentIndex:
         self._window_s = rule.window.total_seconds()
         self._slot = max(2 * self._window_s, 1.0)
         # family -> cell -> incidents. A cell is a tuple, rebuilt when it changes: it holds a
-        # few incidents at most.
+        # few incidents at most. The anchored ones again in `_anchors`, looked in farther.
         self._cells: dict[str, dict[int, tuple[_Entry, ...]]] = {}
+        self._anchors: dict[str, dict[int, tuple[_Entry, ...]]] = {}
         self._by_id: dict[str, _Entry] = {}
         self._one_source: dict[str, tuple[str, ...]] = {}
 
@@ -224,8 +225,21 @@ class IncidentIndex:
         entry = (incident_id, kin, at.lat, at.lon, occurred_at, self._sources(sources), ts, key,
                  anchored)  # fmt: skip
         self._by_id[incident_id] = entry
-        cells = self._cells.setdefault(kin, {})
-        cells[key] = (*cells.get(key, ()), entry)
+        self._put(entry)
+
+    def _put(self, entry: _Entry) -> None:
+        for held in (self._cells, self._anchors) if entry[8] else (self._cells,):
+            cells = held.setdefault(entry[1], {})
+            cells[entry[7]] = (*cells.get(entry[7], ()), entry)
+
+    def _drop(self, entry: _Entry) -> None:
+        for held in (self._cells, self._anchors) if entry[8] else (self._cells,):
+            cells = held[entry[1]]
+            rest = tuple(e for e in cells[entry[7]] if e[0] != entry[0])
+            if rest:
+                cells[entry[7]] = rest
+            else:
+                del cells[entry[7]]
 
     def join(self, incident_id: str, source: str, *, anchors: bool = False) -> None:
         """A report of `source` joined the incident (if held); `anchors`: an own-tier one."""
@@ -235,35 +249,27 @@ class IncidentIndex:
         joined: _Entry = (*entry[:5], self._sources((*entry[5], source)), entry[6], entry[7],
                           entry[8] or anchors)  # fmt: skip
         self._by_id[incident_id] = joined
-        cells = self._cells[entry[1]]
-        cells[entry[7]] = tuple(joined if e is entry else e for e in cells[entry[7]])
+        self._drop(entry)
+        self._put(joined)
 
     def remove(self, incident_id: str) -> None:
         entry = self._by_id.pop(incident_id, None)
-        if entry is None:
-            return
-        cells = self._cells[entry[1]]
-        key = entry[7]
-        rest = tuple(e for e in cells[key] if e[0] != incident_id)
-        if rest:
-            cells[key] = rest
-        else:
-            del cells[key]
+        if entry is not None:
+            self._drop(entry)
 
     def candidates(self, report: Report) -> list[Candidate]:
         """The incidents of the report's kind family in its time window, in the box round its
         merge circle or (anchored ones) its anchor circle: a superset of what `pick`
         accepts; `pick` decides."""
         at = report.location
-        cells = self._cells.get(family(report.kind))
+        kin = family(report.kind)
+        cells = self._cells.get(kin)
         if at is None or cells is None:
             return []
         lat, lon = at.lat, at.lon
         dlat, c, row, slots, slot = self._dlat, self._cell, self._ROW, self._SLOTS, self._slot
         # The circle is widest in longitude at its edge nearer the pole.
         dlon = dlat / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + dlat))))
-        reach = self._reach
-        rlon = reach / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + reach))))
         # Seconds as floats carry rounding: the window is widened by a millisecond, so that
         # an incident exactly at its edge is still found (`pick` decides on the datetimes).
         ts = report.occurred_at.timestamp()
@@ -276,11 +282,10 @@ class IncidentIndex:
             times = tuple((first + k) % slots for k in range((last - first) % slots + 1))
         source = report.source
         lat0, lat1, lon0, lon1 = lat - dlat, lat + dlat, lon - dlon, lon + dlon
-        far0, far1, flon0, flon1 = lat - reach, lat + reach, lon - rlon, lon + rlon
-        j0, j1 = math.floor(flon0 / c), math.floor(flon1 / c) + 1
+        j0, j1 = math.floor(lon0 / c), math.floor(lon1 / c) + 1
         get = cells.get
         found = []
-        for i in range(math.floor(far0 / c) * row, (math.floor(far1 / c) + 1) * row, row):
+        for i in range(math.floor(lat0 / c) * row, (math.floor(lat1 / c) + 1) * row, row):
             for j in range((i + j0) * slots, (i + j1) * slots, slots):
                 for t in times:
                     cell = get(j + t)
@@ -288,12 +293,31 @@ class IncidentIndex:
                         continue
                     for e in cell:
                         if (
-                            t0 <= e[6] <= t1
+                            lat0 <= e[2] <= lat1
+                            and lon0 <= e[3] <= lon1
+                            and t0 <= e[6] <= t1
                             and source not in e[5]
-                            and (
-                                (lat0 <= e[2] <= lat1 and lon0 <= e[3] <= lon1)
-                                or (e[8] and far0 <= e[2] <= far1 and flon0 <= e[3] <= flon1)
-                            )
+                        ):
+                            found.append(_candidate(e))
+        anchors = self._anchors.get(kin)
+        if not anchors:
+            return found
+        # Anchored incidents beyond the merge circle's box, within the anchor circle's: held
+        # apart as well, so that a lookup where no team reported costs what it did.
+        reach = self._reach
+        rlon = reach / max(0.01, math.cos(math.radians(min(89.9, abs(lat) + reach))))
+        far0, far1, flon0, flon1 = lat - reach, lat + reach, lon - rlon, lon + rlon
+        j0, j1 = math.floor(flon0 / c), math.floor(flon1 / c) + 1
+        for i in range(math.floor(far0 / c) * row, (math.floor(far1 / c) + 1) * row, row):
+            for j in range((i + j0) * slots, (i + j1) * slots, slots):
+                for t in times:
+                    for e in anchors.get(j + t, ()):
+                        if (
+                            far0 <= e[2] <= far1
+                            and flon0 <= e[3] <= flon1
+                            and t0 <= e[6] <= t1
+                            and source not in e[5]
+                            and not (lat0 <= e[2] <= lat1 and lon0 <= e[3] <= lon1)
                         ):
                             found.append(_candidate(e))
         return found
