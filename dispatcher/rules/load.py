@@ -261,7 +261,7 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
         regions=regions,
         teams=teams,
         root=root,
-        files=tuple(folder / name for name in FILES),
+        files=tuple(folder / name for name in (*FILES, *OPTIONAL_FILES) if docs[name] is not None),
         version=sha256[:12],
         sha256=sha256,
         index=index,
