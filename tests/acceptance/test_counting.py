@@ -62,6 +62,7 @@ class Desk:
     """The service, its clock and the two leaders' phones."""
 
     svc: Running
+    rules: Path
     clock: ManualClock
     emu: FcmEmulator
     harim: str  # Harim's leader, English
@@ -96,6 +97,7 @@ async def desk(
     keys = Keys()
     keys.add("reporter", "reports:write")
     keys.add("reader", "read")
+    keys.add("desk", "admin")
     for leader in ("harim-lead-1", "idleb-lead-1"):
         keys.add(f"phone-{leader}", "devices:write", leader=leader)
     clock = ManualClock(NOON)
@@ -115,7 +117,7 @@ async def desk(
                                        "locale": locale}, key=f"phone-{leader}")  # fmt: skip
             assert status == 201
             tokens.append(token)
-        yield Desk(svc, clock, fcm_emulator, harim=tokens[0], idleb=tokens[1])
+        yield Desk(svc, rules, clock, fcm_emulator, harim=tokens[0], idleb=tokens[1])
 
 
 def first_line(m: ReceivedMessage) -> str:
@@ -269,3 +271,19 @@ async def test_two_strikes_700_m_apart_stay_two_without_our_team(desk: Desk) -> 
     assert pushed["harim"].title == "Harim · new incidents: 2"
     assert first_line(pushed["harim"]) == "killed: 5 · injured: 0 · trapped: 0"
     assert len(await desk.incidents()) == 2
+
+
+async def test_a_tier_edit_applies_to_the_reports_received_after_it(desk: Desk) -> None:
+    """A report's tier is decided when it is accepted and kept with it: counts can be told
+    again from the stored reports, and an audit shows why a figure was chosen."""
+    before = await desk.post(report("n-1", "new-team", killed=3))
+    assert before["report"]["tier"] == "other"
+    (desk.rules / "sources.yaml").write_text(
+        SOURCES.replace("team-aleppo]", "team-aleppo, new-team]")
+    )
+    status, body = await desk.svc.post("/v1/admin/rules/reload", None, key="desk")
+    assert status == 200, body
+    after = await desk.post(report("n-2", "new-team", at=north(2000), killed=1))
+    assert after["report"]["tier"] == "own"
+    tiers = {r["id"]: r["tier"] for i in await desk.incidents() for r in i["reports"]}
+    assert tiers == {"n-1": "other", "n-2": "own"}

@@ -47,12 +47,23 @@ def test_a_good_report_parses_with_defaults() -> None:
     report = to_report(result, region="SY0703")
     assert report.occurred_at == datetime(2026, 11, 24, 11, 50, tzinfo=UTC)
     assert report.casualties.killed == 2
+    assert (report.tier, report.site) == ("other", None)
+
+
+def test_a_report_names_its_site_and_takes_its_source_s_tier() -> None:
+    result = parse_report(good(site="building-north"), now=NOW)
+    assert isinstance(result, ReportIn)
+    report = to_report(result, region="SY0703", tier="own")
+    assert (report.tier, report.site) == ("own", "building-north")
 
 
 @pytest.mark.parametrize(
     ("changes", "bad_fields"),
     [
         ({"colour": "red"}, ["colour"]),
+        ({"site": "building north"}, ["site"]),
+        ({"site": ""}, ["site"]),
+        ({"site": "b" * 101}, ["site"]),
         ({"kind": "meteor"}, ["kind"]),
         ({"casualties": {"killed": -1}}, ["casualties.killed"]),
         ({"casualties": {"killed": "3"}}, ["casualties.killed"]),
