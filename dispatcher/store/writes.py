@@ -706,6 +706,18 @@ class ReportWriter:
         if self.fresh:
             around += self.fresh.around(report)
             sources.update(self.fresh.sources_of(into) or ())
+        if self.joined:
+            # Committed incidents as this transaction left them: joined by more sources,
+            # perhaps by one of our teams.
+            around = [
+                c._replace(
+                    sources=tuple(sorted({*c.sources, *self.joined[c.id]})),
+                    anchored=c.anchored or c.id in self.anchored,
+                )
+                if c.id in self.joined
+                else c
+                for c in around
+            ]
         for absorbed in absorbs(report, into, sources, around, self.merge):
             log.info("incident %s merged into %s, which our team %s reported between them",
                      absorbed, into, report.source)  # fmt: skip
