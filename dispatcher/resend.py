@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from dispatcher.model import Point, Report
 
 # What a resend of a held (source, id, revision) must carry unchanged: what the reporter
-# said. What the service derived (the placed `region`, which a rule edit may change, and
-# the incident a report without a name joined) is not the reporter's to repeat.
+# said. What the service derived (the placed `region`, which a rule edit may change, the
+# incident a report without a name joined, and the source's trust tier, which a rule edit
+# may change too) is not the reporter's to repeat.
 COUNTS = ("killed", "injured", "trapped", "rescued")
 
 
@@ -36,8 +37,8 @@ class Difference:
 def resend_differences(sent: Report, held: Report, held_incident: str | None) -> list[Difference]:
     """How `sent` differs from the revision `held` under the same (source, id, revision):
     none for a true retry. Compared: kind, occurred_at (as instants), location, region as
-    given, each count, status, notes (an empty note is no note) and, when the resend names
-    one, the incident (the held revision is in `held_incident`)."""
+    given, each count, status, notes (an empty note is no note), the site and, when the
+    resend names one, the incident (the held revision is in `held_incident`)."""
     found = []
     if sent.kind != held.kind:
         found.append(Difference("kind", held.kind, sent.kind))
@@ -57,6 +58,8 @@ def resend_differences(sent: Report, held: Report, held_incident: str | None) ->
         found.append(Difference("status", held.status, sent.status))
     if (sent.notes or None) != (held.notes or None):
         found.append(Difference("notes", _said(held.notes), _said(sent.notes)))
+    if sent.site != held.site:
+        found.append(Difference("site", held.site or "none", sent.site or "none"))
     if sent.incident is not None and sent.incident != held_incident:
         found.append(Difference("incident", held_incident or "none", sent.incident))
     return found
@@ -79,6 +82,7 @@ _ASPECTS = (
     ("region", "another region"),
     ("status", "another status"),
     ("notes", "other notes"),
+    ("site", "another site"),
     ("incident", "another incident"),
 )
 

@@ -44,6 +44,9 @@ HELD = Report(
         ({"status": "retracted"}, [("status", "unconfirmed", "retracted")]),
         ({"notes": "by the mosque"}, [("notes", "15 characters", "13 characters")]),
         ({"incident": "other"}, [("incident", "abc", "other")]),
+        ({"site": "building-north"}, [("site", "none", "building-north")]),
+        ({"site": "b", "_held": {"site": "a"}}, [("site", "a", "b")]),
+        ({"tier": "own"}, []),  # the source's tier: derived from the rules, not said
     ],
 )
 def test_what_makes_a_resend_conflict(
