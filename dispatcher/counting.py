@@ -13,7 +13,8 @@ Within that tier each field has a policy (`POLICIES`):
   over the sites a report names (`site`, one building of a strike). A report of 0 does not
   give the field (a witness who did not count is not a count of none).
 - `latest` (trapped, a present state): per site the latest report (by `occurred_at`, then
-  by when it was received), summed over the sites; 0 is an answer ("all are out").
+  by when it was received), summed over the sites; a 0 from one of our own teams is an
+  answer ("all are out"), from anyone else it is a field left out (observers seldom say).
 
 A report that names no site speaks for the whole incident: the tier's figure is the larger
 of its site-less figure and the sum of its named sites, so a total is never added to the
@@ -59,17 +60,20 @@ def family_kinds(kind: str) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class FieldPolicy:
     pick: Literal["largest", "latest"]  # per site, among the highest tier's reports
+    # The tiers whose report of 0 gives the field. A wire report that leaves a count out
+    # sends 0, so elsewhere a 0 is not an answer.
+    zero_from: frozenset[str] = frozenset()
 
-    @property
-    def zero_is_answer(self) -> bool:
-        """Whether a report of 0 gives the field: for a present state it does."""
-        return self.pick == "latest"
+    def gives(self, value: int, tier: str) -> bool:
+        """Whether a report of `value` from `tier` gives the field."""
+        return value > 0 or tier in self.zero_from
 
 
 POLICIES: Mapping[str, FieldPolicy] = {
     "killed": FieldPolicy("largest"),
     "injured": FieldPolicy("largest"),
-    "trapped": FieldPolicy("latest"),
+    # A present state: our team's "0 trapped" ends the count of 4 it gave an hour ago.
+    "trapped": FieldPolicy("latest", frozenset({"own"})),
     "rescued": FieldPolicy("largest"),
 }
 
@@ -125,8 +129,8 @@ def _order(r: Report, n: int) -> tuple[datetime, datetime, int]:
 def count_field(name: str, reports: Sequence[Report], policy: FieldPolicy) -> FieldCount:
     """One field of an incident from its live reports (given in the order received)."""
     index = COUNT_FIELDS.index(name)
-    zero = policy.zero_is_answer
-    given = [(n, r) for n, r in enumerate(reports) if zero or r.casualties[index] > 0]
+    gives = policy.gives
+    given = [(n, r) for n, r in enumerate(reports) if gives(r.casualties[index], r.tier)]
     if not given:
         return FieldCount()
     values = [r.casualties[index] for _, r in given]
@@ -191,7 +195,7 @@ def single(r: Report) -> IncidentCount:
     """The count of an incident of one live report (most of them: made fast)."""
     tier, src = r.tier, (r.source,)
     fields = tuple(
-        FieldCount(v, tier, src, v, v) if v or POLICIES[name].zero_is_answer else FieldCount()
+        FieldCount(v, tier, src, v, v) if POLICIES[name].gives(v, tier) else FieldCount()
         for name, v in zip(COUNT_FIELDS, r.casualties, strict=True)
     )
     return IncidentCount(r.casualties, r.status == "confirmed", 1, r.kind, fields)

@@ -82,6 +82,18 @@ def r(source: str, tier: str = "other", *, killed: int = 0, trapped: int = 0, re
         ),
         (
             "trapped",
+            [r("witness", trapped=3, minutes=0), r("spotter", trapped=0, minutes=5)],
+            FieldCount(3, "other", ("witness",), 3, 3),
+            "an observer's 0 trapped is a field left out, not all out",
+        ),
+        (
+            "trapped",
+            [r("observatory", "trusted", trapped=2), r("team", "own", trapped=0, minutes=1)],
+            FieldCount(0, "own", ("team",), 0, 2),
+            "our team's 0 trapped is an answer",
+        ),
+        (
+            "trapped",
             [
                 r("team", "own", trapped=4, minutes=5, received=40),
                 r("team-2", "own", trapped=0, minutes=5, received=30),
@@ -168,6 +180,7 @@ def test_one_report_counts_as_it_says() -> None:
     assert c.fields[0] == FieldCount(2, "own", ("team",), 2, 2)
     assert c.fields[1] == FieldCount(), "0 injured: not given"
     assert c.fields[2] == FieldCount(0, "own", ("team",), 0, 0), "0 trapped: an answer"
+    assert count([r("witness", minutes=0)]).fields[2] == FieldCount(), "an observer's 0"
     assert count([]).fields == (FieldCount(),) * 4
 
 
