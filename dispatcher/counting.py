@@ -107,7 +107,7 @@ class IncidentCount:
 
     def as_list(self) -> list[int]:
         """What an update records per incident: the four figures, confirmed, then the four
-        highest figures reported (updates written before 0015 hold only the first five)."""
+        highest figures reported (updates written before 0016 hold only the first five)."""
         return [*self.casualties, int(self.confirmed), *self.highs]
 
 

@@ -206,7 +206,7 @@ def test_kind_families() -> None:
 @pytest.mark.parametrize(
     ("before", "now", "expected"),
     [
-        ([6, 0, 0, 0, 0], [6, 0, 0, 0, 0, 9, 0, 0, 0], False),  # recorded before 0015
+        ([6, 0, 0, 0, 0], [6, 0, 0, 0, 0, 9, 0, 0, 0], False),  # recorded before 0016
         ([6, 0, 0, 0, 0, 9, 0, 0, 0], [6, 0, 0, 0, 0, 9, 0, 0, 0], False),
         ([6, 0, 0, 0, 0, 9, 0, 0, 0], [6, 0, 0, 0, 0, 12, 0, 0, 0], True),  # others say more
         ([6, 0, 0, 0, 0, 9, 0, 0, 0], [7, 0, 0, 0, 0, 9, 0, 0, 0], True),

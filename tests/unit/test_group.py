@@ -145,7 +145,7 @@ def test_summary_says_what_changed_since_the_last_update() -> None:
 
 
 def test_summary_with_nothing_new_is_unchanged() -> None:
-    # An update written before 0015 recorded five numbers per incident: it still compares.
+    # An update written before 0016 recorded five numbers per incident: it still compares.
     s = summarize([report("a")], previous={"inc-a": [0, 0, 0, 0, 0]}, previous_at=T0)
     assert not s.changed
     # The four figures, confirmed, then the highest figure any source gives per field.
