@@ -46,6 +46,7 @@ from dispatcher.store.tables import (
     notifications,
     reports,
     rule_sets,
+    service_keys,
     silences,
 )
 from dispatcher.store.writer import CALL, REPORTS, WriterProcess
@@ -154,6 +155,8 @@ class DeviceRow:
     locale: str
     created_at: datetime
     updated_at: datetime
+    p256dh: str | None = None  # a Web Push subscription's keys (platform "web")
+    auth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,8 @@ class PendingPush:
     priority: str
     attempts: int
     expires_at: datetime | None = None
+    p256dh: str | None = None  # the device's Web Push keys, for channel "webpush"
+    auth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,10 +748,13 @@ class Store:
         locale: str,
         now: datetime,
         key_id: str | None = None,
+        p256dh: str | None = None,
+        auth: str | None = None,
     ) -> tuple[DeviceRow, bool]:
-        """Register a token for a leader; a token seen before moves to this leader (shared
-        phones change hands). `key_id` is the database key that registered it (revoking
-        the key disables the phone). Returns the device and whether it is new."""
+        """Register a token (or a Web Push endpoint with its keys) for a leader; a token
+        seen before moves to this leader (shared phones change hands). `key_id` is the
+        database key that registered it (revoking the key disables the phone). Returns the
+        device and whether it is new."""
 
         return await self._write(
             partial(
@@ -757,8 +765,20 @@ class Store:
                 locale=locale,
                 now=now,
                 key_id=key_id,
+                p256dh=p256dh,
+                auth=auth,
             )
         )
+
+    async def keep_service_key(self, name: str, value: str, *, now: datetime) -> str:
+        """The service key stored under `name`; `value` is stored first if there is none.
+        A key once stored is never replaced: what was made with it (Web Push subscriptions
+        bound to the VAPID key) would stop working."""
+        try:
+            return await self._write(partial(_keep_service_key, name=name, value=value, now=now))
+        except IntegrityError:
+            # Another instance stored its own at the same moment: use that one.
+            return await self._write(partial(_keep_service_key, name=name, value=value, now=now))
 
     async def remove_device(
         self, *, leader_id: str, token: str, now: datetime, reason: str
@@ -1093,8 +1113,8 @@ INSERT_PUSH = (
 )
 PENDING = (
     "SELECT n.id, n.group_id, n.seq, n.leader_id, n.device_id, d.token, d.platform, n.channel, "
-    "n.title, n.body, n.data, n.collapse_key, n.priority, n.attempts, n.expires_at "
-    "FROM notifications n LEFT JOIN devices d ON d.id = n.device_id"
+    "n.title, n.body, n.data, n.collapse_key, n.priority, n.attempts, n.expires_at, "
+    "d.p256dh, d.auth FROM notifications n LEFT JOIN devices d ON d.id = n.device_id"
 )
 NOT_REVOKED = f"(d.disabled_reason IS NULL OR d.disabled_reason <> '{access.KEY_REVOKED}')"
 RECORD_OUTCOME = (
@@ -1331,9 +1351,10 @@ def _pending(sql: writes.Sql, where: str, params: dict[str, Any]) -> list[Pendin
 
     return [
         PendingPush(pk, group_id, seq, leader, device, token, platform, channel, title, body,
-                    data_of(data), collapse_key, priority, attempts, time_of(expires_at))
+                    data_of(data), collapse_key, priority, attempts, time_of(expires_at),
+                    p256dh, auth)
         for (pk, group_id, seq, leader, device, token, platform, channel, title, body, data,
-             collapse_key, priority, attempts, expires_at) in rows
+             collapse_key, priority, attempts, expires_at, p256dh, auth) in rows
     ]  # fmt: skip
 
 
@@ -1528,6 +1549,8 @@ def _register(
     locale: str,
     now: datetime,
     key_id: str | None = None,
+    p256dh: str | None = None,
+    auth: str | None = None,
 ) -> tuple[DeviceRow, bool]:
     row = conn.execute(select(devices).where(devices.c.token == token)).first()
     if row is None:
@@ -1540,11 +1563,14 @@ def _register(
                 created_at=now,
                 updated_at=now,
                 key_id=key_id,
+                p256dh=p256dh,
+                auth=auth,
             )
         )
         pk = result.inserted_primary_key
         assert pk is not None
-        return DeviceRow(int(pk[0]), leader_id, token, platform, locale, now, now), True
+        device = DeviceRow(int(pk[0]), leader_id, token, platform, locale, now, now, p256dh, auth)
+        return device, True
     conn.execute(
         update(devices)
         .where(devices.c.id == row.id)
@@ -1556,9 +1582,23 @@ def _register(
             disabled_at=None,
             disabled_reason=None,
             key_id=key_id,
+            p256dh=p256dh,
+            auth=auth,
         )
     )
-    return DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now), False
+    device = DeviceRow(row.id, leader_id, token, platform, locale, row.created_at, now, p256dh,
+                       auth)  # fmt: skip
+    return device, False
+
+
+def _keep_service_key(conn: Connection, *, name: str, value: str, now: datetime) -> str:
+    stored = conn.execute(
+        select(service_keys.c.value).where(service_keys.c.name == name)
+    ).scalar_one_or_none()
+    if stored is not None:
+        return str(stored)
+    conn.execute(service_keys.insert().values(name=name, value=value, created_at=now))
+    return value
 
 
 def _remove(conn: Connection, *, leader_id: str, token: str, now: datetime, reason: str) -> bool:

@@ -252,6 +252,10 @@ devices = Table(
     # The API key that registered the phone (api_keys.id; none for a key from the config):
     # revoking the key disables its phones.
     Column("key_id", String(32), nullable=True),
+    # A Web Push subscription (platform "web", its endpoint in `token`): the browser's
+    # P-256 public key and auth secret (RFC 8291), both base64url; NULL for FCM phones.
+    Column("p256dh", String(100), nullable=True),
+    Column("auth", String(40), nullable=True),
 )
 Index("ix_devices_leader_id", devices.c.leader_id)
 Index("ix_devices_key_id", devices.c.key_id)
@@ -287,6 +291,16 @@ pairings = Table(
     Column("expires_at", Time, nullable=False),
     Column("used_at", Time, nullable=True),
     Column("key_id", String(32), nullable=True),  # the key the redeeming phone got
+)
+
+# Keys the service makes once and keeps with its data, e.g. the VAPID key pair that Web
+# Push subscriptions are bound to: made on first start, never replaced while present.
+service_keys = Table(
+    "service_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", Time, nullable=False),
 )
 
 # The outbox: one row per (update, device), written in the transaction that made the update,
