@@ -21,8 +21,8 @@ class Push:
     """One message to one device."""
 
     ref: int  # the outbox row this push comes from; echoed back in the result
-    token: str
-    platform: str  # "android" | "ios"
+    token: str  # FCM's registration token, or a Web Push subscription's endpoint
+    platform: str  # "android" | "ios" | "web"
     title: str
     body: str
     collapse_key: str  # one per alert group, so a phone shows the latest update only
@@ -30,6 +30,8 @@ class Push:
     priority: Priority = "normal"
     ttl: timedelta | None = None
     leader: str = ""  # who it is for (channels that address people, not devices, use it)
+    p256dh: str = ""  # a Web Push subscription's keys (RFC 8291), base64url
+    auth: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,13 @@ class Channel(Protocol):
 
 
 def redact_token(token: str) -> str:
-    """A token as it may appear in logs and listings: enough to tell two apart, no more."""
+    """A token as it may appear in logs and listings: enough to tell two apart, no more.
+    A Web Push endpoint keeps its push service's origin, which says nothing of whose it is."""
+    scheme, sep, rest = token.partition("://")
+    if sep and scheme in ("https", "http"):
+        host = rest.split("/", 1)[0]
+        path = rest[len(host) :]
+        return f"{scheme}://{host}/…{path[-4:]}" if len(path) > 12 else f"{scheme}://{host}/…"
     if len(token) <= 12:
         return "…"
     return f"{token[:6]}…{token[-4:]}"

@@ -34,6 +34,7 @@ class Answer:
     status: int
     body: bytes
     retry_after: str | None = None
+    location: str | None = None  # a Web Push service names the message it took
 
 
 class _Connection(asyncio.Protocol):
@@ -45,6 +46,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._body: list[bytes] = []
         self._retry_after: str | None = None
+        self._location: str | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -63,15 +65,19 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"retry-after":
+        lower = name.lower()
+        if lower == b"retry-after":
             self._retry_after = value.decode("latin-1")
+        elif lower == b"location":
+            self._location = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        answer = Answer(self.parser.get_status_code(), b"".join(self._body), self._retry_after)
-        self._body, self._retry_after = [], None
+        answer = Answer(self.parser.get_status_code(), b"".join(self._body), self._retry_after,
+                        self._location)  # fmt: skip
+        self._body, self._retry_after, self._location = [], None, None
         if not self.parser.should_keep_alive():
             self.close()
         waiter, self.waiter = self.waiter, None

@@ -53,6 +53,7 @@ class Delivery:
         lease: timedelta = timedelta(minutes=2),
         metrics: Metrics | None = None,
         fallbacks: Sequence[Channel] = (),
+        others: Sequence[Channel] = (),
         fallback_of: Callable[[str], str | None] = lambda _leader: None,
     ) -> None:
         self.store = store
@@ -64,8 +65,11 @@ class Delivery:
         self.batch = batch
         self.lease = lease
         self.metrics = metrics or Metrics()
-        self.channels: dict[str, Channel] = {c.name: c for c in fallbacks}
+        # The channels a push can be queued for: the phones' (`channel`), the other device
+        # platforms' (`others`: webpush for platform "web") and the fallbacks.
+        self.channels: dict[str, Channel] = {c.name: c for c in [*fallbacks, *others]}
         self.channels[channel.name] = channel
+        self.device_channels = {channel.name, *(c.name for c in others)}
         self.fallback_of = fallback_of  # leader id -> the channel to use when the phone fails
 
     async def run_once(self, *, rounds: int = 20) -> int:
@@ -95,7 +99,7 @@ class Delivery:
         by_channel: dict[str, list[Push]] = defaultdict(list)
         for p in due:
             channel = self._channel_for(p.channel)
-            if p.token is None and channel is self.channel:
+            if p.token is None and channel.name in self.device_channels:
                 # Written for a leader with no registered device: kept so operators see it.
                 outcomes.append(Outcome(p.id, "failed", error="no registered device"))
                 self._count(p.channel, "failed", "NO_DEVICE")
@@ -113,6 +117,8 @@ class Delivery:
                     # What is left of its time to live: a retry does not start it again.
                     ttl=max(p.expires_at - now, timedelta(seconds=1)) if p.expires_at else None,
                     leader=p.leader_id,
+                    p256dh=p.p256dh or "",
+                    auth=p.auth or "",
                 )
             )
         results = await asyncio.gather(

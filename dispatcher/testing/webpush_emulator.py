@@ -1,0 +1,374 @@
+"""A Web Push service emulator on loopback (RFC 8030, 8291, 8292), and the browser behind it.
+
+`subscribe()` plays the browser: it makes a P-256 key pair and an auth secret, and gives
+the subscription JSON a service worker's `PushSubscription.toJSON()` gives, its endpoint on
+this emulator. A POST to the endpoint is checked as the push services check it, strictly:
+the VAPID `Authorization` (`vapid t=<JWT>, k=<key>`: ES256 signature verified against `k`,
+`aud` this origin, `exp` in the future and at most 24 h ahead, `sub` a mailto: or https:
+URL), `k` the applicationServerKey the subscription was made with, `TTL` present,
+`Content-Encoding: aes128gcm`, `Urgency` and `Topic` well formed, a body of at most 4096
+octets. Then, as the browser would, it decrypts the body with the subscription's private key
+and auth secret, and keeps the plaintext with the headers. An undelivered push is replaced
+by a newer one of the same `Topic` (`pending`, `deliver`). Answers are the services':
+201 with a Location; 404 for an unknown subscription and 410 for an expired one; 400, 401,
+403, 413 for what they refuse; faults on demand: 429/503 with Retry-After, dropped
+connections, slow answers.
+
+    python -m dispatcher.testing.webpush_emulator --port 9098 --subscriptions 2 [--key K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+
+import http_ece
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import jwt as vapid_jwt
+
+MAX_BODY = 4096
+MAX_EXP = 24 * 3600  # RFC 8292 4.2: an `exp` no more than 24 hours ahead
+URGENCIES = ("very-low", "low", "normal", "high")
+TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    text = text.strip().rstrip("=")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedPush:
+    """A push as the browser's service worker would get it, with what came with it."""
+
+    endpoint: str
+    payload: dict[str, Any] | None  # the decrypted JSON (None if not a JSON object)
+    plaintext: bytes
+    size: int  # octets on the wire (encrypted)
+    ttl: int
+    urgency: str  # "normal" when the header was absent, as RFC 8030 says
+    topic: str | None
+    vapid_key: str  # `k`, the application server's public key
+    claims: dict[str, Any]  # the VAPID JWT's claims
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class _Subscription:
+    id: str
+    private_key: ec.EllipticCurvePrivateKey
+    auth: bytes
+    application_server_key: str | None
+    gone: bool = False
+    queue: list[ReceivedPush] = field(default_factory=list)  # not yet delivered
+
+
+@dataclass(slots=True)
+class _Fault:
+    count: int
+    status: int  # 0: drop the connection without an answer
+    retry_after: float | None
+    endpoint: str | None
+
+
+class WebPushEmulator:
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds added to every answer, to play a slow network
+        self.received: list[ReceivedPush] = []  # every push taken, in order
+        self.rejected: list[tuple[int, str]] = []  # (status, why)
+        self.attempts = 0  # POSTs to a subscription, answered or not
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._faults: deque[_Fault] = deque()
+        self._slow: dict[str, float] = {}
+        self._verified: dict[str, dict[str, Any]] = {}  # JWT -> claims (checked once)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._host = "127.0.0.1"
+        self._port = 0
+        self.on_push: Any = None  # optional callback(ReceivedPush), for the CLI
+
+    # --- life ----------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> WebPushEmulator:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_post("/push/{id}", self._push)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        self._host = host
+        self._port = self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> WebPushEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    # --- what tests use ------------------------------------------------------------------
+
+    def subscribe(self, application_server_key: str | None = None) -> dict[str, Any]:
+        """A new subscription, as `PushSubscription.toJSON()` gives it to the web app. With
+        `application_server_key` (the service's VAPID public key), pushes signed with any
+        other key are refused, as browsers' push services do."""
+        sid = secrets.token_urlsafe(24)
+        key = ec.generate_private_key(ec.SECP256R1())
+        auth = os.urandom(16)
+        self._subscriptions[sid] = _Subscription(sid, key, auth, application_server_key)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return {
+            "endpoint": f"{self.origin}/push/{sid}",
+            "expirationTime": None,
+            "keys": {"p256dh": _b64(public), "auth": _b64(auth)},
+        }
+
+    def expire(self, endpoint: str) -> None:
+        """The user revoked the permission or the browser dropped it: 410 from now on."""
+        self._subscription(endpoint).gone = True
+
+    def fail_next(
+        self,
+        count: int,
+        *,
+        status: int = 503,
+        retry_after: float | None = None,
+        endpoint: str | None = None,
+        drop: bool = False,
+    ) -> None:
+        """The next `count` valid pushes (to `endpoint`, if given) fail: with `status` (and
+        Retry-After), or with the connection dropped unanswered if `drop`."""
+        self._faults.append(_Fault(count, 0 if drop else status, retry_after, endpoint))
+
+    def slow_down(self, endpoint: str, seconds: float) -> None:
+        self._slow[self._subscription(endpoint).id] = seconds
+
+    def pending(self, endpoint: str) -> list[ReceivedPush]:
+        """What the browser would get if it came online now (a newer push of a Topic has
+        replaced the older; pushes past their TTL are gone)."""
+        sub = self._subscription(endpoint)
+        now = datetime.now(UTC)
+        sub.queue = [p for p in sub.queue if p.received_at + timedelta(seconds=p.ttl) >= now]
+        return list(sub.queue)
+
+    def deliver(self, endpoint: str) -> list[ReceivedPush]:
+        """The browser comes online: it gets what is pending, and the queue empties."""
+        delivered = self.pending(endpoint)
+        self._subscription(endpoint).queue.clear()
+        return delivered
+
+    def to(self, endpoint: str) -> list[ReceivedPush]:
+        """Every push taken for `endpoint`, in order."""
+        return [p for p in self.received if p.endpoint == endpoint]
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[ReceivedPush]:
+        """Wait until at least `count` pushes were taken; fail saying what was."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: len(self.received) >= count), within
+                )
+            except TimeoutError:
+                got = [p.payload for p in self.received]
+                raise AssertionError(
+                    f"expected {count} web pushes within {within}s, got {len(got)}: {got}; "
+                    f"rejected: {self.rejected}"
+                ) from None
+        return list(self.received)
+
+    # --- the push service ----------------------------------------------------------------
+
+    def _subscription(self, endpoint: str) -> _Subscription:
+        return self._subscriptions[endpoint.rsplit("/", 1)[-1]]
+
+    def _refuse(self, status: int, why: str, **headers: str) -> web.Response:
+        self.rejected.append((status, why))
+        # Mozilla's error shape (autopush), which the channel shows in its detail.
+        body = {"code": status, "errno": 0, "error": HTTPStatus(status).phrase, "message": why}
+        return web.json_response(body, status=status, headers=headers or None)
+
+    def _vapid(self, header: str, sub: _Subscription) -> tuple[str, dict[str, Any]] | web.Response:
+        scheme, _, params = header.partition(" ")
+        if scheme.lower() != "vapid":
+            return self._refuse(401, "Authorization must use the vapid scheme (RFC 8292)")
+        parts: dict[str, str] = {}
+        for item in params.split(","):
+            name, eq, value = item.strip().partition("=")
+            if eq:
+                parts[name.strip().lower()] = value.strip()
+        token, key = parts.get("t"), parts.get("k")
+        if not token or not key:
+            return self._refuse(401, "vapid Authorization needs t= and k=")
+        claims = self._verified.get(token + key)
+        if claims is None:
+            try:
+                head = json.loads(_unb64(token.split(".", 1)[0]))
+                if head.get("alg") != "ES256":
+                    return self._refuse(401, "the JWT must be signed with ES256")
+                claims = vapid_jwt.decode(token, key)
+            except Exception:
+                return self._refuse(401, "the JWT's signature does not verify with k")
+            if not isinstance(claims, dict):
+                return self._refuse(401, "the JWT's claims are not an object")
+            self._verified[token + key] = claims
+        if claims.get("aud") != self.origin:
+            return self._refuse(401, f"aud must be this push service's origin {self.origin}")
+        exp, now = claims.get("exp"), time.time()
+        if not isinstance(exp, int) or exp <= now:
+            return self._refuse(401, "the JWT has expired (exp)")
+        if exp > now + MAX_EXP:
+            return self._refuse(401, "exp is more than 24 hours ahead")
+        sub_claim = claims.get("sub")
+        if not isinstance(sub_claim, str) or not sub_claim.startswith(("mailto:", "https:")):
+            return self._refuse(401, "sub must be a mailto: or https: URL")
+        expected = sub.application_server_key
+        if expected is not None and _unb64(expected) != _unb64(key):
+            return self._refuse(
+                403, "the VAPID key does not match the subscription's applicationServerKey"
+            )
+        return key, claims
+
+    def _fault_for(self, endpoint: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.endpoint is None or fault.endpoint == endpoint:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    async def _push(self, request: web.Request) -> web.StreamResponse:
+        self.attempts += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        sid = request.match_info["id"]
+        sub = self._subscriptions.get(sid)
+        if sub is None:
+            return self._refuse(404, "no such subscription")
+        if sub.gone:
+            return self._refuse(410, "the subscription has expired")
+        endpoint = f"{self.origin}/push/{sid}"
+        checked = self._vapid(request.headers.get("Authorization", ""), sub)
+        if isinstance(checked, web.Response):
+            return checked
+        key, claims = checked
+        ttl_text = request.headers.get("TTL")
+        if ttl_text is None or not ttl_text.isdigit():
+            return self._refuse(400, "a TTL header (seconds) is required")
+        if request.headers.get("Content-Encoding", "").lower() != "aes128gcm":
+            return self._refuse(400, "Content-Encoding must be aes128gcm (RFC 8291)")
+        urgency = request.headers.get("Urgency", "normal")
+        if urgency not in URGENCIES:
+            return self._refuse(400, f"Urgency must be one of {', '.join(URGENCIES)}")
+        topic = request.headers.get("Topic")
+        if topic is not None and not TOPIC.match(topic):
+            return self._refuse(400, "Topic must be at most 32 URL-safe base64 characters")
+        body = await request.read()
+        if len(body) > MAX_BODY:
+            return self._refuse(413, f"the payload is {len(body)} octets; at most {MAX_BODY}")
+        if sid in self._slow:
+            await asyncio.sleep(self._slow[sid])
+        fault = self._fault_for(endpoint)
+        if fault is not None:
+            if fault.status == 0:
+                assert request.transport is not None
+                request.transport.close()
+                self.rejected.append((0, "connection dropped"))
+                return web.Response(status=503)  # never reaches the client
+            retry = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
+            return self._refuse(fault.status, "emulated fault", **retry)
+        try:
+            plain = bytes(
+                http_ece.decrypt(body, private_key=sub.private_key, auth_secret=sub.auth,
+                                 version="aes128gcm")
+            )  # fmt: skip
+        except Exception as exc:
+            return self._refuse(400, f"the browser could not decrypt the payload: {exc}")
+        try:
+            parsed = json.loads(plain)
+        except ValueError:
+            parsed = None
+        push = ReceivedPush(
+            endpoint=endpoint,
+            payload=parsed if isinstance(parsed, dict) else None,
+            plaintext=plain,
+            size=len(body),
+            ttl=int(ttl_text),
+            urgency=urgency,
+            topic=topic,
+            vapid_key=key,
+            claims=claims,
+            received_at=datetime.now(UTC),
+        )
+        if topic is not None:
+            sub.queue = [p for p in sub.queue if p.topic != topic]
+        sub.queue.append(push)
+        async with self._changed:
+            self.received.append(push)
+            self._changed.notify_all()
+        if self.on_push is not None:
+            self.on_push(push)
+        location = f"{self.origin}/m/{secrets.token_urlsafe(12)}"
+        return web.Response(status=201, headers={"Location": location, "TTL": ttl_text})
+
+
+async def _main(args: argparse.Namespace) -> None:
+    emu = WebPushEmulator()
+    await emu.start(port=args.port)
+    print(f"Web Push emulator on {emu.origin}", flush=True)
+    for _ in range(args.subscriptions):
+        print(f"subscription: {json.dumps(emu.subscribe(args.key))}", flush=True)
+
+    def show(p: ReceivedPush) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} push to …{p.endpoint[-6:]} ({p.urgency}, TTL {p.ttl}, topic "
+              f"{p.topic}): {json.dumps(p.payload, ensure_ascii=False)}", flush=True)  # fmt: skip
+
+    if not args.quiet:
+        emu.on_push = show
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await emu.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Web Push service emulator on loopback")
+    p.add_argument("--port", type=int, default=9098)
+    p.add_argument("--subscriptions", type=int, default=1, help="subscriptions to make")
+    p.add_argument("--key", default=None, help="the VAPID public key to bind them to")
+    p.add_argument("--quiet", action="store_true", help="do not print each push (benches)")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
