@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,11 +25,12 @@ from dispatcher.notify.base import Channel
 from dispatcher.notify.console import ConsoleChannel
 from dispatcher.notify.outbox import Delivery
 from dispatcher.notify.webhook import WebhookChannel
+from dispatcher.notify.webpush import VAPID_KEY_NAME, Vapid, WebPushChannel, new_vapid_pem
 from dispatcher.pipeline import Pipeline
 from dispatcher.rules.live import LiveRules
 from dispatcher.rules.load import RuleSet, load_rules
 from dispatcher.scheduler import Scheduler
-from dispatcher.settings import ConfigError, Settings
+from dispatcher.settings import DEFAULT_WEBPUSH_SUBJECT, ConfigError, Settings
 from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.targets import receivers_by_route
@@ -54,6 +56,7 @@ class Service:
     pipeline: Pipeline
     scheduler: Scheduler
     migrated: tuple[str | None, str | None]
+    webpush: WebPushChannel
     stored_keys: int = 0  # keys in the database, not revoked, at start
 
     async def close(self) -> None:
@@ -73,10 +76,11 @@ class Service:
             f"rules: {', '.join(str(f) for f in rules.files)} (version {rules.version}: "
             f"{len(rules.regions)} regions, {len(rules.teams)} teams)",
             f"push: {self.channel.describe()}",
+            f"push: {self.webpush.describe()}",
             *(
                 f"fallback: {c.describe()}"
                 for c in self.pipeline.delivery.channels.values()
-                if c is not self.channel
+                if c is not self.channel and c is not self.webpush
             ),
             f"store: {storage.render_as_string(hide_password=True)} (schema {after}"
             + ("" if before == after else f", migrated from {before or 'an empty database'}")
@@ -89,6 +93,11 @@ class Service:
                 else " - every write will be refused; see `dispatcher keys new`"
             ),
         ]
+        if self.settings.push.webpush.subject == DEFAULT_WEBPUSH_SUBJECT:
+            lines.append(
+                f"push warning: push.webpush.subject is the default {DEFAULT_WEBPUSH_SUBJECT}; "
+                "set a mailto: or https: URL where push services can reach the operator"
+            )
         lines.extend(f"rules warning: {w}" for w in rules.warnings)
         return lines
 
@@ -110,6 +119,24 @@ async def choose_channel(settings: Settings) -> Channel:
         )
     except (OSError, ValueError) as exc:
         raise ConfigError([f"push.fcm.credentials: cannot use {credentials}: {exc}"]) from exc
+
+
+async def webpush_channel(settings: Settings, store: Store, clock: Clock) -> WebPushChannel:
+    """The Web Push channel, with the VAPID key kept in the database: made on the first
+    start, read on every later one, never replaced (subscriptions are bound to it)."""
+    pem = await store.keep_service_key(VAPID_KEY_NAME, new_vapid_pem(), now=clock())
+    conf = settings.push.webpush
+    try:
+        vapid = Vapid(pem, conf.subject)
+        vapid.header("https://fcm.googleapis.com", time.time())  # a subject py-vapid takes
+    except ValueError as exc:
+        raise ConfigError([f"push.webpush.subject: cannot sign VAPID claims: {exc}"]) from exc
+    return WebPushChannel(
+        vapid,
+        allowed_origins=conf.allowed_origins,
+        timeout=conf.timeout,
+        connections=conf.connections,
+    )
 
 
 async def build(
@@ -157,12 +184,13 @@ async def build(
 
     live.on_applied = record
     await record(live.current, live.how, live.loaded_at)
-    if channel is None:
-        try:
+    try:
+        webpush = await webpush_channel(settings, store, clock)
+        if channel is None:
             channel = await choose_channel(settings)
-        except Exception:
-            await store.close()
-            raise
+    except Exception:
+        await store.close()
+        raise
     metrics = Metrics()
     webhooks = [
         WebhookChannel(w.name, w.url, w.secret.get_secret_value(), timeout=w.timeout)
@@ -174,6 +202,7 @@ async def build(
         clock=clock,
         metrics=metrics,
         fallbacks=webhooks,
+        others=[webpush],
         fallback_of=lambda leader: live.current.fallback_of(leader),
         max_attempts=settings.push.max_attempts,
         retry_base=settings.push.retry_base,
@@ -202,7 +231,9 @@ async def build(
         observe=metrics.tick_seconds.observe,
     )
     stored_keys = sum(1 for k in await store.list_keys() if k.revoked_at is None)
-    return Service(settings, store, live, channel, pipeline, scheduler, migrated, stored_keys)
+    return Service(
+        settings, store, live, channel, pipeline, scheduler, migrated, webpush, stored_keys
+    )
 
 
 def make_app(service: Service) -> web.Application:

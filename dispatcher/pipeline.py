@@ -39,6 +39,7 @@ log = logging.getLogger("dispatcher.pipeline")
 DEFAULT_TTL = timedelta(hours=1)  # for a group whose route is gone from the rules
 MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes (~1 KB each)
 COUNT_IN_THREAD = 2000  # reports, counted into a new tally off the event loop (~10 us each)
+WEB_CHANNEL = "webpush"  # the channel of devices of platform "web" (notify/webpush.py)
 MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far below FCM's 4 KB
 
 
@@ -292,18 +293,23 @@ class Pipeline:
             "texts": {loc: {"title": r.title, "body": r.body} for loc, r in rendered.items()},
         }
 
+        web = WEB_CHANNEL if WEB_CHANNEL in self.delivery.channels else self.channel.name
+
         def item(
             leader_id: str, device_id: int | None, locale: str, channel: str | None = None
         ) -> OutboxItem:
             text = rendered.get(locale, rendered["en"])
             title, body = NEUTRAL.get(locale, NEUTRAL["en"]) if minimal else (text.title, text.body)
+            channel = channel or self.channel.name
             return OutboxItem(
                 leader_id=leader_id,
                 device_id=device_id,
-                channel=channel or self.channel.name,
+                channel=channel,
                 title=title,
                 body=body,
-                data=data,
+                # Web Push builds its own payload from the data: it must know to leave the
+                # text out (FCM's notification shows the neutral text, as before).
+                data={**data, "minimal": "true"} if minimal and channel == WEB_CHANNEL else data,
                 collapse_key=group.id,
                 priority=priority,
                 expires_at=expires_at,
@@ -321,7 +327,10 @@ class Pipeline:
                     "leader %s (receiver %s) has no registered device", leader.id, group.receiver
                 )
                 outbox.append(item(leader.id, None, leader.locale))
-            outbox.extend(item(leader.id, d.id, d.locale) for d in own)
+            # A device's platform decides its channel: browsers get Web Push, phones FCM.
+            outbox.extend(
+                item(leader.id, d.id, d.locale, web if d.platform == "web" else None) for d in own
+            )
         wakeup = next_wakeup(after)
         if send_now and action == "update":
             claimed = await self.store.record_update_and_claim(

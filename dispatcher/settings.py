@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 ENV_PREFIX = "DISPATCHER_"
 GOOGLE_FCM_ENDPOINT = "https://fcm.googleapis.com"
+DEFAULT_WEBPUSH_SUBJECT = "mailto:operator@localhost"
 
 
 def _duration(value: Any) -> Any:
@@ -96,6 +97,27 @@ class FcmSettings(_Section):
     connections: int = Field(64, ge=1, le=1000)
 
 
+class WebPushSettings(_Section):
+    """Web Push (RFC 8030/8291/8292) to browsers and installed web apps, beside FCM."""
+
+    # Who runs this service, for push services to reach (the VAPID `sub` claim): a mailto:
+    # or https: URL. The default works, and start-up warns until an operator sets theirs.
+    subject: str = Field(DEFAULT_WEBPUSH_SUBJECT, pattern=r"^(mailto:\S+@\S+|https://\S+)$")
+    # Push-service origins accepted beside the well-known ones (Google, Mozilla, Apple,
+    # Microsoft), e.g. a self-hosted autopush: "https://push.example.org". Only loopback
+    # origins may be http:// (a test's or a bench's emulator).
+    allowed_origins: list[str] = []
+    timeout: float = Field(10.0, gt=0)  # seconds for a push service to answer one push
+    connections: int = Field(64, ge=1, le=1000)  # pushes in flight at once, per push service
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        from dispatcher.notify.webpush_endpoints import check_origin
+
+        return [check_origin(origin) for origin in value]
+
+
 class WebhookSettings(_Section):
     """A fallback channel: a JSON POST signed with HMAC-SHA256, e.g. to an SMS gateway or a
     chat bridge. Teams and leaders name it as `fallback` in rules/teams.yaml."""
@@ -108,13 +130,14 @@ class WebhookSettings(_Section):
     @field_validator("name")
     @classmethod
     def _not_a_push_channel(cls, value: str) -> str:
-        if value in ("fcm", "console"):
+        if value in ("fcm", "console", "webpush"):
             raise ValueError(f"'{value}' is the name of a push channel; give the webhook another")
         return value
 
 
 class PushSettings(_Section):
     fcm: FcmSettings = FcmSettings()
+    webpush: WebPushSettings = WebPushSettings()
     webhooks: list[WebhookSettings] = []
     max_attempts: int = Field(8, ge=1)
     retry_base: Duration = timedelta(seconds=2)

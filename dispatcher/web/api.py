@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic_core
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dispatcher.counting import COUNT_FIELDS, count
 from dispatcher.group import latest_revisions
@@ -31,6 +31,8 @@ from dispatcher.intake import (
 )
 from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
+from dispatcher.notify.webpush import WebPushChannel, check_auth, check_p256dh
+from dispatcher.notify.webpush_endpoints import MAX_ENDPOINT
 from dispatcher.pipeline import Accepted, Pipeline
 from dispatcher.resend import conflict_detail
 from dispatcher.rules.load import RuleSet
@@ -374,19 +376,54 @@ async def list_incidents(request: web.Request) -> web.Response:
 Token = Annotated[str, Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")]
 
 
+Endpoint = Annotated[str, Field(min_length=12, max_length=MAX_ENDPOINT)]
+
+
+class SubscriptionKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p256dh: str = Field(max_length=100)
+    auth: str = Field(max_length=40)
+
+    @field_validator("p256dh")
+    @classmethod
+    def _point(cls, value: str) -> str:
+        check_p256dh(value)
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        check_auth(value)
+        return value
+
+
+class SubscriptionIn(BaseModel):
+    """A Web Push subscription, as the browser's `PushSubscription.toJSON()` gives it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: Endpoint
+    expirationTime: float | None = None  # the browser's own name
+    keys: SubscriptionKeys
+
+
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    token: Token
-    platform: Literal["android", "ios"]
+    token: Token | None = None  # FCM's registration token (android, ios)
+    platform: Literal["android", "ios", "web"]
     locale: Literal["ar", "en"] = "ar"
-    replaces: Token | None = None  # the token FCM refreshed, if the app still has it
+    # The token FCM refreshed, or the endpoint a browser replaced, if the app still has it.
+    replaces: Annotated[str, Field(min_length=20, max_length=4096)] | None = None
+    subscription: SubscriptionIn | None = None  # platform "web"
 
 
 class DeviceGone(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    token: Token
+    token: Token | None = None
+    endpoint: Endpoint | None = None  # a Web Push subscription's
 
 
 def _device_leader(request: web.Request) -> str | web.Response:
@@ -432,11 +469,51 @@ async def delete_device(request: web.Request) -> web.Response:
     gone = await read_body(request, DeviceGone, what="device")
     if isinstance(gone, web.Response):
         return gone
+    token = gone.token or gone.endpoint
+    if token is None or (gone.token and gone.endpoint):
+        wanted = FieldError("token", "give the token of a phone or the endpoint of a browser")
+        return problem(422, "Invalid device", "nothing was changed", errors=[wanted])
     if not await pipeline.store.remove_device(
-        leader_id=leader, token=gone.token, now=pipeline.clock(), reason="signed out"
+        leader_id=leader, token=token, now=pipeline.clock(), reason="signed out"
     ):
-        return problem(404, "Not Found", "no device with that token for this leader")
+        what = "token" if gone.token else "endpoint"
+        return problem(404, "Not Found", f"no device with that {what} for this leader")
     return web.Response(status=204)
+
+
+def _device_errors(device_in: DeviceIn, webpush: WebPushChannel | None) -> list[FieldError]:
+    """What the fields say together: a phone has a token, a browser a subscription on a
+    push service the service posts to."""
+    if device_in.platform != "web":
+        errors = []
+        if device_in.token is None:
+            errors.append(FieldError("token", "required field is missing"))
+        if device_in.subscription is not None:
+            errors.append(FieldError("subscription", "only for platform web"))
+        return errors
+    if device_in.subscription is None:
+        need = "required for platform web: the object PushSubscription.toJSON() gives"
+        return [FieldError("subscription", need)]
+    if device_in.token is not None:
+        return [FieldError("token", "not for platform web: send the subscription")]
+    if webpush is None:
+        return [FieldError("platform", "this service has no Web Push channel")]
+    refused = webpush.endpoint_problem(device_in.subscription.endpoint)
+    return [FieldError("subscription.endpoint", refused)] if refused else []
+
+
+def _webpush(request: web.Request) -> WebPushChannel | None:
+    channel = request.app[PIPELINE].delivery.channels.get("webpush")
+    return channel if isinstance(channel, WebPushChannel) else None
+
+
+@requires(PUBLIC)
+async def webpush_vapid(request: web.Request) -> web.Response:
+    """The VAPID public key a web app subscribes with (`applicationServerKey`)."""
+    webpush = _webpush(request)
+    if webpush is None:
+        return problem(404, "Not Found", "this service has no Web Push channel")
+    return json_response({"public_key": webpush.vapid.public_key})
 
 
 @requires("devices:write")
@@ -448,7 +525,13 @@ async def post_device(request: web.Request) -> web.Response:
     device_in = await read_body(request, DeviceIn, what="device")
     if isinstance(device_in, web.Response):
         return device_in
-    if device_in.replaces is not None and device_in.replaces != device_in.token:
+    errors = _device_errors(device_in, _webpush(request))
+    if errors:
+        return problem(422, "Invalid device", "nothing was stored", errors=errors)
+    subscription = device_in.subscription
+    token = subscription.endpoint if subscription is not None else device_in.token
+    assert token is not None
+    if device_in.replaces is not None and device_in.replaces != token:
         await pipeline.store.remove_device(
             leader_id=leader,
             token=device_in.replaces,
@@ -457,11 +540,13 @@ async def post_device(request: web.Request) -> web.Response:
         )
     device, created = await pipeline.store.register_device(
         leader_id=leader,
-        token=device_in.token,
+        token=token,
         platform=device_in.platform,
         locale=device_in.locale,
         now=pipeline.clock(),
         key_id=stored_id(request[KEY]),
+        p256dh=subscription.keys.p256dh if subscription is not None else None,
+        auth=subscription.keys.auth if subscription is not None else None,
     )
     return json_response(
         {
@@ -538,6 +623,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_post("/v1/devices", post_device)
     app.router.add_delete("/v1/devices", delete_device)
+    app.router.add_get("/v1/webpush/vapid", webpush_vapid)
     app.router.add_get("/v1/rules/status", rules_status)
     app.router.add_post("/v1/admin/rules/reload", rules_reload)
     app.router.add_get("/healthz", healthz)
