@@ -1,4 +1,5 @@
-"""Fixtures every test may use: real databases, the FCM emulator, a loopback-only network."""
+"""Fixtures every test may use: real databases, the FCM and Web Push emulators, a
+loopback-only network."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from dispatcher.testing.fcm_emulator import FcmEmulator
+from dispatcher.testing.webpush_emulator import WebPushEmulator
 
 pytest_plugins = ["tests.support.databases"]
 
@@ -67,3 +69,9 @@ async def fcm_emulator() -> AsyncIterator[FcmEmulator]:
 @pytest.fixture
 def fcm_credentials(fcm_emulator: FcmEmulator, tmp_path: Path) -> Path:
     return fcm_emulator.write_service_account(tmp_path / "service-account.json")
+
+
+@pytest.fixture
+async def webpush_emulator() -> AsyncIterator[WebPushEmulator]:
+    async with WebPushEmulator() as emu:
+        yield emu

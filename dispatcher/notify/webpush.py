@@ -150,12 +150,19 @@ def _fit(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _shorten(text: str, octets: int) -> str:
-    """`text` cut (with an ellipsis) to at most `octets` octets of UTF-8."""
-    if len(text.encode()) <= octets:
-        return text
-    cut = text.encode()[: max(0, octets - 3)].decode(errors="ignore")
-    return cut + "…"
+def _cut(message: dict[str, Any], name: str, limit: int) -> None:
+    """Shorten `message[name]` (with an ellipsis) to the longest prefix that lets the
+    message fit in `limit` octets, counted as JSON (escapes make some characters longer)."""
+    text = message[name]
+    lo, hi = 0, len(text)  # text[:lo] + "…" fits (or lo is 0); text[:hi + 1] does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        message[name] = text[:mid] + "…"
+        if len(_fit(message)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    message[name] = text[:lo] + "…" if lo else ""
 
 
 def payload(push: Push, *, limit: int = MAX_PLAIN) -> bytes:
@@ -186,15 +193,8 @@ def payload(push: Push, *, limit: int = MAX_PLAIN) -> bytes:
         return body
     message["data"] = {}
     for name in ("body", "title"):
-        over = len(_fit(message)) - limit
-        if over <= 0:
-            break
-        # JSON escapes may make a character longer on the wire than in UTF-8: go again.
-        while over > 0 and message[name]:
-            message[name] = _shorten(message[name], len(message[name].encode()) - over)
-            over = len(_fit(message)) - limit
-            if message[name] == "…":
-                message[name] = ""
+        if len(_fit(message)) > limit:
+            _cut(message, name, limit)
     body = _fit(message)
     if len(body) > limit:  # only a group id of absurd length gets here
         body = _fit({"group_id": group_id, "seq": seq, "kind": kind, "minimal": True})

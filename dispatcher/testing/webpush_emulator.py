@@ -95,6 +95,7 @@ class WebPushEmulator:
         self.received: list[ReceivedPush] = []  # every push taken, in order
         self.rejected: list[tuple[int, str]] = []  # (status, why)
         self.attempts = 0  # POSTs to a subscription, answered or not
+        self.answers: list[tuple[datetime, str, int]] = []  # (when, endpoint, status); 0: dropped
         self._subscriptions: dict[str, _Subscription] = {}
         self._faults: deque[_Fault] = deque()
         self._slow: dict[str, float] = {}
@@ -209,16 +210,19 @@ class WebPushEmulator:
     def _subscription(self, endpoint: str) -> _Subscription:
         return self._subscriptions[endpoint.rsplit("/", 1)[-1]]
 
-    def _refuse(self, status: int, why: str, **headers: str) -> web.Response:
+    def _refuse(self, status: int, why: str, endpoint: str = "", **headers: str) -> web.Response:
         self.rejected.append((status, why))
+        self.answers.append((datetime.now(UTC), endpoint, status))
         # Mozilla's error shape (autopush), which the channel shows in its detail.
         body = {"code": status, "errno": 0, "error": HTTPStatus(status).phrase, "message": why}
         return web.json_response(body, status=status, headers=headers or None)
 
-    def _vapid(self, header: str, sub: _Subscription) -> tuple[str, dict[str, Any]] | web.Response:
+    def _vapid(
+        self, header: str, sub: _Subscription, endpoint: str
+    ) -> tuple[str, dict[str, Any]] | web.Response:
         scheme, _, params = header.partition(" ")
         if scheme.lower() != "vapid":
-            return self._refuse(401, "Authorization must use the vapid scheme (RFC 8292)")
+            return self._refuse(401, "Authorization must use the vapid scheme (RFC 8292)", endpoint)
         parts: dict[str, str] = {}
         for item in params.split(","):
             name, eq, value = item.strip().partition("=")
@@ -226,33 +230,37 @@ class WebPushEmulator:
                 parts[name.strip().lower()] = value.strip()
         token, key = parts.get("t"), parts.get("k")
         if not token or not key:
-            return self._refuse(401, "vapid Authorization needs t= and k=")
+            return self._refuse(401, "vapid Authorization needs t= and k=", endpoint)
         claims = self._verified.get(token + key)
         if claims is None:
             try:
                 head = json.loads(_unb64(token.split(".", 1)[0]))
                 if head.get("alg") != "ES256":
-                    return self._refuse(401, "the JWT must be signed with ES256")
+                    return self._refuse(401, "the JWT must be signed with ES256", endpoint)
                 claims = vapid_jwt.decode(token, key)
             except Exception:
-                return self._refuse(401, "the JWT's signature does not verify with k")
+                return self._refuse(401, "the JWT's signature does not verify with k", endpoint)
             if not isinstance(claims, dict):
-                return self._refuse(401, "the JWT's claims are not an object")
+                return self._refuse(401, "the JWT's claims are not an object", endpoint)
             self._verified[token + key] = claims
         if claims.get("aud") != self.origin:
-            return self._refuse(401, f"aud must be this push service's origin {self.origin}")
+            return self._refuse(
+                401, f"aud must be this push service's origin {self.origin}", endpoint
+            )
         exp, now = claims.get("exp"), time.time()
         if not isinstance(exp, int) or exp <= now:
-            return self._refuse(401, "the JWT has expired (exp)")
+            return self._refuse(401, "the JWT has expired (exp)", endpoint)
         if exp > now + MAX_EXP:
-            return self._refuse(401, "exp is more than 24 hours ahead")
+            return self._refuse(401, "exp is more than 24 hours ahead", endpoint)
         sub_claim = claims.get("sub")
         if not isinstance(sub_claim, str) or not sub_claim.startswith(("mailto:", "https:")):
-            return self._refuse(401, "sub must be a mailto: or https: URL")
+            return self._refuse(401, "sub must be a mailto: or https: URL", endpoint)
         expected = sub.application_server_key
         if expected is not None and _unb64(expected) != _unb64(key):
             return self._refuse(
-                403, "the VAPID key does not match the subscription's applicationServerKey"
+                403,
+                "the VAPID key does not match the subscription's applicationServerKey",
+                endpoint,
             )
         return key, claims
 
@@ -270,30 +278,34 @@ class WebPushEmulator:
         if self.delay:
             await asyncio.sleep(self.delay)
         sid = request.match_info["id"]
+        endpoint = f"{self.origin}/push/{sid}"
         sub = self._subscriptions.get(sid)
         if sub is None:
-            return self._refuse(404, "no such subscription")
+            return self._refuse(404, "no such subscription", endpoint)
         if sub.gone:
-            return self._refuse(410, "the subscription has expired")
-        endpoint = f"{self.origin}/push/{sid}"
-        checked = self._vapid(request.headers.get("Authorization", ""), sub)
+            return self._refuse(410, "the subscription has expired", endpoint)
+        checked = self._vapid(request.headers.get("Authorization", ""), sub, endpoint)
         if isinstance(checked, web.Response):
             return checked
         key, claims = checked
         ttl_text = request.headers.get("TTL")
         if ttl_text is None or not ttl_text.isdigit():
-            return self._refuse(400, "a TTL header (seconds) is required")
+            return self._refuse(400, "a TTL header (seconds) is required", endpoint)
         if request.headers.get("Content-Encoding", "").lower() != "aes128gcm":
-            return self._refuse(400, "Content-Encoding must be aes128gcm (RFC 8291)")
+            return self._refuse(400, "Content-Encoding must be aes128gcm (RFC 8291)", endpoint)
         urgency = request.headers.get("Urgency", "normal")
         if urgency not in URGENCIES:
-            return self._refuse(400, f"Urgency must be one of {', '.join(URGENCIES)}")
+            return self._refuse(400, f"Urgency must be one of {', '.join(URGENCIES)}", endpoint)
         topic = request.headers.get("Topic")
         if topic is not None and not TOPIC.match(topic):
-            return self._refuse(400, "Topic must be at most 32 URL-safe base64 characters")
+            return self._refuse(
+                400, "Topic must be at most 32 URL-safe base64 characters", endpoint
+            )
         body = await request.read()
         if len(body) > MAX_BODY:
-            return self._refuse(413, f"the payload is {len(body)} octets; at most {MAX_BODY}")
+            return self._refuse(
+                413, f"the payload is {len(body)} octets; at most {MAX_BODY}", endpoint
+            )
         if sid in self._slow:
             await asyncio.sleep(self._slow[sid])
         fault = self._fault_for(endpoint)
@@ -302,16 +314,17 @@ class WebPushEmulator:
                 assert request.transport is not None
                 request.transport.close()
                 self.rejected.append((0, "connection dropped"))
+                self.answers.append((datetime.now(UTC), endpoint, 0))
                 return web.Response(status=503)  # never reaches the client
             retry = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
-            return self._refuse(fault.status, "emulated fault", **retry)
+            return self._refuse(fault.status, "emulated fault", endpoint, **retry)
         try:
             plain = bytes(
                 http_ece.decrypt(body, private_key=sub.private_key, auth_secret=sub.auth,
                                  version="aes128gcm")
             )  # fmt: skip
         except Exception as exc:
-            return self._refuse(400, f"the browser could not decrypt the payload: {exc}")
+            return self._refuse(400, f"the browser could not decrypt the payload: {exc}", endpoint)
         try:
             parsed = json.loads(plain)
         except ValueError:
@@ -331,6 +344,7 @@ class WebPushEmulator:
         if topic is not None:
             sub.queue = [p for p in sub.queue if p.topic != topic]
         sub.queue.append(push)
+        self.answers.append((push.received_at, endpoint, 201))
         async with self._changed:
             self.received.append(push)
             self._changed.notify_all()
