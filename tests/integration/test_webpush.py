@@ -46,8 +46,11 @@ async def test_pushes_arrive_decrypted_with_their_headers(
     emu = webpush_emulator
     subs = [emu.subscribe(channel.vapid.public_key) for _ in range(3)]
     results = await channel.send(
-        [push(1, subs[0]), push(2, subs[1], priority="normal", ttl=timedelta(seconds=90)),
-         push(3, subs[2])]  # fmt: skip
+        [
+            push(1, subs[0]),
+            push(2, subs[1], priority="normal", ttl=timedelta(seconds=90)),
+            push(3, subs[2]),
+        ]
     )
     assert [r.ok for r in results] == [True, True, True]
     assert all(r.message_name and r.message_name.startswith(emu.origin) for r in results)
@@ -58,7 +61,8 @@ async def test_pushes_arrive_decrypted_with_their_headers(
     }  # fmt: skip
     assert (first.urgency, first.ttl, first.topic) == ("high", 600, GROUP)
     assert (second.urgency, second.ttl) == ("normal", 90)
-    assert first.claims["aud"] == emu.origin and first.claims["sub"] == "mailto:ops@example.org"
+    assert first.claims["aud"] == emu.origin
+    assert first.claims["sub"] == "mailto:ops@example.org"
     assert first.vapid_key == channel.vapid.public_key
     assert channel.vapid.signed == 1, "one JWT for the push service, not one per message"
     await channel.send([push(4, subs[0])])
@@ -129,7 +133,8 @@ async def test_a_key_the_subscription_was_not_made_with_is_a_configuration_error
     }
     assert "applicationServerKey" in results[0].detail
     told = [r.getMessage() for r in caplog.records]
-    assert len(told) == 1 and "configuration error" in told[0], told
+    assert len(told) == 1, told
+    assert "configuration error" in told[0]
     assert emu.received == []
 
 

@@ -106,10 +106,11 @@ def test_an_operator_adds_origins_and_loopback_may_be_http() -> None:
     assert endpoint_problem("http://127.0.0.1:9098/push/abc", allowed) is None
     assert endpoint_problem("http://127.0.0.1:9099/push/abc", allowed) is not None
     refused = endpoint_problem("https://push.example.net/abc", allowed)
-    assert refused is not None and "push.webpush.allowed_origins" in refused
+    assert refused is not None
+    assert "push.webpush.allowed_origins" in refused
     for bad in ("http://push.example.org", "https://push.example.org/path", "push.example.org",
                 "https://u@push.example.org"):  # fmt: skip
-        with pytest.raises(ValueError, match="origin|https"):
+        with pytest.raises(ValueError, match=r"origin|https"):
             check_origin(bad)
 
 
@@ -174,16 +175,19 @@ def test_a_minimal_route_pushes_only_a_reference() -> None:
     ],
 )
 def test_a_push_never_exceeds_4_kb_and_keeps_what_fits(title: str, body: str) -> None:
-    key, p256dh, auth = _subscriber()
+    _key, p256dh, auth = _subscriber()
     plain = payload(_push(title=title, body=body))
     sent = encrypt(plain, p256dh, auth)
     assert len(sent) <= MAX_BODY
     message = json.loads(plain)
-    assert message["group_id"] == GROUP and message["seq"] == 3
-    assert message["title"] and message["title"][:5] == title[:5]
+    assert message["group_id"] == GROUP
+    assert message["seq"] == 3
+    assert message["title"]
+    assert message["title"][:5] == title[:5]
     assert message["data"] == {}, "the data goes first"
     if len(title) < 100:
-        assert message["title"] == title and message["body"].endswith("…")
+        assert message["title"] == title
+        assert message["body"].endswith("…")
 
 
 def test_headers_say_ttl_urgency_and_topic() -> None:
@@ -193,7 +197,8 @@ def test_headers_say_ttl_urgency_and_topic() -> None:
                     "Content-Type": "application/octet-stream"}  # fmt: skip
     normal = headers_for(_push(priority="normal", ttl=None, collapse_key="a:b/c"), "v")
     assert (normal["Urgency"], normal["TTL"]) == ("normal", "3600")
-    assert len(normal["Topic"]) == 32 and topic_of("a:b/c") == normal["Topic"]
+    assert len(normal["Topic"]) == 32
+    assert topic_of("a:b/c") == normal["Topic"]
     assert normal["Topic"] != topic_of("a:b/d")
 
 
@@ -205,7 +210,8 @@ def test_a_vapid_jwt_is_signed_once_per_push_service_and_hour() -> None:
     mozilla = vapid.header("https://updates.push.services.mozilla.com", t0 + 10)
     assert vapid.signed == 2
     later = vapid.header("https://fcm.googleapis.com", t0 + 3600)
-    assert later != google and vapid.signed == 3
+    assert later != google
+    assert vapid.signed == 3
     token = google.split("t=", 1)[1].split(",", 1)[0]
     key = google.rsplit("k=", 1)[1]
     assert key == vapid.public_key
@@ -217,11 +223,12 @@ def test_a_vapid_jwt_is_signed_once_per_push_service_and_hour() -> None:
 
 def test_subscription_keys_are_checked() -> None:
     _, p256dh, auth = _subscriber()
-    assert len(check_p256dh(p256dh)) == 65 and len(check_auth(auth)) == 16
+    assert len(check_p256dh(p256dh)) == 65
+    assert len(check_auth(auth)) == 16
     off_curve = b64url(b"\x04" + b"\x01" * 64)
     for bad in (off_curve, b64url(b"\x02" + b"\x01" * 32), "not base64!", auth):
-        with pytest.raises(ValueError, match="P-256|base64"):
+        with pytest.raises(ValueError, match=r"P-256|base64"):
             check_p256dh(bad)
     for bad in (b64url(os.urandom(15)), p256dh, "***"):
-        with pytest.raises(ValueError, match="16-octet|base64"):
+        with pytest.raises(ValueError, match=r"16-octet|base64"):
             check_auth(bad)
