@@ -317,7 +317,6 @@ def result_for(
 class _Ready:
     push: Push
     path: str
-    body: bytes
 
 
 class WebPushChannel:
@@ -363,20 +362,9 @@ class WebPushChannel:
                     detail=f"configuration error: {problem}",
                 )
                 continue
-            try:
-                body = encrypt(payload(push), push.p256dh, push.auth)
-            except Exception as exc:  # keys stored broken: this subscription cannot be used
-                results[push.ref] = PushResult(
-                    push.ref,
-                    False,
-                    error_code="BAD_SUBSCRIPTION",
-                    disable_device=True,
-                    detail=f"cannot encrypt for it: {exc}"[:300],
-                )
-                continue
             parts = urlsplit(push.token)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            by_origin[endpoint_origin(push.token)].append(_Ready(push, path, body))
+            by_origin[endpoint_origin(push.token)].append(_Ready(push, path))
         now = self._clock()
         lanes = []
         for origin, ready in by_origin.items():
@@ -407,9 +395,22 @@ class WebPushChannel:
     ) -> None:
         for ready in work:
             push = ready.push
+            # Encrypted here, not all before the first is sent: while this lane encrypts,
+            # the others' pushes are on their way (the CPU and the network overlap).
+            try:
+                body = encrypt(payload(push), push.p256dh, push.auth)
+            except Exception as exc:  # keys stored broken: this subscription cannot be used
+                results[push.ref] = PushResult(
+                    push.ref,
+                    False,
+                    error_code="BAD_SUBSCRIPTION",
+                    disable_device=True,
+                    detail=f"cannot encrypt for it: {exc}"[:300],
+                )
+                continue
             head = pool.head(ready.path, headers_for(push, authorization))
             try:
-                answer = await pool.post(head, ready.body)
+                answer = await pool.post(head, body)
                 result = result_for(
                     push.ref,
                     answer.status,
