@@ -150,6 +150,26 @@ async def test_devices_move_between_leaders_and_outbox_records_outcomes(store: S
     assert await store.notification_counts() == {"failed": 1}
 
 
+async def test_a_web_push_subscription_s_keys_reach_the_sender(store: Store) -> None:
+    endpoint = "https://updates.push.services.mozilla.com/wpush/v2/" + "x" * 40
+    dev, _ = await store.register_device(leader_id="b", token=endpoint, platform="web",
+                                         locale="en", now=T0, p256dh="BPk", auth="au")  # fmt: skip
+    assert (dev.p256dh, dev.auth) == ("BPk", "au")
+    await save(store, report())
+    (group,) = await store.due_groups(T0 + 30 * S)
+    item = OutboxItem("b", dev.id, "webpush", "t", "b", {"k": "v"}, group.id, "high")
+    await store.record_update(group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1")
+    (pending,) = await store.claim_pushes(T0 + 30 * S, lease=60 * S)
+    assert (pending.channel, pending.platform, pending.token) == ("webpush", "web", endpoint)
+    assert (pending.p256dh, pending.auth) == ("BPk", "au")
+
+
+async def test_a_service_key_once_kept_is_never_replaced(store: Store) -> None:
+    assert await store.keep_service_key("vapid", "first", now=T0) == "first"
+    assert await store.keep_service_key("vapid", "second", now=T0 + S) == "first"
+    assert await store.keep_service_key("other", "x", now=T0) == "x"
+
+
 def sighting(
     rid: str, source: str, *, lat: float = 35.93, killed: int = 0, **more: object
 ) -> Report:

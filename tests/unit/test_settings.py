@@ -73,3 +73,25 @@ def test_yaml_errors_name_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(cfg)
     assert err.value.problems[0].startswith(f"{cfg}:3:")
+
+
+def test_web_push_settings_name_each_bad_origin_and_subject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "push:\n  webpush:\n    subject: operator\n"
+        "    allowed_origins: ['https://push.example.org/', 'http://push.example.net']\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert [p.split(": ")[1] for p in err.value.problems] == [
+        "push.webpush.subject",
+        "push.webpush.allowed_origins",
+    ]
+    assert "http on loopback" in err.value.problems[1]
+    assert "DISPATCHER_PUSH__WEBPUSH__ALLOWED_ORIGINS" in err.value.problems[1]
+    monkeypatch.setenv("DISPATCHER_PUSH__WEBPUSH__ALLOWED_ORIGINS", '["HTTPS://Push.Example.org"]')
+    s = load_settings(None)
+    assert s.push.webpush.allowed_origins == ["https://push.example.org"]
+    assert s.push.webpush.subject == "mailto:operator@localhost"
