@@ -95,8 +95,9 @@ class Service:
         ]
         if self.settings.push.webpush.subject == DEFAULT_WEBPUSH_SUBJECT:
             lines.append(
-                f"push warning: push.webpush.subject is the default {DEFAULT_WEBPUSH_SUBJECT}; "
-                "set a mailto: or https: URL where push services can reach the operator"
+                f"push warning: push.webpush.subject is the default {DEFAULT_WEBPUSH_SUBJECT}, "
+                "which Apple's push service refuses (Safari, iPhones); set a mailto: or https: "
+                "URL on a real domain where push services can reach the operator"
             )
         lines.extend(f"rules warning: {w}" for w in rules.warnings)
         return lines

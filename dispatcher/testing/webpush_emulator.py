@@ -7,8 +7,9 @@ the VAPID `Authorization` (`vapid t=<JWT>, k=<key>`: ES256 signature verified ag
 `aud` this origin, `exp` in the future and at most 24 h ahead, `sub` a mailto: or https:
 URL), `k` the applicationServerKey the subscription was made with, `TTL` present,
 `Content-Encoding: aes128gcm`, `Urgency` and `Topic` well formed, a body of at most 4096
-octets. Then, as the browser would, it decrypts the body with the subscription's private key
-and auth secret, and keeps the plaintext with the headers. An undelivered push is replaced
+octets (and, `like_apple`, a `sub` on a real domain, not localhost). Then, as the browser
+would, it decrypts the body with the subscription's private key and auth secret, and keeps
+the plaintext with the headers. An undelivered push is replaced
 by a newer one of the same `Topic` (`pending`, `deliver`). Answers are the services':
 201 with a Location; 404 for an unknown subscription and 410 for an expired one; 400, 401,
 403, 413 for what they refuse; faults on demand: 429/503 with Retry-After, dropped
@@ -90,8 +91,11 @@ class _Fault:
 
 
 class WebPushEmulator:
-    def __init__(self, *, delay: float = 0.0) -> None:
+    def __init__(self, *, delay: float = 0.0, like_apple: bool = False) -> None:
         self.delay = delay  # seconds added to every answer, to play a slow network
+        # Apple's push service also refuses a `sub` whose host does not resolve, such as
+        # mailto:someone@localhost, with 403 {"reason": "BadJwtToken"}; the others take it.
+        self.like_apple = like_apple
         self.received: list[ReceivedPush] = []  # every push taken, in order
         self.rejected: list[tuple[int, str]] = []  # (status, why)
         self.attempts = 0  # POSTs to a subscription, answered or not
@@ -255,6 +259,11 @@ class WebPushEmulator:
         sub_claim = claims.get("sub")
         if not isinstance(sub_claim, str) or not sub_claim.startswith(("mailto:", "https:")):
             return self._refuse(401, "sub must be a mailto: or https: URL", endpoint)
+        host = sub_claim.split("@")[-1] if sub_claim.startswith("mailto:") else sub_claim[8:]
+        if self.like_apple and (host.split("/")[0].split(":")[0] == "localhost" or "." not in host):
+            self.rejected.append((403, "BadJwtToken"))
+            self.answers.append((datetime.now(UTC), endpoint, 403))
+            return web.json_response({"reason": "BadJwtToken"}, status=403)
         expected = sub.application_server_key
         if expected is not None and _unb64(expected) != _unb64(key):
             return self._refuse(

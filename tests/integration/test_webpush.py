@@ -187,3 +187,26 @@ async def test_the_emulator_refuses_what_push_services_refuse(
         ["the", "payload", "is"], ["the", "browser", "could"],
     ]  # fmt: skip
     assert emu.received == []
+
+
+async def test_apple_refuses_the_default_subject_and_the_log_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with WebPushEmulator(like_apple=True) as apple:
+        placeholder = Vapid(new_vapid_pem(), "mailto:operator@localhost")
+        channel = WebPushChannel(placeholder, allowed_origins=[apple.origin])
+        subs = [apple.subscribe(placeholder.public_key) for _ in range(2)]
+        with caplog.at_level(logging.ERROR, logger="dispatcher.push.webpush"):
+            results = await channel.send([push(1, subs[0]), push(2, subs[1])])
+        await channel.close()
+        assert {(r.error_code, r.retryable, r.disable_device) for r in results} == {
+            ("VAPID_REFUSED", False, False)
+        }
+        assert results[0].detail.endswith("(key or subject): BadJwtToken")
+        assert len(caplog.records) == 1
+
+        real = Vapid(new_vapid_pem(), "mailto:ops@example.org")
+        channel = WebPushChannel(real, allowed_origins=[apple.origin])
+        (ok,) = await channel.send([push(3, apple.subscribe(real.public_key))])
+        await channel.close()
+        assert ok.ok
