@@ -280,7 +280,7 @@ def result_for(
             ref,
             False,
             error_code="PAYLOAD_TOO_LARGE",
-            detail=f"the push service refused the payload's size (our bug){told}",
+            detail=f"configuration error: the push service refused the payload's size{told}",
         )
     if status in (401, 403):
         return PushResult(

@@ -69,6 +69,22 @@ async def test_pushes_arrive_decrypted_with_their_headers(
     assert channel.vapid.signed == 1
 
 
+async def test_a_long_update_arrives_shortened_within_4_kb(
+    channel: WebPushChannel, webpush_emulator: WebPushEmulator
+) -> None:
+    emu = webpush_emulator
+    sub = emu.subscribe(channel.vapid.public_key)
+    long_body = "\n".join(f"حارم · قتلى: {n} · جرحى: {n * 2}" for n in range(400))
+    (result,) = await channel.send([push(1, sub, body=long_body)])
+    assert result.ok, result
+    (got,) = emu.to(sub["endpoint"])
+    assert got.size == 4096, "as much as fits, and not one octet more"
+    assert got.payload is not None
+    assert got.payload["title"] == "إدلب · حوادث جديدة: 1"
+    assert got.payload["body"].endswith("…")
+    assert long_body.startswith(got.payload["body"][:-1])
+
+
 async def test_a_newer_push_of_a_group_replaces_an_undelivered_older_one(
     channel: WebPushChannel, webpush_emulator: WebPushEmulator
 ) -> None:

@@ -45,7 +45,7 @@ GROUP = "0f" * 16
         (502, b"<html>Bad Gateway</html>", ("HTTP_502", True, False, False)),
         (503, b"", ("HTTP_503", True, False, False)),
         (408, b"", ("HTTP_408", True, False, False)),
-        (413, b"", ("PAYLOAD_TOO_LARGE", False, False, False)),
+        (413, b"", ("PAYLOAD_TOO_LARGE", False, False, True)),
         (400, b'{"reason":"BadPriority"}', ("HTTP_400", False, False, True)),
         (401, b"", ("UNAUTHORIZED", False, False, True)),
         (403, b'{"reason":"BadJwtToken"}', ("VAPID_REFUSED", False, False, True)),
