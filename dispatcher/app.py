@@ -38,6 +38,7 @@ from dispatcher.web.access import ACCESS, Access, add_access_routes, record_uses
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.groups import add_group_routes
+from dispatcher.web.leaders import add_leader_routes
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
 from dispatcher.web.silences import add_silence_routes
@@ -250,6 +251,7 @@ def make_app(service: Service) -> web.Application:
     add_operation_routes(app)
     add_group_routes(app)
     add_silence_routes(app)
+    add_leader_routes(app)
     add_access_routes(app)
 
     async def key_uses_ctx(app: web.Application):  # type: ignore[no-untyped-def]

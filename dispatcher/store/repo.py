@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -41,6 +41,7 @@ from dispatcher.store.tables import (
     alert_groups,
     devices,
     group_acks,
+    group_reports,
     group_updates,
     incidents,
     notifications,
@@ -120,6 +121,16 @@ class Ack:
     at: datetime
     responding: bool
     note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderGroup:
+    """An open alert group as a leader's app shows it (Store.leader_groups)."""
+
+    group: GroupRow
+    latest: tuple[int, datetime, dict[str, Any]] | None  # its last update: seq, time, summary
+    incidents: list[IncidentRow]  # counted from the group's own reports, newest first
+    acks: list[Ack]
 
 
 class LastUpdate(NamedTuple):
@@ -694,6 +705,15 @@ class Store:
             ).first()
             return (row.created_at, dict(row.summary)) if row is not None else None
 
+    async def leader_groups(
+        self, *, receivers: Sequence[str], escalated_from: Sequence[str]
+    ) -> list[LeaderGroup]:
+        """The open groups of `receivers`, and those of `escalated_from` that escalated,
+        newest report first, each with its last update, incidents and acknowledgements."""
+        return await self._read(
+            lambda conn: _leader_groups(conn, list(receivers), list(escalated_from))
+        )
+
     async def hold(self, group: GroupRow, *, until: datetime) -> bool:
         """Put off what a group owes its leaders until `until` (a silence's end)."""
 
@@ -1044,6 +1064,63 @@ def _acks(conn: Connection, group_id: str) -> list[Ack]:
         .order_by(group_acks.c.at, group_acks.c.id)
     )
     return [Ack(r.leader_id, r.at, r.responding, r.note) for r in rows]
+
+
+def _leader_groups(
+    conn: Connection, receivers: list[str], escalated_from: list[str]
+) -> list[LeaderGroup]:
+    rows = conn.execute(
+        select(alert_groups).where(
+            alert_groups.c.closed_at.is_(None),
+            or_(
+                alert_groups.c.receiver.in_(receivers),
+                and_(
+                    alert_groups.c.receiver.in_(escalated_from),
+                    alert_groups.c.escalated_at.is_not(None),
+                ),
+            ),
+        )
+    ).all()
+    groups = sorted(
+        (_group_from_row(r) for r in rows),
+        key=lambda g: (g.last_report_at or g.created_at or datetime.min.replace(tzinfo=UTC), g.id),
+        reverse=True,
+    )
+    found = []
+    for group in groups:
+        last = _newest_update(
+            conn, group.id, group_updates.c.seq, group_updates.c.created_at,
+            group_updates.c.summary,
+        )  # fmt: skip
+        members: dict[str, list[StoredReport]] = {}
+        for r in conn.execute(
+            select(reports)
+            .join(group_reports, group_reports.c.report_pk == reports.c.pk)
+            .where(group_reports.c.group_id == group.id, reports.c.incident_id.is_not(None))
+            .order_by(reports.c.pk)
+        ):
+            members.setdefault(r.incident_id, []).append(_report_from_row(r))
+        rows_of = (
+            conn.execute(select(incidents).where(incidents.c.id.in_(list(members)))).all()
+            if members
+            else []
+        )
+        held = [
+            IncidentRow(
+                id=i.id,
+                kind=i.kind,
+                region=i.region,
+                location=Point(i.lat, i.lon) if i.lat is not None else None,
+                occurred_at=i.occurred_at,
+                named=i.named,
+                reports=tuple(members[i.id]),
+            )
+            for i in rows_of
+        ]
+        held.sort(key=lambda i: (i.occurred_at, i.id), reverse=True)
+        latest = (last.seq, last.created_at, dict(last.summary)) if last is not None else None
+        found.append(LeaderGroup(group, latest, held, _acks(conn, group.id)))
+    return found
 
 
 def _current_silences(conn: Connection, ending_after: datetime) -> list[Silence]:

@@ -1,0 +1,125 @@
+"""What a leader's app reads: the open alert groups the key's leader receives.
+
+`GET /v1/me/groups` (the `devices:write` scope of a leader's device key) lists, newest
+report first, the open groups whose receiver is the leader's team or the leader, and those
+of a team that escalated to the leader's team: each with its latest update in the leader's
+language (`?locale=` overrides), its incidents with their merged counts, and who has
+acknowledged. The app at /app/ shows it, and keeps the last answer for when it is offline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from dispatcher.group import latest_revisions
+from dispatcher.incidents import count
+from dispatcher.intake import FieldError, report_json_casualties
+from dispatcher.rules.load import RuleSet
+from dispatcher.store.repo import IncidentRow, LeaderGroup
+from dispatcher.web.api import PIPELINE, _device_leader, json_response
+from dispatcher.web.auth import requires
+from dispatcher.web.problems import problem
+
+LOCALES = ("ar", "en")
+MAX_INCIDENTS = 50  # per group: a surge holds thousands, a phone on a poor link wants few
+
+
+def receivers_for(rules: RuleSet, leader_id: str) -> tuple[list[str], list[str]]:
+    """(receivers whose groups the leader gets, teams whose groups reach the leader only
+    once escalated): their own team and themselves, and the teams that escalate to theirs.
+    The same leaders `POST /v1/groups/{id}/ack` accepts."""
+    leader = rules.leaders[leader_id]
+    escalating = sorted(t.id for t in rules.teams.values() if t.escalate_to == leader.team)
+    return [leader.team, leader.id], escalating
+
+
+def _incident_json(row: IncidentRow, rules: RuleSet, locale: str) -> dict[str, Any]:
+    latest = latest_revisions(r.report for r in row.reports)
+    merged = count(r for r in latest if r.status != "retracted")
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "region": row.region,
+        "region_name": rules.region_name(row.region, locale),
+        "occurred_at": row.occurred_at.isoformat(),
+        "casualties": report_json_casualties(merged.casualties),
+        "confirmed": merged.confirmed,
+        "retracted": not merged.live_reports,
+        "live_reports": merged.live_reports,
+    }
+
+
+def group_json(found: LeaderGroup, rules: RuleSet, locale: str, leader_id: str) -> dict[str, Any]:
+    group = found.group
+    latest: dict[str, Any] | None = None
+    if found.latest is not None:
+        seq, created_at, summary = found.latest
+        texts = summary.get("texts") or {}
+        text = texts.get(locale) or texts.get("en") or {"title": "", "body": ""}
+        latest = {
+            "seq": seq,
+            "kind": summary.get("kind", "update"),
+            "created_at": created_at.isoformat(),
+            "title": text["title"],
+            "body": text["body"],
+            "totals": summary.get("totals"),
+        }
+        if summary.get("ranges"):
+            latest["ranges"] = summary["ranges"]
+    names = {x.id: x.name for x in rules.leaders.values()}
+    return {
+        "id": group.id,
+        "route": group.route_id,
+        "receiver": group.receiver,
+        "receiver_name": rules.receiver_name(group.receiver),
+        "opened_at": group.created_at.isoformat() if group.created_at else None,
+        "last_report_at": group.last_report_at.isoformat() if group.last_report_at else None,
+        "seq": group.seq,
+        "escalated": group.escalated_at is not None,
+        "latest": latest,
+        "incidents": [_incident_json(i, rules, locale) for i in found.incidents[:MAX_INCIDENTS]],
+        "incidents_total": len(found.incidents),
+        "acks": [
+            {
+                "leader": a.leader_id,
+                "name": names.get(a.leader_id),
+                "at": a.at.isoformat(),
+                "responding": a.responding,
+                "note": a.note,
+            }
+            for a in found.acks
+        ],
+        "acked_by_me": any(a.leader_id == leader_id for a in found.acks),
+    }
+
+
+@requires("devices:write")
+async def my_groups(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    leader_id = _device_leader(request)
+    if isinstance(leader_id, web.Response):
+        return leader_id
+    rules = pipeline.rules.current
+    locale = request.query.get("locale") or rules.leaders[leader_id].locale
+    if locale not in LOCALES:
+        return problem(
+            400,
+            "Bad query",
+            errors=[FieldError("locale", f"must be one of {', '.join(LOCALES)}")],
+        )
+    receivers, escalating = receivers_for(rules, leader_id)
+    found = await pipeline.store.leader_groups(receivers=receivers, escalated_from=escalating)
+    return json_response(
+        {
+            "leader": leader_id,
+            "locale": locale,
+            "at": pipeline.clock().isoformat(),
+            "groups": [group_json(g, rules, locale, leader_id) for g in found],
+        }
+    )
+
+
+def add_leader_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/me/groups", my_groups)
