@@ -41,6 +41,7 @@ from dispatcher.web.groups import add_group_routes
 from dispatcher.web.leaders import add_leader_routes
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
+from dispatcher.web.pwa import add_app_routes
 from dispatcher.web.silences import add_silence_routes
 
 log = logging.getLogger("dispatcher")
@@ -252,6 +253,7 @@ def make_app(service: Service) -> web.Application:
     add_group_routes(app)
     add_silence_routes(app)
     add_leader_routes(app)
+    add_app_routes(app)
     add_access_routes(app)
 
     async def key_uses_ctx(app: web.Application):  # type: ignore[no-untyped-def]
