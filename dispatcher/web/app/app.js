@@ -81,7 +81,7 @@ const FIELDS = ['killed', 'injured', 'trapped', 'rescued'];
 const $ = (id) => document.getElementById(id);
 
 let lang = localStorage.getItem('lang') === 'en' ? 'en' : 'ar';
-const state = { key: null, leader: null, groups: null, at: null, offline: false, push: null };
+const state = { key: null, leader: null, me: null, groups: null, at: null, offline: false, push: null };
 
 function t(name, vars) {
   let s = T[lang][name] || T.en[name] || name;
@@ -93,8 +93,8 @@ function when(iso) {
   if (!iso) return '';
   const d = new Date(iso);
   const today = d.toDateString() === new Date().toDateString();
-  const opts = today ? { hour: '2-digit', minute: '2-digit' }
-    : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' };
+  const opts = today ? { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }
+    : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
   return d.toLocaleString(lang === 'ar' ? 'ar-u-nu-latn' : 'en-GB', opts);
 }
 
@@ -215,7 +215,7 @@ function groupCard(g) {
       h('h4', null, t('acks')),
       g.acks.length
         ? h('ul', null, g.acks.map((a) => h('li', { class: a.responding ? 'responding' : 'acked' },
-          h('strong', null, a.name || a.leader), a.leader === state.leader?.id ? ' (' + t('you') + ')' : '',
+          h('strong', null, a.name || a.leader), a.leader === state.me ? ' (' + t('you') + ')' : '',
           ' · ', t(a.responding ? 'responding' : 'acked'), ' · ', when(a.at),
           a.note ? h('q', null, a.note) : null)))
         : h('p', { class: 'muted' }, t('no_acks'))),
@@ -259,9 +259,10 @@ async function refresh() {
     if (r.status === 401) { await forget(t('key_revoked')); return; }
     if (!r.ok) throw new Error('HTTP ' + r.status);
     state.groups = r.data.groups;
+    state.me = r.data.leader;
     state.at = new Date().toISOString();
     state.offline = false;
-    await save('groups', { groups: state.groups, at: state.at, lang });
+    await save('groups', { groups: state.groups, me: state.me, at: state.at, lang });
   } catch (e) {
     state.offline = true;
   }
@@ -371,7 +372,7 @@ async function enableNotifications() {
 
 async function forget(why) {
   for (const k of ['key', 'leader', 'groups', 'push']) await drop(k);
-  Object.assign(state, { key: null, leader: null, groups: null, at: null, offline: false, push: null });
+  Object.assign(state, { key: null, leader: null, me: null, groups: null, at: null, offline: false, push: null });
   show('pair');
   render();
   if (why) { $('pair-error').textContent = why; $('pair-error').hidden = false; }
@@ -392,6 +393,7 @@ async function switchLang() {
   lang = lang === 'ar' ? 'en' : 'ar';
   localStorage.setItem('lang', lang);
   await save('lang', lang);
+  $('toast').hidden = true;
   applyLang();
   render();
   if (state.push && state.push.locale !== lang && 'serviceWorker' in navigator) {
@@ -436,7 +438,7 @@ async function start() {
     return;
   }
   const cached = await load('groups');
-  if (cached) { state.groups = cached.groups; state.at = cached.at; }
+  if (cached) Object.assign(state, { groups: cached.groups, me: cached.me, at: cached.at });
   show('home');
   render();
   await refresh();
