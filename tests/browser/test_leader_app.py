@@ -48,6 +48,7 @@ def keys() -> Keys:
     k = Keys()
     k.add("observatory", "reports:write")
     k.add("reader", "read")
+    k.add("desk", "admin")
     k.add("phone-idleb-lead-1", "devices:write", leader="idleb-lead-1")
     return k
 
@@ -95,13 +96,19 @@ async def a_strike(svc: Running, clock: ManualClock) -> str:
     return group_id
 
 
-async def pair_with_key(page: Any, svc: Running) -> None:
-    """Pair as an operator-made device key would (the "I have a device key" path)."""
-    await page.goto(svc.url + "/app/")
-    await page.locator("details.key summary").click()
-    await page.locator("#key").fill(svc.keys.plain["phone-idleb-lead-1"])
-    await page.locator("#key-form button").click()
-    await expect(page.locator("#home")).to_be_visible()
+async def a_code(svc: Running) -> dict[str, Any]:
+    """A pairing code for Abu Khaled, as the desk makes one (its link is in the QR code)."""
+    status, body = await svc.post("/v1/leaders/idleb-lead-1/pairings", {}, key="desk")
+    assert status == 201, body
+    return body
+
+
+async def pair(page: Any, svc: Running) -> None:
+    """Open the QR code's link and pair, as a leader does."""
+    pairing = await a_code(svc)
+    await page.goto(pairing["url"])
+    await page.locator("#pair-button").click()
+    await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")
 
 
 async def test_arabic_first_right_to_left_and_english_on_a_toggle(
@@ -125,11 +132,48 @@ async def test_arabic_first_right_to_left_and_english_on_a_toggle(
     await expect(page.locator("#pair h2")).to_have_text("Pair this phone")  # remembered
 
 
+async def test_pairing_with_a_code(page: Any, svc: Running, tmp_path: Path) -> None:
+    pairing = await a_code(svc)
+    assert pairing["url"] == f"{svc.url}/app/#pair={pairing['code'].replace('-', '')}"
+    await page.goto(svc.url + "/app/")
+    await page.locator("#code").fill("ABCD-2345")
+    await page.locator("#pair-button").click()
+    await expect(page.locator("#pair-error")).to_have_text(
+        "الرمز غير صحيح أو انتهت صلاحيته أو استُخدم. اطلب رمزاً جديداً."
+    )
+    # Typed as the desk reads it out, in lower case with its dash: the same code.
+    await page.locator("#code").fill(pairing["code"].lower())
+    await page.locator("#pair-button").click()
+    await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")
+    await expect(page.locator("#empty")).to_have_text("لا توجد تنبيهات مفتوحة لفريقك.")
+    # The phone holds a key of its own now, and the code is spent.
+    key = await page.evaluate("""() => new Promise(done => indexedDB.open('dispatcher', 1)
+        .onsuccess = e => e.target.result.transaction('kv').objectStore('kv').get('key')
+        .onsuccess = r => done(r.target.result))""")
+    assert key.startswith("dk_")
+    async with svc.http.get(svc.url + "/v1/me", headers={"Authorization": f"Bearer {key}"}) as r:
+        assert (await r.json())["leader"]["id"] == "idleb-lead-1"
+    status, _ = await svc.post("/v1/pairings/redeem", {"code": pairing["code"]}, key=None)
+    assert status == 404
+
+    await page.reload()
+    await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")  # kept
+
+
+async def test_pairing_with_a_device_key(page: Any, svc: Running) -> None:
+    """A key made with `dispatcher keys new --leader` works too (no code needed)."""
+    await page.goto(svc.url + "/app/")
+    await page.locator("details.key summary").click()
+    await page.locator("#key").fill(svc.keys.plain["phone-idleb-lead-1"])
+    await page.locator("#key-form button").click()
+    await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")
+
+
 async def test_the_group_list_and_acknowledging(
     page: Any, svc: Running, clock: ManualClock, tmp_path: Path
 ) -> None:
     group_id = await a_strike(svc, clock)
-    await pair_with_key(page, svc)
+    await pair(page, svc)
     card = page.locator(f"#g-{group_id}")
     await expect(card.locator("h3")).to_contain_text("إدلب · حوادث جديدة: 1")
     totals = card.locator(".total dd")
@@ -166,7 +210,7 @@ async def test_the_last_state_stays_readable_offline(
     page: Any, context: Any, svc: Running, clock: ManualClock, tmp_path: Path
 ) -> None:
     group_id = await a_strike(svc, clock)
-    await pair_with_key(page, svc)
+    await pair(page, svc)
     await expect(page.locator(f"#g-{group_id} .total dd").first).to_have_text("2")
     await page.wait_for_function("navigator.serviceWorker.controller !== null")
 
@@ -187,7 +231,7 @@ async def test_a_push_shows_a_notification_that_opens_its_group(
 ) -> None:
     group_id = await a_strike(svc, clock)
     await context.grant_permissions(["notifications"], origin=svc.url)
-    await pair_with_key(page, svc)
+    await pair(page, svc)
     await page.wait_for_function("navigator.serviceWorker.controller !== null")
 
     cdp = await context.new_cdp_session(page)
