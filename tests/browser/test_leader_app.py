@@ -100,7 +100,8 @@ async def a_code(svc: Running) -> dict[str, Any]:
     """A pairing code for Abu Khaled, as the desk makes one (its link is in the QR code)."""
     status, body = await svc.post("/v1/leaders/idleb-lead-1/pairings", {}, key="desk")
     assert status == 201, body
-    return body
+    made: dict[str, Any] = body
+    return made
 
 
 async def pair(page: Any, svc: Running) -> None:
