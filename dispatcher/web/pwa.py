@@ -5,7 +5,8 @@ icons) are read once at start-up, gzipped once, and served with an ETag: nothing
 a CDN, and a phone on a poor link downloads each file once. `__APP_VERSION__` in the page
 and the service worker is replaced by a digest of every file, so a new release changes the
 service worker's bytes, which makes phones fetch the new shell and drop the old cache; the
-page's script and style carry it as `?v=` and are cached for a year.
+page's script and style carry it as `?v=` and are cached for a year. The icons are drawn
+by tools/make_icons.py; bench/app_load.py measures what a first load costs on the wire.
 """
 
 from __future__ import annotations
