@@ -9,6 +9,7 @@ tick makes the update, and the test reads and taps the page as a leader would.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,6 +188,8 @@ async def test_the_group_list_and_acknowledging(
     await screenshot(page, "app-groups-ar", tmp_path, whole=True)
 
     await card.locator(".note").fill("فريقان في الطريق")
+    await page.evaluate("refresh()")  # what the minute's poll does
+    await expect(card.locator(".note")).to_have_value("فريقان في الطريق")  # not lost
     await card.locator("button.respond").click()
     await expect(page.locator("#toast")).to_have_text("أُرسل: نستجيب.")
     await expect(card.locator(".acks li")).to_contain_text("Abu Khaled (أنت) · يستجيب")
@@ -278,3 +281,7 @@ async def test_a_push_shows_a_notification_that_opens_its_group(
                     "dir": "rtl", "url": f"/app/#group={group_id}"}  # fmt: skip
     assert note["title"] == "\u202bإدلب · حوادث جديدة: 1\u202c"
     assert note["body"].startswith("\u202bقتلى: 2 · جرحى: 7 · عالقون: 3"), note["body"]
+
+    # Tapping it opens its link (the worker's notificationclick): the group, marked.
+    await page.goto(svc.url + note["url"])
+    await expect(page.locator(f"#g-{group_id}")).to_have_class(re.compile(r"\bfocus\b"))

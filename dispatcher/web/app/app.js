@@ -234,7 +234,24 @@ function render() {
   banner.textContent = state.offline ? t('offline', { t: when(state.at) || '—' }) : '';
   const list = $('groups');
   const groups = state.groups || [];
+  // A refresh must not lose a note being typed, or an incident list left open.
+  const kept = {};
+  for (const card of list.querySelectorAll('.group')) {
+    const note = card.querySelector('.note');
+    kept[card.dataset.group] = {
+      note: note.value, focused: document.activeElement === note,
+      open: card.querySelector('details.incidents').open,
+    };
+  }
   list.replaceChildren(...groups.map(groupCard));
+  for (const card of list.querySelectorAll('.group')) {
+    const was = kept[card.dataset.group];
+    if (!was) continue;
+    const note = card.querySelector('.note');
+    note.value = was.note;
+    card.querySelector('details.incidents').open = was.open;
+    if (was.focused) note.focus();
+  }
   $('empty').hidden = !state.groups || groups.length > 0;
   const notify = $('notify');
   notify.textContent = t(state.push ? 'notifications_on' : 'enable_notifications');
@@ -242,13 +259,16 @@ function render() {
   focusLinked();
 }
 
+let scrolledTo = null; // the link scrolled to once: a refresh must not scroll again
 function focusLinked() {
   const m = /group=([\w-]+)/.exec(location.hash);
   const el = m && document.getElementById('g-' + m[1]);
   if (!el) return;
-  for (const x of document.querySelectorAll('.group.focus')) x.classList.remove('focus');
   el.classList.add('focus');
-  el.scrollIntoView({ block: 'start' });
+  if (scrolledTo !== location.hash) {
+    scrolledTo = location.hash;
+    el.scrollIntoView({ block: 'start' });
+  }
 }
 
 // --- what the leader does --------------------------------------------------------------
@@ -319,6 +339,8 @@ async function acknowledge(g, responding, note, button) {
   try {
     const r = await api('/v1/groups/' + encodeURIComponent(g.id) + '/ack', { method: 'POST', body });
     if (r.status === 201) {
+      const card = document.getElementById('g-' + g.id);
+      if (card) card.querySelector('.note').value = '';
       toast(t(responding ? 'sent_respond' : 'sent_ack'));
       await refresh();
     } else if (r.status === 409) toast(t('closed'));
@@ -415,7 +437,7 @@ async function start() {
   $('refresh').addEventListener('click', refresh);
   $('notify').addEventListener('click', enableNotifications);
   $('unpair').addEventListener('click', unpair);
-  window.addEventListener('hashchange', focusLinked);
+  window.addEventListener('hashchange', () => { scrolledTo = null; render(); });
   window.addEventListener('online', refresh);
   document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
   setInterval(() => { if (!document.hidden) refresh(); }, 60000);
