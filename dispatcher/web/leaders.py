@@ -35,6 +35,18 @@ def receivers_for(rules: RuleSet, leader_id: str) -> tuple[list[str], list[str]]
     return [leader.team, leader.id], escalating
 
 
+def disagreement(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per field, where some source reports more than the figure in force: the figure and
+    the highest reported (`highs` in an update's record, when the counting keeps them)."""
+    totals = summary.get("totals") or {}
+    highs = summary.get("highs") or {}
+    return {
+        name: {"value": int(totals.get(name, 0)), "high": int(high)}
+        for name, high in highs.items()
+        if int(high) > int(totals.get(name, 0))
+    }
+
+
 def _incident_json(row: IncidentRow, rules: RuleSet, locale: str) -> dict[str, Any]:
     latest = latest_revisions(r.report for r in row.reports)
     merged = count(r for r in latest if r.status != "retracted")
@@ -66,8 +78,9 @@ def group_json(found: LeaderGroup, rules: RuleSet, locale: str, leader_id: str) 
             "body": text["body"],
             "totals": summary.get("totals"),
         }
-        if summary.get("ranges"):
-            latest["ranges"] = summary["ranges"]
+        ranges = disagreement(summary)
+        if ranges:
+            latest["ranges"] = ranges
     names = {x.id: x.name for x in rules.leaders.values()}
     return {
         "id": group.id,

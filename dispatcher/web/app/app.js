@@ -18,7 +18,7 @@ const T = {
     updated: 'آخر تحديث: {t}',
     offline: 'غير متصل: هذه آخر حالة محفوظة ({t}).',
     killed: 'قتلى', injured: 'جرحى', trapped: 'عالقون', rescued: 'أُنقذوا',
-    ranges: 'تتفاوت المصادر:', up_to: 'حتى {n}',
+    ranges: 'مصادر أخرى:', up_to: 'حتى {n}',
     incidents: 'الحوادث ({n})', incidents_more: 'آخر {n} من {m}',
     acks: 'من استلم', no_acks: 'لم يستلمه أحد بعد.',
     acked: 'استلم', responding: 'يستجيب', you: 'أنت',
@@ -54,7 +54,7 @@ const T = {
     updated: 'Updated {t}',
     offline: 'Offline: this is the last saved state ({t}).',
     killed: 'killed', injured: 'injured', trapped: 'trapped', rescued: 'rescued',
-    ranges: 'Sources differ:', up_to: 'up to {n}',
+    ranges: 'Others report:', up_to: 'up to {n}',
     incidents: 'Incidents ({n})', incidents_more: 'latest {n} of {m}',
     acks: 'Acknowledged by', no_acks: 'Nobody has acknowledged yet.',
     acked: 'acknowledged', responding: 'responding', you: 'you',
@@ -176,13 +176,8 @@ function show(which) {
 }
 
 function rangeText(v) {
-  let lo = null; let hi = null;
-  if (Array.isArray(v)) { lo = v[0]; hi = v[v.length - 1]; }
-  else if (v && typeof v === 'object') {
-    lo = v.min ?? v.low ?? v.from ?? null; hi = v.max ?? v.high ?? v.to ?? v.up_to ?? null;
-  } else hi = v;
-  if (lo !== null && hi !== null && lo !== hi) return num(lo) + '–' + num(hi);
-  return t('up_to', { n: num(hi ?? lo) });
+  const high = v && typeof v === 'object' ? (v.high ?? v.max) : v;
+  return t('up_to', { n: num(high) });
 }
 
 function groupCard(g) {
