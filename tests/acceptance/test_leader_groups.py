@@ -1,8 +1,8 @@
 """`GET /v1/me/groups`: what a leader's app shows, from the real service over HTTP.
 
-The real service on a free port, a real SQLite file, the console channel; the clock is
-injected and the test ticks by hand. Rules: tests/testdata/rules-e2e (Harim Center escalates
-to Idleb Center after 30 minutes).
+The real service on a free port, on a real SQLite file and a real PostgreSQL, the console
+channel; the clock is injected and the test ticks by hand. Rules: tests/testdata/rules-e2e
+(Harim Center escalates to Idleb Center after 30 minutes).
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def svc(tmp_path: Path, keys: Keys, clock: ManualClock) -> AsyncIterator[Running]:
-    settings = settings_for(tmp_path, keys, scheduler={"tick": "1h"})  # the test ticks
+async def svc(
+    tmp_path: Path, keys: Keys, clock: ManualClock, db_url: str
+) -> AsyncIterator[Running]:
+    # On SQLite and PostgreSQL; the test ticks by hand.
+    settings = settings_for(tmp_path, keys, db_url=db_url, scheduler={"tick": "1h"})
     async with running(settings, keys, clock=clock) as s:
         yield s
 
