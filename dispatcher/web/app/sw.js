@@ -59,7 +59,7 @@ async function onPush(event) {
   try { msg = event.data ? event.data.json() : {}; } catch (e) { msg = { body: event.data.text() }; }
   const lang = (await stored('lang')) === 'en' ? 'en' : 'ar';
   let { title, body } = msg;
-  if ((msg.minimal || !title) && msg.group_id && msg.seq) {
+  if ((msg.minimal || !title) && msg.group_id && msg.seq != null) {
     // A `payload: minimal` route: the push names the update, the app fetches its text.
     try {
       const key = await stored('key');
@@ -109,7 +109,10 @@ self.addEventListener('pushsubscriptionchange', (event) => {
     await fetch('/v1/devices', {
       method: 'POST',
       headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ platform: 'web', locale: (await stored('lang')) || 'ar', subscription: sub.toJSON() }),
+      body: JSON.stringify({
+        platform: 'web', locale: (await stored('lang')) || 'ar', subscription: sub.toJSON(),
+        ...(event.oldSubscription ? { replaces: event.oldSubscription.endpoint } : {}),
+      }),
     });
   })());
 });
