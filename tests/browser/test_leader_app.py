@@ -19,7 +19,14 @@ import pytest
 import pytest_asyncio
 
 from dispatcher.testing.clock import ManualClock
-from tests.support.browser import ARGS, CHROMIUM, PHONE, needs_chromium, screenshot
+from tests.support.browser import (
+    ARGS,
+    CHROMIUM,
+    PHONE,
+    controlled,
+    needs_chromium,
+    screenshot,
+)
 from tests.support.harness import Keys, Running, running, settings_for
 from tests.support.waiting import until
 
@@ -134,6 +141,27 @@ async def test_arabic_first_right_to_left_and_english_on_a_toggle(
     await expect(page.locator("#pair h2")).to_have_text("Pair this phone")  # remembered
 
 
+async def test_chromium_finds_the_app_installable(svc: Running, tmp_path: Path) -> None:
+    """What Android's Chrome checks before it offers "Install app": a manifest with a name,
+    start URL, standalone display and icons, and a service worker that serves the page.
+    (Playwright's contexts are incognito, where nothing installs: a profile on disk here.)"""
+    async with playwright_api.async_playwright() as pw:
+        profile = await pw.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=str(CHROMIUM), args=ARGS, viewport=PHONE
+        )
+        try:
+            page = await profile.new_page()
+            await page.goto(svc.url + "/app/")
+            await controlled(page)
+            cdp = await profile.new_cdp_session(page)
+            manifest = await cdp.send("Page.getAppManifest")
+            assert manifest["errors"] == []
+            found = await cdp.send("Page.getInstallabilityErrors")
+            assert found["installabilityErrors"] == []
+        finally:
+            await profile.close()
+
+
 async def test_pairing_with_a_code(page: Any, svc: Running, tmp_path: Path) -> None:
     pairing = await a_code(svc)
     assert pairing["url"] == f"{svc.url}/app/#pair={pairing['code'].replace('-', '')}"
@@ -216,7 +244,7 @@ async def test_the_last_state_stays_readable_offline(
     group_id = await a_strike(svc, clock)
     await pair(page, svc)
     await expect(page.locator(f"#g-{group_id} .total dd").first).to_have_text("2")
-    await page.wait_for_function("navigator.serviceWorker.controller !== null")
+    await controlled(page)
 
     await context.set_offline(True)
     await page.reload()
@@ -236,7 +264,7 @@ async def test_a_push_shows_a_notification_that_opens_its_group(
     group_id = await a_strike(svc, clock)
     await context.grant_permissions(["notifications"], origin=svc.url)
     await pair(page, svc)
-    await page.wait_for_function("navigator.serviceWorker.controller !== null")
+    await controlled(page)
 
     cdp = await context.new_cdp_session(page)
     registrations: list[dict[str, Any]] = []

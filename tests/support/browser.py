@@ -53,3 +53,13 @@ async def screenshot(page: Any, name: str, tmp_path: Path, *, whole: bool = Fals
     await page.screenshot(path=screenshot_path(name, tmp_path))
     if whole:
         await page.set_viewport_size(size)
+
+
+async def controlled(page: Any) -> None:
+    """Wait until the app's service worker controls the page. (Not `wait_for_function`:
+    its polling evaluates strings, which the app's Content-Security-Policy forbids.)"""
+    await page.evaluate(
+        """navigator.serviceWorker.controller ? true : new Promise(done =>
+        navigator.serviceWorker.addEventListener('controllerchange', () => done(true),
+                                                 {once: true}))"""
+    )
