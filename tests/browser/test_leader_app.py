@@ -41,6 +41,10 @@ pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module")]
 HARIM = {"lat": 36.12, "lon": 36.52}  # in SY0703 Harim, in SY07 Idleb
 NOW = datetime.now(UTC).replace(microsecond=0)
 S = timedelta(seconds=1)
+# The device key the app keeps in IndexedDB (which its service worker reads too).
+STORED_KEY = """() => new Promise(done => indexedDB.open('dispatcher', 1).onsuccess = e =>
+    e.target.result.transaction('kv').objectStore('kv').get('key').onsuccess = r =>
+        done(r.target.result ?? null))"""
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -177,9 +181,7 @@ async def test_pairing_with_a_code(page: Any, svc: Running, tmp_path: Path) -> N
     await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")
     await expect(page.locator("#empty")).to_have_text("لا توجد تنبيهات مفتوحة لفريقك.")
     # The phone holds a key of its own now, and the code is spent.
-    key = await page.evaluate("""() => new Promise(done => indexedDB.open('dispatcher', 1)
-        .onsuccess = e => e.target.result.transaction('kv').objectStore('kv').get('key')
-        .onsuccess = r => done(r.target.result))""")
+    key = await page.evaluate(STORED_KEY)
     assert key.startswith("dk_")
     async with svc.http.get(svc.url + "/v1/me", headers={"Authorization": f"Bearer {key}"}) as r:
         assert (await r.json())["leader"]["id"] == "idleb-lead-1"
@@ -188,6 +190,24 @@ async def test_pairing_with_a_code(page: Any, svc: Running, tmp_path: Path) -> N
 
     await page.reload()
     await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")  # kept
+
+
+async def test_a_revoked_phone_forgets_its_key_and_what_it_showed(
+    page: Any, svc: Running, clock: ManualClock
+) -> None:
+    group_id = await a_strike(svc, clock)
+    await pair(page, svc)
+    await expect(page.locator(f"#g-{group_id}")).to_be_visible()
+    key = await page.evaluate(STORED_KEY)
+    async with svc.http.get(svc.url + "/v1/me", headers={"Authorization": f"Bearer {key}"}) as r:
+        key_id = (await r.json())["key_id"]
+    status, _ = await svc.delete(f"/v1/admin/keys/{key_id}", key="desk")
+    assert status == 200
+
+    await page.locator("#refresh").click()
+    await expect(page.locator("#pair-error")).to_have_text("أُلغي ربط هذا الهاتف. اطلب رمزاً جديداً.")
+    assert await page.evaluate(STORED_KEY) is None
+    await expect(page.locator(f"#g-{group_id}")).to_have_count(0)
 
 
 async def test_pairing_with_a_device_key(page: Any, svc: Running) -> None:
