@@ -8,7 +8,6 @@ tick makes the update, and the test reads and taps the page as a leader would.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,17 +22,19 @@ from tests.support.browser import (
     ARGS,
     CHROMIUM,
     PHONE,
+    STORED_KEY,
+    a_code,
     controlled,
     needs_chromium,
+    notifications,
+    pair,
+    push_to_worker,
     screenshot,
 )
 from tests.support.harness import Keys, Running, running, settings_for
 from tests.support.waiting import until
 
 playwright_api = pytest.importorskip("playwright.async_api")
-Browser = playwright_api.Browser
-BrowserContext = playwright_api.BrowserContext
-Page = playwright_api.Page
 expect = playwright_api.expect
 
 pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module")]
@@ -41,18 +42,6 @@ pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module")]
 HARIM = {"lat": 36.12, "lon": 36.52}  # in SY0703 Harim, in SY07 Idleb
 NOW = datetime.now(UTC).replace(microsecond=0)
 S = timedelta(seconds=1)
-# The device key the app keeps in IndexedDB (which its service worker reads too).
-STORED_KEY = """() => new Promise(done => indexedDB.open('dispatcher', 1).onsuccess = e =>
-    e.target.result.transaction('kv').objectStore('kv').get('key').onsuccess = r =>
-        done(r.target.result ?? null))"""
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture
@@ -77,21 +66,6 @@ async def svc(tmp_path: Path, keys: Keys, clock: ManualClock) -> AsyncIterator[R
         yield s
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(browser: Any, svc: Running) -> AsyncIterator[Any]:
-    ctx = await browser.new_context(
-        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-        locale="ar", service_workers="allow",
-    )  # fmt: skip
-    yield ctx
-    await ctx.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(context: Any) -> Any:
-    return await context.new_page()
-
-
 async def a_strike(svc: Running, clock: ManualClock) -> str:
     """Post a report from Harim and let its first update go out; the Idleb group's id."""
     status, body = await svc.post(
@@ -106,22 +80,6 @@ async def a_strike(svc: Running, clock: ManualClock) -> str:
     await svc.service.pipeline.tick()
     group_id: str = body["groups"][1]
     return group_id
-
-
-async def a_code(svc: Running) -> dict[str, Any]:
-    """A pairing code for Abu Khaled, as the desk makes one (its link is in the QR code)."""
-    status, body = await svc.post("/v1/leaders/idleb-lead-1/pairings", {}, key="desk")
-    assert status == 201, body
-    made: dict[str, Any] = body
-    return made
-
-
-async def pair(page: Any, svc: Running) -> None:
-    """Open the QR code's link and pair, as a leader does."""
-    pairing = await a_code(svc)
-    await page.goto(pairing["url"])
-    await page.locator("#pair-button").click()
-    await expect(page.locator("#who")).to_have_text("Abu Khaled · Idleb Center")
 
 
 async def test_arabic_first_right_to_left_and_english_on_a_toggle(
@@ -286,42 +244,23 @@ async def test_a_push_shows_a_notification_that_opens_its_group(
     await pair(page, svc)
     await controlled(page)
 
-    cdp = await context.new_cdp_session(page)
-    registrations: list[dict[str, Any]] = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(
-        e["registrations"]))  # fmt: skip
-    await cdp.send("ServiceWorker.enable")
-    await until(lambda: registrations, what="the service worker's registration")
-    registration = next(r for r in registrations if r["scopeURL"].endswith("/app/"))
-
-    async def push(payload: dict[str, Any]) -> None:
-        await cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {"origin": svc.url, "registrationId": registration["registrationId"],
-             "data": json.dumps(payload)},
-        )  # fmt: skip
-
-    shown = """async () => (await (await navigator.serviceWorker.ready).getNotifications())
-        .map(n => ({title: n.title, body: n.body, tag: n.tag, dir: n.dir, url: n.data.url}))"""
-
-    async def notifications() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = await page.evaluate(shown)
-        return found
-
     # A full payload, as the Web Push channel sends it.
-    await push({"group_id": group_id, "seq": "1", "kind": "update",
-                "title": "إدلب · حوادث جديدة: 1", "body": "قتلى: 2 · جرحى: 7 · عالقون: 3",
-                "url": f"/app/#group={group_id}"})  # fmt: skip
-    (note,) = await until(notifications, what="the notification")
+    await push_to_worker(context, page, svc.url, {
+        "group_id": group_id, "seq": 1, "kind": "update", "title": "إدلب · حوادث جديدة: 1",
+        "body": "قتلى: 2 · جرحى: 7 · عالقون: 3", "url": f"/app/#group={group_id}",
+    })  # fmt: skip
+    (note,) = await until(lambda: notifications(page), what="the notification")
     assert note == {"title": "إدلب · حوادث جديدة: 1", "body": "قتلى: 2 · جرحى: 7 · عالقون: 3",
                     "tag": group_id, "dir": "rtl", "url": f"/app/#group={group_id}"}  # fmt: skip
 
     # A minimal payload: the worker fetches the update's text with the phone's key.
     await page.evaluate("""async () => (await (await navigator.serviceWorker.ready)
         .getNotifications()).forEach(n => n.close())""")
-    await until(notifications, lambda ns: ns == [], what="the notification closed")
-    await push({"group_id": group_id, "seq": "1", "kind": "update", "minimal": True})
-    (note,) = await until(notifications, what="the minimal push's notification")
+    await until(lambda: notifications(page), lambda ns: ns == [], what="closed")
+    await push_to_worker(
+        context, page, svc.url, {"group_id": group_id, "seq": 1, "kind": "update", "minimal": True}
+    )
+    (note,) = await until(lambda: notifications(page), what="the minimal push's notification")
     status, update = await svc.get(f"/v1/groups/{group_id}/updates/1?locale=ar",
                                    key="phone-idleb-lead-1")  # fmt: skip
     assert status == 200
