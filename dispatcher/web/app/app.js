@@ -272,7 +272,14 @@ async function refresh() {
   try {
     const r = await api('/v1/me/groups?locale=' + lang);
     if (r.status === 401) { await forget(t('key_revoked')); return; }
-    if (!r.ok) throw new Error('HTTP ' + r.status);
+    if (r.status >= 500) throw new Error('HTTP ' + r.status); // down, or its proxy says so
+    if (!r.ok) {
+      // The service answered but refused (say, a key not bound to a leader): not offline.
+      toast((r.data && (r.data.detail || r.data.title)) || 'HTTP ' + r.status);
+      state.offline = false;
+      render();
+      return;
+    }
     state.groups = r.data.groups;
     state.me = r.data.leader;
     state.at = new Date().toISOString();
