@@ -140,10 +140,18 @@ async function api(path, opts) {
   const headers = {};
   if (auth) headers.Authorization = 'Bearer ' + state.key;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const resp = await fetch(path, {
-    method, headers, cache: 'no-store',
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  // A poor link may stall rather than fail: give up after 20 s and show the last state.
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), 20000);
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method, headers, cache: 'no-store', signal: stop.signal,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } finally {
+    clearTimeout(timer);
+  }
   let data = null;
   try { data = await resp.json(); } catch (e) { data = null; }
   return { status: resp.status, ok: resp.ok, data, headers: resp.headers };
