@@ -165,7 +165,7 @@ function applyLang() {
   for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
   $('lang').textContent = t('other_lang');
   $('lang').lang = lang === 'ar' ? 'en' : 'ar';
-  $('code').placeholder = 'ABCD 2345';
+  $('code').placeholder = 'ABCD-2345';
 }
 
 let toastTimer = null;
@@ -201,8 +201,8 @@ function groupCard(g) {
       h('p', { class: 'muted' }, when(g.last_report_at || g.opened_at),
         g.escalated ? ' · ' + t('escalated') : '')),
     latest ? h('p', { class: 'body' }, latest.body) : h('p', { class: 'muted' }, t('waiting')),
-    h('dl', { class: 'totals' }, FIELDS.map((f) => h('div', { class: 'total ' + f },
-      h('dd', null, num(totals[f])), h('dt', null, t(f))))),
+    latest ? h('dl', { class: 'totals' }, FIELDS.map((f) => h('div', { class: 'total ' + f },
+      h('dd', null, num(totals[f])), h('dt', null, t(f))))) : null,
     ranges.length ? h('p', { class: 'ranges' }, t('ranges') + ' ',
       ranges.map(([f, v]) => t(f) + ' ' + rangeText(v)).join(' · ')) : null,
     h('details', { class: 'incidents' },
