@@ -129,7 +129,8 @@ class LeaderGroup:
 
     group: GroupRow
     latest: tuple[int, datetime, dict[str, Any]] | None  # its last update: seq, time, summary
-    incidents: list[IncidentRow]  # counted from the group's own reports, newest first
+    incidents: list[IncidentRow]  # the newest, with the group's own reports of each
+    incidents_total: int  # how many the group holds
     acks: list[Ack]
 
 
@@ -706,12 +707,13 @@ class Store:
             return (row.created_at, dict(row.summary)) if row is not None else None
 
     async def leader_groups(
-        self, *, receivers: Sequence[str], escalated_from: Sequence[str]
+        self, *, receivers: Sequence[str], escalated_from: Sequence[str], incident_limit: int
     ) -> list[LeaderGroup]:
         """The open groups of `receivers`, and those of `escalated_from` that escalated,
-        newest report first, each with its last update, incidents and acknowledgements."""
+        newest report first, each with its last update, its `incident_limit` newest
+        incidents and its acknowledgements."""
         return await self._read(
-            lambda conn: _leader_groups(conn, list(receivers), list(escalated_from))
+            lambda conn: _leader_groups(conn, list(receivers), list(escalated_from), incident_limit)
         )
 
     async def hold(self, group: GroupRow, *, until: datetime) -> bool:
@@ -1067,7 +1069,7 @@ def _acks(conn: Connection, group_id: str) -> list[Ack]:
 
 
 def _leader_groups(
-    conn: Connection, receivers: list[str], escalated_from: list[str]
+    conn: Connection, receivers: list[str], escalated_from: list[str], incident_limit: int
 ) -> list[LeaderGroup]:
     rows = conn.execute(
         select(alert_groups).where(
@@ -1092,19 +1094,33 @@ def _leader_groups(
             conn, group.id, group_updates.c.seq, group_updates.c.created_at,
             group_updates.c.summary,
         )  # fmt: skip
-        members: dict[str, list[StoredReport]] = {}
-        for r in conn.execute(
-            select(reports)
+        # The group's newest incidents only: a surge's group holds thousands.
+        in_group = (
+            select(reports.c.incident_id)
             .join(group_reports, group_reports.c.report_pk == reports.c.pk)
             .where(group_reports.c.group_id == group.id, reports.c.incident_id.is_not(None))
-            .order_by(reports.c.pk)
-        ):
-            members.setdefault(r.incident_id, []).append(_report_from_row(r))
-        rows_of = (
-            conn.execute(select(incidents).where(incidents.c.id.in_(list(members)))).all()
-            if members
-            else []
         )
+        total = conn.execute(
+            select(func.count()).select_from(in_group.distinct().subquery())
+        ).scalar_one()
+        newest = conn.execute(
+            select(incidents)
+            .where(incidents.c.id.in_(in_group))
+            .order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc())
+            .limit(incident_limit)
+        ).all()
+        members: dict[str, list[StoredReport]] = {i.id: [] for i in newest}
+        if members:
+            for r in conn.execute(
+                select(reports)
+                .join(group_reports, group_reports.c.report_pk == reports.c.pk)
+                .where(
+                    group_reports.c.group_id == group.id,
+                    reports.c.incident_id.in_(list(members)),
+                )
+                .order_by(reports.c.pk)
+            ):
+                members[r.incident_id].append(_report_from_row(r))
         held = [
             IncidentRow(
                 id=i.id,
@@ -1115,11 +1131,10 @@ def _leader_groups(
                 named=i.named,
                 reports=tuple(members[i.id]),
             )
-            for i in rows_of
+            for i in newest
         ]
-        held.sort(key=lambda i: (i.occurred_at, i.id), reverse=True)
         latest = (last.seq, last.created_at, dict(last.summary)) if last is not None else None
-        found.append(LeaderGroup(group, latest, held, _acks(conn, group.id)))
+        found.append(LeaderGroup(group, latest, held, int(total), _acks(conn, group.id)))
     return found
 
 

@@ -92,8 +92,8 @@ def group_json(found: LeaderGroup, rules: RuleSet, locale: str, leader_id: str) 
         "seq": group.seq,
         "escalated": group.escalated_at is not None,
         "latest": latest,
-        "incidents": [_incident_json(i, rules, locale) for i in found.incidents[:MAX_INCIDENTS]],
-        "incidents_total": len(found.incidents),
+        "incidents": [_incident_json(i, rules, locale) for i in found.incidents],
+        "incidents_total": found.incidents_total,
         "acks": [
             {
                 "leader": a.leader_id,
@@ -123,7 +123,9 @@ async def my_groups(request: web.Request) -> web.Response:
             errors=[FieldError("locale", f"must be one of {', '.join(LOCALES)}")],
         )
     receivers, escalating = receivers_for(rules, leader_id)
-    found = await pipeline.store.leader_groups(receivers=receivers, escalated_from=escalating)
+    found = await pipeline.store.leader_groups(
+        receivers=receivers, escalated_from=escalating, incident_limit=MAX_INCIDENTS
+    )
     return json_response(
         {
             "leader": leader_id,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dispatcher.testing.clock import ManualClock
+from dispatcher.web.leaders import MAX_INCIDENTS
 from tests.support.harness import Keys, Running, running, settings_for
 
 HARIM = {"lat": 36.12, "lon": 36.52}  # in SY0703 Harim, in SY07 Idleb
@@ -164,3 +165,24 @@ async def test_only_a_leaders_device_key_reads_it(svc: Running) -> None:
     status, body = await svc.get("/v1/me/groups?locale=fr", key="phone-idleb-lead-1")
     assert status == 400
     assert body["errors"] == [{"field": "locale", "message": "must be one of ar, en"}]
+
+
+async def test_a_big_group_lists_its_newest_incidents_and_says_how_many(
+    svc: Running, clock: ManualClock
+) -> None:
+    batch = [
+        {**report(f"b{n}", "observatory", 1, 0), "incident": f"strike-{n:02d}",
+         "occurred_at": (MORNING - (60 - n) * M).isoformat()}
+        for n in range(MAX_INCIDENTS + 1)
+    ]  # fmt: skip
+    status, body = await svc.post("/v1/reports", batch, key="observatory")
+    assert (status, body["accepted"]) == (200, MAX_INCIDENTS + 1)
+    await at(svc, clock, MORNING + S)
+
+    (group,) = await groups_of(svc, "idleb-lead-1")
+    assert group["incidents_total"] == MAX_INCIDENTS + 1
+    assert len(group["incidents"]) == MAX_INCIDENTS
+    newest, *_, oldest_shown = group["incidents"]
+    assert newest["occurred_at"] == (MORNING - 10 * M).isoformat()
+    assert oldest_shown["occurred_at"] == (MORNING - 59 * M).isoformat(), "the oldest is left out"
+    assert group["latest"]["totals"]["killed"] == MAX_INCIDENTS + 1, "the totals count them all"
