@@ -16,6 +16,7 @@ import asyncio
 import json
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +36,8 @@ CONTROLLED = """navigator.serviceWorker.controller || new Promise(done =>
     navigator.serviceWorker.addEventListener('controllerchange', done, {once: true}))"""
 BUDGET = 150 * 1024  # the issue's limit for a first load, compressed
 KEY = "dk_bench_app_load_device_key_0000000000"
+REPORTER = "dk_bench_app_load_reporter_key_000000000"
+STRIKES = 20  # in Idleb district, for the paired leader's list
 
 
 @dataclass
@@ -96,14 +99,51 @@ async def fetch_each(url: str, paths: list[str]) -> tuple[int, int]:
     return totals[0], totals[1]
 
 
+async def strikes(url: str) -> None:
+    """STRIKES reports a kilometre apart in Idleb district: one open group for the leader."""
+    now = datetime.now(UTC)
+    batch = [
+        {"id": f"bench-{n}", "source": "observatory", "kind": "airstrike",
+         "occurred_at": (now - timedelta(minutes=n)).isoformat(),
+         "location": {"lat": 35.90 + n * 0.01, "lon": 36.63},
+         "casualties": {"killed": n % 4, "injured": n % 9, "trapped": n % 3}}
+        for n in range(STRIKES)
+    ]  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            url + "/v1/reports", json=batch, headers={"Authorization": f"Bearer {REPORTER}"}
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+
+
+async def my_groups(url: str) -> str:
+    """What the paired leader's listing holds, and its size with and without gzip."""
+    sizes = []
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        for encoding in ("identity", "gzip"):
+            headers = {"Authorization": f"Bearer {KEY}", "Accept-Encoding": encoding}
+            async with http.get(url + "/v1/me/groups", headers=headers) as r:
+                body = await r.read()
+                sizes.append(len(body))
+                if encoding == "identity":
+                    groups = json.loads(body)["groups"]
+    held = ", ".join(f"{len(g['incidents'])} incidents" for g in groups)
+    return f"{len(groups)} groups ({held}): {sizes[1]:,d} B gzipped, {sizes[0]:,d} B without"
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        entry = {"name": "bench-phone", "sha256": hash_key(KEY), "scopes": ["devices:write"],
-                 "leader": "idleb-center-lead"}  # fmt: skip
+        entries = [
+            {"name": "bench-phone", "sha256": hash_key(KEY), "scopes": ["devices:write"],
+             "leader": "idleb-center-lead"},
+            {"name": "bench-reporter", "sha256": hash_key(REPORTER), "scopes": ["reports:write"]},
+        ]  # fmt: skip
         env = {
             "DISPATCHER_SERVER__PORT": "0",
             "DISPATCHER_STORAGE__URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
-            "DISPATCHER_AUTH__KEYS": json.dumps([entry]),
+            "DISPATCHER_AUTH__KEYS": json.dumps(entries),
         }
         proc, url = service.start(env, Path(tmp) / "service.log")
         try:
@@ -126,12 +166,16 @@ async def main() -> None:
                 await page.locator("#updated").wait_for()
                 await page.close()
                 await watch.done()
+                await strikes(url)
 
                 again = await context.new_page()
                 await again.goto(url + "/app/", wait_until="networkidle")
                 await again.locator("#updated").wait_for()
                 later = await watch.done()
-                later.show("A later open, paired (the shell from the service worker, the API live)")
+                later.show(
+                    f"A later open, paired, one alert group of {STRIKES} incidents (the shell "
+                    "from the service worker, the API live)"
+                )
                 await browser.close()
             # A cross-check that needs no browser: each file the page and the worker fetch,
             # once, as a client asking for gzip gets it (status line and headers counted).
@@ -140,6 +184,8 @@ async def main() -> None:
             shell += sorted({"/" + r[0] for r in first.rows if "?v=" in r[0]})
             plain, packed = await fetch_each(url, shell)
             print(f"\nEach file once over HTTP: {packed:,d} B with gzip, {plain:,d} B without")
+            listing = await my_groups(url)
+            print(f"GET /v1/me/groups: {listing}")
         finally:
             proc.terminate()
             proc.wait(timeout=10)

@@ -107,6 +107,12 @@ async def test_a_leader_sees_their_teams_open_groups_with_exact_counts(
     assert group["incidents_total"] == 1
     assert (group["acks"], group["acked_by_me"]) == ([], False)
 
+    # Gzipped for a phone on a poor link (the harness's client asks for it and unpacks it).
+    async with svc.http.get(
+        svc.url + "/v1/me/groups", headers={"Authorization": "Bearer test-key-phone-idleb-lead-1"}
+    ) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+
     (english,) = await groups_of(svc, "idleb-lead-1", "?locale=en")
     assert english["latest"]["title"] == "Idleb · revised: 1 · confirmed: 1"
     assert english["incidents"][0]["region_name"] == "Harim"
