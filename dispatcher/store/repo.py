@@ -1094,9 +1094,16 @@ def _leader_groups(
             conn, group.id, group_updates.c.seq, group_updates.c.created_at,
             group_updates.c.summary,
         )  # fmt: skip
-        # The group's newest incidents only: a surge's group holds thousands.
+        # The group's newest incidents only: a surge's group holds thousands. A report counts
+        # in the incident its own was merged into, if it was (docs/counting.md).
+        merged = (
+            select(incidents.c.merged_into)
+            .where(incidents.c.id == reports.c.incident_id)
+            .scalar_subquery()
+        )
+        counted_in = func.coalesce(merged, reports.c.incident_id)
         in_group = (
-            select(reports.c.incident_id)
+            select(counted_in)
             .join(group_reports, group_reports.c.report_pk == reports.c.pk)
             .where(group_reports.c.group_id == group.id, reports.c.incident_id.is_not(None))
         )
@@ -1112,15 +1119,12 @@ def _leader_groups(
         members: dict[str, list[StoredReport]] = {i.id: [] for i in newest}
         if members:
             for r in conn.execute(
-                select(reports)
+                select(reports, counted_in.label("counted_in"))
                 .join(group_reports, group_reports.c.report_pk == reports.c.pk)
-                .where(
-                    group_reports.c.group_id == group.id,
-                    reports.c.incident_id.in_(list(members)),
-                )
+                .where(group_reports.c.group_id == group.id, counted_in.in_(list(members)))
                 .order_by(reports.c.pk)
             ):
-                members[r.incident_id].append(_report_from_row(r))
+                members[r.counted_in].append(_report_from_row(r))
         held = [
             IncidentRow(
                 id=i.id,

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dispatcher.counting import COUNT_FIELDS, count
 from dispatcher.group import latest_revisions
-from dispatcher.incidents import count
 from dispatcher.intake import FieldError, report_json_casualties
 from dispatcher.rules.load import RuleSet
 from dispatcher.store.repo import IncidentRow, LeaderGroup
@@ -49,10 +49,12 @@ def disagreement(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 def _incident_json(row: IncidentRow, rules: RuleSet, locale: str) -> dict[str, Any]:
     latest = latest_revisions(r.report for r in row.reports)
-    merged = count(r for r in latest if r.status != "retracted")
-    return {
+    # Counted in the order received, as GET /v1/incidents counts (docs/counting.md).
+    received = sorted(latest, key=lambda r: (r.received_at is None, r.received_at))
+    merged = count(r for r in received if r.status != "retracted")
+    body: dict[str, Any] = {
         "id": row.id,
-        "kind": row.kind,
+        "kind": merged.kind or row.kind,
         "region": row.region,
         "region_name": rules.region_name(row.region, locale),
         "occurred_at": row.occurred_at.isoformat(),
@@ -61,6 +63,14 @@ def _incident_json(row: IncidentRow, rules: RuleSet, locale: str) -> dict[str, A
         "retracted": not merged.live_reports,
         "live_reports": merged.live_reports,
     }
+    ranges = {
+        name: {"value": f.value, "high": f.high}
+        for name, f in zip(COUNT_FIELDS, merged.fields, strict=True)
+        if f.high > f.value
+    }
+    if ranges:
+        body["ranges"] = ranges
+    return body
 
 
 def group_json(found: LeaderGroup, rules: RuleSet, locale: str, leader_id: str) -> dict[str, Any]:

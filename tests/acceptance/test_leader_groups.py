@@ -7,6 +7,7 @@ channel; the clock is injected and the test ticks by hand. Rules: tests/testdata
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from dispatcher.testing.clock import ManualClock
 from dispatcher.web.leaders import MAX_INCIDENTS
-from tests.support.harness import Keys, Running, running, settings_for
+from tests.support.harness import TESTDATA, Keys, Running, running, settings_for
 
 HARIM = {"lat": 36.12, "lon": 36.52}  # in SY0703 Harim, in SY07 Idleb
 MORNING = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
@@ -55,7 +56,7 @@ async def svc(
         yield s
 
 
-async def at(svc: Running, clock: ManualClock, when: datetime) -> None:
+async def tick_at(svc: Running, clock: ManualClock, when: datetime) -> None:
     clock.set(when)
     await svc.service.pipeline.tick()
 
@@ -80,12 +81,12 @@ async def test_a_leader_sees_their_teams_open_groups_with_exact_counts(
     assert waiting["latest"] is None, "no update has gone out yet"
     assert waiting["incidents"][0]["casualties"]["killed"] == 2
 
-    await at(svc, clock, MORNING + S)
+    await tick_at(svc, clock, MORNING + S)
     # A second observer of the same strike: one incident, the larger figures.
     status, _ = await svc.post("/v1/reports", report("x9", "civil-defence", 3, 5,
                                status="confirmed"), key="observatory")  # fmt: skip
     assert status == 202
-    await at(svc, clock, MORNING + 5 * S)
+    await tick_at(svc, clock, MORNING + 5 * S)
 
     (group,) = await groups_of(svc, "idleb-lead-1")
     assert group["id"] == idleb_group
@@ -126,7 +127,7 @@ async def test_a_leader_sees_their_teams_open_groups_with_exact_counts(
 async def test_acknowledgements_show_to_the_whole_team(svc: Running, clock: ManualClock) -> None:
     _, body = await svc.post("/v1/reports", report("r1", "observatory", 1, 0), key="observatory")
     idleb_group = body["groups"][1]
-    await at(svc, clock, MORNING + S)
+    await tick_at(svc, clock, MORNING + S)
     status, _ = await svc.post(f"/v1/groups/{idleb_group}/ack",
                                {"responding": True, "note": "two ambulances on the way"},
                                key="phone-idleb-lead-1")  # fmt: skip
@@ -148,17 +149,17 @@ async def test_an_escalated_group_reaches_the_team_above_and_closed_ones_leave(
 ) -> None:
     _, body = await svc.post("/v1/reports", report("r1", "observatory", 1, 0), key="observatory")
     harim_group, idleb_group = body["groups"]
-    await at(svc, clock, MORNING + S)
+    await tick_at(svc, clock, MORNING + S)
     assert [g["id"] for g in await groups_of(svc, "idleb-lead-1")] == [idleb_group]
 
-    await at(svc, clock, MORNING + 30 * M)  # nobody in Harim acknowledged
+    await tick_at(svc, clock, MORNING + 30 * M)  # nobody in Harim acknowledged
     seen = await groups_of(svc, "idleb-lead-1")
     assert {g["id"] for g in seen} == {idleb_group, harim_group}
     escalated = next(g for g in seen if g["id"] == harim_group)
     assert escalated["escalated"] is True
     assert escalated["latest"]["kind"] == "escalated"
 
-    await at(svc, clock, MORNING + 4 * 60 * M)  # close_after 3h of quiet: both close
+    await tick_at(svc, clock, MORNING + 4 * 60 * M)  # close_after 3h of quiet: both close
     assert await groups_of(svc, "idleb-lead-1") == []
 
 
@@ -183,7 +184,7 @@ async def test_a_big_group_lists_its_newest_incidents_and_says_how_many(
     ]  # fmt: skip
     status, body = await svc.post("/v1/reports", batch, key="observatory")
     assert (status, body["accepted"]) == (200, MAX_INCIDENTS + 1)
-    await at(svc, clock, MORNING + S)
+    await tick_at(svc, clock, MORNING + S)
 
     (group,) = await groups_of(svc, "idleb-lead-1")
     assert group["incidents_total"] == MAX_INCIDENTS + 1
@@ -192,3 +193,40 @@ async def test_a_big_group_lists_its_newest_incidents_and_says_how_many(
     assert newest["occurred_at"] == (MORNING - 10 * M).isoformat()
     assert oldest_shown["occurred_at"] == (MORNING - 59 * M).isoformat(), "the oldest is left out"
     assert group["latest"]["totals"]["killed"] == MAX_INCIDENTS + 1, "the totals count them all"
+
+
+async def test_sources_that_disagree_show_as_one_incident_with_their_range(
+    tmp_path: Path, keys: Keys, clock: ManualClock
+) -> None:
+    """Two observers 650 m apart, then our team between them (docs/counting.md): the
+    leader's list shows one incident with the team's figure and how far others go."""
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTDATA / "rules-e2e", rules)
+    (rules / "sources.yaml").write_text("sources:\n  own: [team-harim]\n  trusted: [observatory]\n")
+    settings = settings_for(tmp_path, keys, rules={"path": str(rules)}, scheduler={"tick": "1h"})
+
+    def at(rid: str, source: str, metres: float, killed: int) -> dict[str, Any]:
+        where = {"lat": HARIM["lat"] + metres / 111_195, "lon": HARIM["lon"]}
+        return {**report(rid, source, killed, 0), "location": where}
+
+    async with running(settings, keys, clock=clock) as svc:
+        for body in (at("o-1", "observatory", 325, 5), at("w-1", "witness", -325, 2)):
+            status, _ = await svc.post("/v1/reports", body, key="observatory")
+            assert status == 202
+        await tick_at(svc, clock, MORNING + S)
+        (group,) = await groups_of(svc, "idleb-lead-1")
+        assert group["incidents_total"] == 2
+
+        status, team = await svc.post("/v1/reports", at("t-1", "team-harim", 20, 4),
+                                      key="observatory")  # fmt: skip
+        assert status == 202
+        await tick_at(svc, clock, MORNING + 5 * S)
+        (group,) = await groups_of(svc, "idleb-lead-1")
+        assert group["latest"]["totals"]["killed"] == 4
+        assert group["latest"]["ranges"] == {"killed": {"value": 4, "high": 5}}
+        (incident,) = group["incidents"]
+        assert group["incidents_total"] == 1
+        assert incident["id"] == team["report"]["incident"]
+        assert incident["casualties"]["killed"] == 4
+        assert incident["live_reports"] == 3
+        assert incident["ranges"] == {"killed": {"value": 4, "high": 5}}

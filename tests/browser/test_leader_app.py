@@ -9,6 +9,7 @@ tick makes the update, and the test reads and taps the page as a leader would.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from tests.support.browser import (
     push_to_worker,
     screenshot,
 )
-from tests.support.harness import Keys, Running, running, settings_for
+from tests.support.harness import TESTDATA, Keys, Running, running, settings_for
 from tests.support.waiting import until
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -61,7 +62,11 @@ def clock() -> ManualClock:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def svc(tmp_path: Path, keys: Keys, clock: ManualClock) -> AsyncIterator[Running]:
-    settings = settings_for(tmp_path, keys, scheduler={"tick": "1h"})  # the test ticks
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTDATA / "rules-e2e", rules)
+    (rules / "sources.yaml").write_text("sources:\n  own: [team-harim]\n  trusted: [observatory]\n")
+    # The test ticks by hand.
+    settings = settings_for(tmp_path, keys, rules={"path": str(rules)}, scheduler={"tick": "1h"})
     async with running(settings, keys, clock=clock) as s:
         yield s
 
@@ -214,6 +219,28 @@ async def test_the_group_list_and_acknowledging(
     await expect(card.locator(".acks li")).to_contain_text("Abu Khaled (you) · responding")
     await expect(card.locator("button.ack")).to_have_text("Acknowledge")
     await screenshot(page, "app-groups-en", tmp_path, whole=True)
+
+
+async def test_where_sources_disagree_the_leader_sees_how_far_others_go(
+    page: Any, svc: Running, clock: ManualClock
+) -> None:
+    group_id = await a_strike(svc, clock)  # the observatory: 2 killed
+    status, _ = await svc.post(
+        "/v1/reports",
+        {"id": "t-1", "source": "team-harim", "kind": "airstrike",
+         "occurred_at": (NOW - 2 * 60 * S).isoformat(), "location": HARIM,
+         "casualties": {"killed": 1, "trapped": 3}},
+        key="observatory",
+    )  # fmt: skip
+    assert status == 202
+    clock.advance(5 * S)
+    await svc.service.pipeline.tick()
+    await pair(page, svc)
+    card = page.locator(f"#g-{group_id}")
+    await expect(card.locator(".total dd")).to_have_text(["1", "7", "3", "0"])
+    await expect(card.locator(".ranges")).to_have_text("مصادر أخرى: قتلى حتى 2")
+    await card.locator(".incidents summary").click()
+    await expect(card.locator(".incident")).to_contain_text("قتلى 1 (مصادر أخرى: حتى 2)")
 
 
 async def test_the_last_state_stays_readable_offline(

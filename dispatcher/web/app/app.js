@@ -213,7 +213,10 @@ function groupCard(g) {
         h('strong', null, T[lang].kinds[i.kind] || i.kind), ' · ', i.region_name, ' · ', when(i.occurred_at),
         i.confirmed ? ' · ' + t('confirmed') : '', i.retracted ? ' · ' + t('retracted') : '',
         h('br'),
-        FIELDS.filter((f) => i.casualties[f]).map((f) => t(f) + ' ' + num(i.casualties[f])).join(' · '))))),
+        FIELDS.filter((f) => i.casualties[f] || (i.ranges && i.ranges[f]))
+          .map((f) => t(f) + ' ' + num(i.casualties[f])
+            + (i.ranges && i.ranges[f] ? ' (' + t('ranges') + ' ' + rangeText(i.ranges[f]) + ')' : ''))
+          .join(' · '))))),
     h('div', { class: 'acks' },
       h('h4', null, t('acks')),
       g.acks.length
