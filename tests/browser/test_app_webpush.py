@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from dispatcher.testing.webpush_emulator import WebPushEmulator
 from tests.support.browser import (
     STORED_KEY,
     controlled,
@@ -29,9 +30,6 @@ from tests.support.browser import (
 from tests.support.harness import Keys, Running, running, settings_for
 from tests.support.waiting import until
 
-emulator = pytest.importorskip(
-    "dispatcher.testing.webpush_emulator", reason="needs the Web Push channel and its emulator"
-)
 expect = pytest.importorskip("playwright.async_api").expect
 
 pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module")]
@@ -48,20 +46,20 @@ def keys() -> Keys:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def web() -> AsyncIterator[Any]:
-    async with emulator.WebPushEmulator() as emu:
+async def web() -> AsyncIterator[WebPushEmulator]:
+    async with WebPushEmulator() as emu:
         yield emu
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def svc(tmp_path: Path, keys: Keys, web: Any) -> AsyncIterator[Running]:
+async def svc(tmp_path: Path, keys: Keys, web: WebPushEmulator) -> AsyncIterator[Running]:
     settings = settings_for(tmp_path, keys, push={"webpush": {"allowed_origins": [web.origin]}})
     async with running(settings, keys) as s:
         yield s
 
 
 async def test_a_report_arrives_as_a_notification_in_the_leaders_language(
-    page: Any, context: Any, svc: Running, web: Any
+    page: Any, context: Any, svc: Running, web: WebPushEmulator
 ) -> None:
     await context.grant_permissions(["notifications"], origin=svc.url)
     await pair(page, svc)
@@ -97,6 +95,7 @@ async def test_a_report_arrives_as_a_notification_in_the_leaders_language(
     idleb_group = body["groups"][1]
     (push,) = await web.wait_for(1, within=15)
     assert push.endpoint == subscription["endpoint"]
+    assert push.payload is not None
 
     await push_to_worker(context, page, svc.url, push.plaintext.decode())
     (note,) = await until(lambda: notifications(page), what="the notification")
