@@ -27,7 +27,7 @@ async def browser() -> AsyncIterator[Any]:
 async def context(browser: Any, svc: Any) -> AsyncIterator[Any]:
     ctx = await browser.new_context(
         viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-        locale="ar", service_workers="allow",
+        locale="ar", timezone_id="Asia/Damascus", service_workers="allow",
     )  # fmt: skip
     yield ctx
     await ctx.close()

@@ -222,7 +222,7 @@ async def test_the_group_list_and_acknowledging(
 
 
 async def test_where_sources_disagree_the_leader_sees_how_far_others_go(
-    page: Any, svc: Running, clock: ManualClock
+    page: Any, svc: Running, clock: ManualClock, tmp_path: Path
 ) -> None:
     group_id = await a_strike(svc, clock)  # the observatory: 2 killed
     status, _ = await svc.post(
@@ -241,6 +241,7 @@ async def test_where_sources_disagree_the_leader_sees_how_far_others_go(
     await expect(card.locator(".ranges")).to_have_text("مصادر أخرى: قتلى حتى 2")
     await card.locator(".incidents summary").click()
     await expect(card.locator(".incident")).to_contain_text("قتلى 1 (مصادر أخرى: حتى 2)")
+    await screenshot(page, "app-sources-differ-ar", tmp_path, whole=True)
 
 
 async def test_the_last_state_stays_readable_offline(
