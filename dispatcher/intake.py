@@ -2,18 +2,26 @@
 
 Pure: the web layer parses JSON and calls `parse_report`; it gets either a `ReportIn` or a
 list of `FieldError`s naming each bad field. Placement in a region is the locate stage's job.
+
+The wire is strict, whichever field it is: a field of the wrong type is refused, never
+coerced (a time is an RFC 3339 string with an offset, a coordinate a JSON number, a count
+an integer, a flag a boolean); numbers are finite; times convert to UTC within years
+1-9999; text holds no NUL and no lone surrogate (they break PostgreSQL's text and logs).
+`Time`, `Text` and `Wire` are shared by every JSON body the API takes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
-    AwareDatetime,
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -21,47 +29,96 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from dispatcher.model import Casualties, Kind, Point, Report, Status
 
 MAX_NOTES = 2000
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
+TIME_EXAMPLE = "2026-03-01T14:05:00+03:00"
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[+-]\d\d:\d\d)")
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def parse_time(value: object) -> datetime:
+    """An RFC 3339 time with an offset, from its text; ValueError saying what is wrong. The
+    time must also exist in UTC: 0001-01-01T00:00:00+14:00 does not (it is year 0)."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(f"must be an RFC 3339 time string with an offset, e.g. {TIME_EXAMPLE}")
+    try:
+        at = datetime.fromisoformat(value.upper())
+    except ValueError as exc:
+        raise ValueError(f"is not a real time ({exc})") from None
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range: in UTC it falls before year 1 or after 9999") from None
+    return at
+
+
+def _time(value: object) -> datetime:
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise PydanticCustomError("time", str(exc)) from None
+
+
+def _text(value: str) -> str:
+    if _BAD_TEXT.search(value):
+        raise PydanticCustomError("text", "must not hold NUL characters or lone surrogates")
+    return value
+
+
+# A time on the wire: a JSON string in RFC 3339 with an offset (never a number).
+Time = Annotated[datetime, BeforeValidator(_time)]
+# Free text on the wire: anything printable PostgreSQL and a log line can hold.
+Text = Annotated[str, AfterValidator(_text)]
 # Ids and sources end up in URLs and logs: printable, no spaces or slashes.
-Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
+IDENT_PATTERN = r"^[A-Za-z0-9._:@~-]+$"
+Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENT_PATTERN)]
 Count = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
-Site = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:@~-]+$")]
+Site = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENT_PATTERN)]
+_IDENT = re.compile(IDENT_PATTERN)
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def is_ident(text: str) -> bool:
+    """Whether `text` could be an id or source (path parameters are checked with it)."""
+    return len(text) <= 200 and _IDENT.match(text) is not None
 
 
-class LocationIn(_Wire):
+class Wire(BaseModel):
+    """The base of every JSON body the API takes: strict types, finite numbers, no unknown
+    fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class LocationIn(Wire):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
 
-class CasualtiesIn(_Wire):
+class CasualtiesIn(Wire):
     killed: Count = 0
     injured: Count = 0
     trapped: Count = 0
     rescued: Count = 0
 
 
-class ReportIn(_Wire):
+class ReportIn(Wire):
     """A report as a reporter sends it (first version of the wire format)."""
 
     id: Ident
     source: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:@~-]+$")]
     kind: Kind
-    occurred_at: AwareDatetime
+    occurred_at: Time
     location: LocationIn | None = None
-    region: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    region: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
     casualties: CasualtiesIn = CasualtiesIn()
     status: Status = "unconfirmed"
     revision: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
-    notes: Annotated[str, Field(max_length=MAX_NOTES)] | None = None
+    notes: Annotated[Text, Field(max_length=MAX_NOTES)] | None = None
     incident: Ident | None = None  # join this incident (created if new) instead of matching
     # The part of the incident this report counts (one building of a strike): reports of
     # different sites of one tier add up, two of one site never do (dispatcher.counting).
@@ -86,6 +143,9 @@ class FieldError:
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str):
+            # An unknown key is echoed back: keep it short and printable.
+            part = part[:100].encode("utf-8", "backslashreplace").decode().replace("\0", "\\0")
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -121,18 +181,50 @@ _BATCH = TypeAdapter(list[ReportIn])
 _NOT_A_REPORT = {"json_invalid", "model_type", "model_attributes_type"}
 
 
+# Every key a report may hold, quoted as on the wire; no name is used at two levels.
+_KEYS = tuple(
+    f'"{name}"'.encode()
+    for model in (ReportIn, LocationIn, CasualtiesIn)
+    for name in model.model_fields
+)
+
+
+def _keys_given(report: ReportIn) -> int:
+    n = len(report.model_fields_set)
+    if report.location is not None:
+        n += len(report.location.model_fields_set)
+    if "casualties" in report.model_fields_set:
+        n += len(report.casualties.model_fields_set)
+    return n
+
+
+def no_duplicate_keys(raw: bytes, reports: list[ReportIn]) -> bool:
+    """True when `raw`, which pydantic's parser read as `reports`, surely repeats no key in
+    any object (that parser keeps the last of two silently; the stdlib path refuses them).
+    Cheap: every key is a known name (unknown ones are refused), so each quoted name in the
+    text is a key that counts in some report's fields, or a value that happens to equal a
+    name; a repeated key is one occurrence more than the fields it set. A `\\u` escape could
+    spell a name otherwise: such bodies take the general path, as do those with a value
+    equal to a name. False means "not sure"."""
+    if b"\\u" in raw:
+        return False
+    return sum(raw.count(k) for k in _KEYS) == sum(_keys_given(r) for r in reports)
+
+
 def parse_report_json(
     raw: bytes, *, now: datetime, resolve_region: Callable[[str], str | list[str]] | None = None
 ) -> ReportIn | list[FieldError] | None:
     """One report straight from its JSON text (pydantic's own parser, a third faster than
-    decoding first). None when the text is not a JSON object: the caller's general path
-    says what is wrong with it."""
+    decoding first). None when the text is not a JSON object, or may repeat a key: the
+    caller's general path says what is wrong with it."""
     try:
         report = ReportIn.model_validate_json(raw)
     except ValidationError as exc:
         if any(e["type"] in _NOT_A_REPORT and not e["loc"] for e in exc.errors()):
             return None
         return field_errors(exc)
+    if not no_duplicate_keys(raw, [report]):
+        return None
     return checked(report, now=now, resolve_region=resolve_region)
 
 
@@ -141,10 +233,13 @@ def parse_batch_json(
 ) -> list[ReportIn | list[FieldError]] | None:
     """A JSON array of reports parsed and validated in one pass (pydantic's own parser),
     then checked one by one. None when any item fails validation or the body is not an
-    array: the caller then takes `parse_report` item by item, for per-item errors."""
+    array, or when it may repeat a key: the caller then takes `parse_report` item by item, for
+    per-item errors."""
     try:
         reports = _BATCH.validate_json(raw)
     except ValidationError:
+        return None
+    if not no_duplicate_keys(raw, reports):
         return None
     return [checked(r, now=now, resolve_region=resolve_region) for r in reports]
 

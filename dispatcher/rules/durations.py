@@ -8,6 +8,7 @@ from datetime import timedelta
 _PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 EXAMPLE = "write it like 30s, 2m, 1h30m or 500ms"
+MAX_DAYS = 100 * 366  # a century: longer than any wait, window or retention makes sense
 
 
 def parse_duration(text: str) -> timedelta:
@@ -19,10 +20,15 @@ def parse_duration(text: str) -> timedelta:
     for m in _PART.finditer(s):
         if m.start() != pos:
             break
-        total += int(m.group(1)) * _UNITS[m.group(2)]
+        digits = m.group(1)
+        if len(digits) > 12:  # past any timedelta; and int() refuses 4,300 digits and more
+            raise ValueError(f"'{text}' is too long; the longest is {MAX_DAYS} days")
+        total += int(digits) * _UNITS[m.group(2)]
         pos = m.end()
     if pos != len(s):
         raise ValueError(f"'{text}' is not a duration; {EXAMPLE}")
+    if total > MAX_DAYS * 86400:
+        raise ValueError(f"'{text}' is too long; the longest is {MAX_DAYS} days")
     return timedelta(seconds=total)
 
 

@@ -8,24 +8,26 @@ revision older than the stored one or for a stored revision sent again with othe
 from __future__ import annotations
 
 import base64
-import json
 from collections import Counter
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import pydantic_core
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from dispatcher.counting import COUNT_FIELDS, count
 from dispatcher.group import latest_revisions
 from dispatcher.intake import (
     FieldError,
     ReportIn,
-    field_errors,
+    Text,
+    Wire,
+    is_ident,
     parse_batch_json,
     parse_report,
     parse_report_json,
+    parse_time,
     report_json,
     report_json_casualties,
 )
@@ -39,12 +41,12 @@ from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.store.writes import SaveResult
 from dispatcher.web.auth import KEY, PUBLIC, requires, stored_id
+from dispatcher.web.body import JSON_TYPES, read_json
+from dispatcher.web.body import read_body as read_body  # the reader handlers import from here
 from dispatcher.web.problems import problem
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 
-JSON_TYPES = ("application/json",)
-NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 MAX_BATCH = 1000
 MAX_PAGE = 500
 
@@ -62,32 +64,6 @@ def json_response(data: Any, status: int = 200) -> web.Response:
         content_type="application/json",
         charset="utf-8",
     )
-
-
-async def _read_json(request: web.Request, *, ndjson: bool = False) -> Any | web.Response:
-    """The decoded body, or the problem to answer: 415, 413 (raised by aiohttp) or 400."""
-    allowed = JSON_TYPES + (NDJSON_TYPES if ndjson else ())
-    if request.content_type not in allowed:
-        return problem(
-            415,
-            "Unsupported Media Type",
-            f"send Content-Type {' or '.join(allowed)}, not '{request.content_type}'",
-        )
-    raw = await request.read()  # raises 413 past the configured size
-    try:
-        if request.content_type in NDJSON_TYPES:
-            return [_ndjson_line(line) for line in raw.decode().splitlines() if line.strip()]
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return problem(400, "Bad Request", f"the body is not valid JSON: {exc}")
-
-
-def _ndjson_line(line: str) -> Any:
-    """One NDJSON line; a broken line becomes that item's error, not the whole batch's."""
-    try:
-        return json.loads(line)
-    except ValueError as exc:
-        return [FieldError("(line)", f"not valid JSON: {exc}")]
 
 
 def _is_errors(item: Any) -> bool:
@@ -193,7 +169,7 @@ async def post_report(request: web.Request) -> web.Response:
     if fast is not None:
         batch, parsed = fast
     else:
-        data = await _read_json(request, ndjson=True)
+        data = await read_json(request, ndjson=True)
         if isinstance(data, web.Response):
             return data
         batch = isinstance(data, list)
@@ -250,8 +226,11 @@ async def post_report(request: web.Request) -> web.Response:
 @requires("read")
 async def get_report(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
-    revisions = await pipeline.store.report_revisions(
-        request.match_info["source"], request.match_info["id"]
+    source, rid = request.match_info["source"], request.match_info["id"]
+    revisions = (
+        await pipeline.store.report_revisions(source, rid)
+        if is_ident(source) and is_ident(rid)
+        else []
     )
     if not revisions:
         return problem(404, "Not Found", "no report with that source and id")
@@ -279,10 +258,10 @@ def _cursor(at: datetime, incident_id: str) -> str:
 def _parse_cursor(text: str) -> tuple[datetime, str] | None:
     try:
         at, _, iid = base64.urlsafe_b64decode(text.encode()).decode().partition("|")
-        parsed = datetime.fromisoformat(at)
-    except ValueError:
+        parsed = parse_time(at)
+    except ValueError:  # binascii.Error and UnicodeDecodeError too
         return None
-    return (parsed, iid) if iid and parsed.tzinfo else None
+    return (parsed, iid) if is_ident(iid) else None
 
 
 @requires("read")
@@ -305,11 +284,9 @@ async def list_incidents(request: web.Request) -> web.Response:
     since = None
     if "since" in q:
         try:
-            since = datetime.fromisoformat(q["since"])
-        except ValueError:
-            since = None
-        if since is None or since.tzinfo is None:
-            errors.append(FieldError("since", "must be an RFC 3339 time with an offset"))
+            since = parse_time(q["since"])
+        except ValueError as exc:
+            errors.append(FieldError("since", str(exc)))
     try:
         limit = int(q.get("limit", "50"))
     except ValueError:
@@ -376,12 +353,10 @@ async def list_incidents(request: web.Request) -> web.Response:
 Token = Annotated[str, Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")]
 
 
-Endpoint = Annotated[str, Field(min_length=12, max_length=MAX_ENDPOINT)]
+Endpoint = Annotated[Text, Field(min_length=12, max_length=MAX_ENDPOINT)]
 
 
-class SubscriptionKeys(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SubscriptionKeys(Wire):
     p256dh: str = Field(max_length=100)
     auth: str = Field(max_length=40)
 
@@ -398,30 +373,24 @@ class SubscriptionKeys(BaseModel):
         return value
 
 
-class SubscriptionIn(BaseModel):
+class SubscriptionIn(Wire):
     """A Web Push subscription, as the browser's `PushSubscription.toJSON()` gives it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint: Endpoint
     expirationTime: float | None = None  # the browser's own name
     keys: SubscriptionKeys
 
 
-class DeviceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DeviceIn(Wire):
     token: Token | None = None  # FCM's registration token (android, ios)
     platform: Literal["android", "ios", "web"]
     locale: Literal["ar", "en"] = "ar"
     # The token FCM refreshed, or the endpoint a browser replaced, if the app still has it.
-    replaces: Annotated[str, Field(min_length=20, max_length=4096)] | None = None
+    replaces: Annotated[Text, Field(min_length=20, max_length=4096)] | None = None
     subscription: SubscriptionIn | None = None  # platform "web"
 
 
-class DeviceGone(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DeviceGone(Wire):
     token: Token | None = None
     endpoint: Endpoint | None = None  # a Web Push subscription's
 
@@ -438,25 +407,6 @@ def _device_leader(request: web.Request) -> str | web.Response:
             f"the key '{key.name}' is bound to leader '{key.leader}', who is not in the rules",
         )
     return key.leader
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-async def read_body(request: web.Request, model: type[M], *, what: str) -> M | web.Response:
-    """A JSON object body as `model`, or the problem to answer (400/413/415, or 422 naming
-    each bad field)."""
-    data = await _read_json(request)
-    if isinstance(data, web.Response):
-        return data
-    if not isinstance(data, dict):
-        return problem(
-            422, f"Invalid {what}", errors=[FieldError(f"({what})", "must be an object")]
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        return problem(422, f"Invalid {what}", "nothing was stored", errors=field_errors(exc))
 
 
 @requires("devices:write")

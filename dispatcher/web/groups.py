@@ -11,18 +11,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from dispatcher.intake import Text, Wire, is_ident
 from dispatcher.web.api import PIPELINE, _device_leader, json_response, read_body
 from dispatcher.web.auth import requires
 from dispatcher.web.problems import problem
 
+MAX_SEQ = 2**31 - 1  # an update number past any group's, and past a database integer
 
-class AckIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
+class AckIn(Wire):
     responding: bool = False
-    note: Annotated[str, Field(max_length=500)] | None = None
+    note: Annotated[Text, Field(max_length=500)] | None = None
 
 
 @requires("devices:write")
@@ -37,7 +38,8 @@ async def acknowledge(request: web.Request) -> web.Response:
         if isinstance(given, web.Response):
             return given
         body = given
-    group = await pipeline.store.get_group(request.match_info["id"])
+    group_id = request.match_info["id"]
+    group = await pipeline.store.get_group(group_id) if is_ident(group_id) else None
     if group is None:
         return problem(404, "Not Found", "no alert group with that id")
     rules = pipeline.rules.current
@@ -68,6 +70,8 @@ async def get_update(request: web.Request) -> web.Response:
     try:
         seq = int(request.match_info["seq"])
     except ValueError:
+        seq = 0
+    if not (1 <= seq <= MAX_SEQ and is_ident(request.match_info["id"])):
         return problem(404, "Not Found", "no such update")
     found = await pipeline.store.get_update(request.match_info["id"], seq, leader_id=leader)
     if found is None:
@@ -105,7 +109,7 @@ async def get_group(request: web.Request) -> web.Response:
 
 async def _group_json(request: web.Request, group_id: str, status: int = 200) -> web.Response:
     pipeline = request.app[PIPELINE]
-    group = await pipeline.store.get_group(group_id)
+    group = await pipeline.store.get_group(group_id) if is_ident(group_id) else None
     if group is None:
         return problem(404, "Not Found", "no alert group with that id")
     rules = pipeline.rules.current

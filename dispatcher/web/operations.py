@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from dispatcher.intake import is_ident
 from dispatcher.notify.base import redact_token
 from dispatcher.store.repo import DeliveryRow
 from dispatcher.web.api import PIPELINE, json_response
@@ -51,7 +52,7 @@ def _delivery_json(d: DeliveryRow) -> dict[str, object]:
 async def group_deliveries(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     group_id = request.match_info["id"]
-    group = await pipeline.store.get_group(group_id)
+    group = await pipeline.store.get_group(group_id) if is_ident(group_id) else None
     if group is None:
         return problem(404, "Not Found", "no alert group with that id")
     rows = await pipeline.store.deliveries(group_id)

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dispatcher.intake import FieldError
+from dispatcher.intake import FieldError, Text, Time, Wire, is_ident
 from dispatcher.model import KINDS
 from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.load import RuleSet
@@ -27,27 +27,23 @@ from dispatcher.web.auth import KEY, requires
 from dispatcher.web.problems import problem
 
 MAX_SILENCE = timedelta(days=30)
-Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=200)]
+Names = Annotated[list[Annotated[Text, Field(min_length=1, max_length=200)]], Field(max_length=200)]
 
 
-class MatchersIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    regions: Names = []
-    receivers: Names = []
-    routes: Names = []
-    kinds: Names = []
+class MatchersIn(Wire):
+    regions: Names = Field(default_factory=list)
+    receivers: Names = Field(default_factory=list)
+    routes: Names = Field(default_factory=list)
+    kinds: Names = Field(default_factory=list)
 
 
-class SilenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SilenceIn(Wire):
     matchers: MatchersIn
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    duration: str | None = None  # 30m, 2h ... instead of ends_at
-    author: Annotated[str, Field(min_length=1, max_length=100)]
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    starts_at: Time | None = None
+    ends_at: Time | None = None
+    duration: Annotated[str, Field(max_length=100)] | None = None  # 30m, 2h ... not ends_at
+    author: Annotated[Text, Field(min_length=1, max_length=100)]
+    reason: Annotated[Text, Field(min_length=1, max_length=500)]
 
 
 def _check(
@@ -86,6 +82,8 @@ def _check(
             ends_at = starts_at + parse_duration(body.duration)
         except ValueError as exc:
             errors.append(FieldError("duration", str(exc)))
+        except OverflowError:
+            errors.append(FieldError("duration", "ends after year 9999"))
     if ends_at is None:
         if body.duration is None:
             errors.append(FieldError("ends_at", "give ends_at or duration"))
@@ -156,7 +154,10 @@ async def list_silences(request: web.Request) -> web.Response:
 async def expire_silence(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     now = pipeline.clock()
-    expired = await pipeline.store.expire_silence(request.match_info["id"], now=now)
+    silence_id = request.match_info["id"]
+    expired = (
+        await pipeline.store.expire_silence(silence_id, now=now) if is_ident(silence_id) else None
+    )
     if expired is None:
         return problem(404, "Not Found", "no silence with that id")
     return json_response(silence_json(expired, now))
