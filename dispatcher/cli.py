@@ -445,6 +445,7 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     """Who would gain or lose which alerts if NEW replaced OLD, over recorded reports."""
     from datetime import UTC, datetime
 
+    from dispatcher import strictjson
     from dispatcher.rules.diff import diff, diff_json, diff_text
     from dispatcher.rules.errors import RulesInvalid
     from dispatcher.rules.load import load_rules
@@ -462,11 +463,12 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
         text = args.reports.read_text(encoding="utf-8")
     except OSError as exc:
         return _fail([str(exc)], header=f"dispatcher: cannot read {args.reports}:")
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: U+2028 and friends inside a JSON string are not line ends.
+    for n, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
-                reports.append((n, json.loads(line)))
-            except ValueError as exc:
+                reports.append((n, strictjson.loads(line.removesuffix("\r"))))
+            except strictjson.NotJson as exc:
                 bad.append(f"line {n}: not JSON ({exc})")
     result = diff(old, new, reports, datetime.now(UTC))
     result.invalid[:0] = bad

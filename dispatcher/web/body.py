@@ -1,88 +1,26 @@
 """Request bodies: the one reader of JSON (and NDJSON) for every endpoint that takes one.
 
-Strict JSON, the same for every endpoint: NaN and Infinity are not JSON and are refused, as
-are numbers past a float's range (1e309) and objects that repeat a key (parsers disagree on
-which copy wins; we take neither). Nesting too deep for the parser (a 10,000-deep array) is
-a 400 naming the problem, not a crash. NDJSON splits on "\\n" only (a CR before it is
-dropped): U+2028, U+2029 and U+0085 inside a JSON string are text, not line ends. What the
-schema says about each field (types, NUL, lone surrogates, times) is the models' part
-(`intake.Wire`); each answer names the field.
+The same for every endpoint: 415 for another media type, 413 past `server.max_body_bytes`,
+400 for text that is not strict JSON (see dispatcher/strictjson.py), 422 naming each bad
+field. What the schema says about each field (types, NUL, lone surrogates, times) is the
+models' part (`intake.Wire`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from dispatcher.intake import FieldError, field_errors
+from dispatcher.strictjson import NotJson, loads, ndjson_lines
 from dispatcher.web.problems import problem
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 
-
-class NotJson(ValueError):
-    """The text is not JSON this API takes; the message says why, for a person."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise NotJson(f"{name} is not a JSON number; numbers must be finite")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise NotJson(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                shown = key[:100].encode("utf-8", "backslashreplace").decode()
-                raise NotJson(f"the key {shown!r} appears twice in one object")
-            seen.add(key)
-    return out
-
-
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_object, parse_constant=_refuse_constant, parse_float=_finite
-)
-
-
-def loads(text: str | bytes) -> Any:
-    """Decode strict JSON; NotJson saying what is wrong."""
-    try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        return _DECODER.decode(text)
-    except RecursionError:
-        raise NotJson("it is nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise NotJson(f"it is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except NotJson:
-        raise
-    except ValueError as exc:  # JSONDecodeError, and int() past 4,300 digits
-        raise NotJson(str(exc)) from None
-
-
-def ndjson_lines(raw: bytes) -> list[bytes]:
-    """The lines of an NDJSON body: split on LF only, a trailing CR dropped, blank lines
-    skipped."""
-    lines = []
-    for line in raw.split(b"\n"):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if line.strip():
-            lines.append(line)
-    return lines
+__all__ = ["JSON_TYPES", "NDJSON_TYPES", "NotJson", "loads", "read_body", "read_json"]
 
 
 def _ndjson_item(line: bytes) -> Any:
