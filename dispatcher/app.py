@@ -34,6 +34,7 @@ from dispatcher.settings import DEFAULT_WEBPUSH_SUBJECT, ConfigError, Settings
 from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.targets import receivers_by_route
+from dispatcher.web import request_ids
 from dispatcher.web.access import ACCESS, Access, add_access_routes, record_uses
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
@@ -248,6 +249,7 @@ def make_app(service: Service) -> web.Application:
     )
     app[PIPELINE] = service.pipeline
     app[ACCESS] = Access(ring, server.base_url(), tuple(server.trusted_proxies))
+    request_ids.install(app)
     add_routes(app)
     add_operation_routes(app)
     add_group_routes(app)

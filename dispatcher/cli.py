@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -21,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dispatcher import __version__
+from dispatcher import __version__, logs
 from dispatcher.settings import ConfigError, Settings, TlsSettings, load_settings
 
 if TYPE_CHECKING:
@@ -54,6 +55,18 @@ async def _serve(settings: Settings) -> None:
 
     tls = settings.server.tls
     context = server_context(tls) if tls is not None else None
+    logs.configure(settings.logging.format, settings.logging.level)
+    json_lines = settings.logging.format == "json"
+    banner = logging.getLogger("dispatcher")
+
+    def say(line: str) -> None:
+        # What the service says at start and stop: plain lines on stdout for a person, or
+        # log records like every other line when the logs are JSON.
+        if json_lines:
+            banner.info("%s", line)
+        else:
+            print(line, flush=True)
+
     service = await build(settings)
     app = make_app(service)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -69,7 +82,7 @@ async def _serve(settings: Settings) -> None:
         app[ACCESS].public_url = settings.server.base_url(port)
         scheme = "https" if context is not None else "http"
         for line in service.banner(f"{scheme}://{settings.server.host}:{port}"):
-            print(line, flush=True)
+            say(line)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,7 +102,7 @@ async def _serve(settings: Settings) -> None:
 
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
         await stop.wait()
-        print("dispatcher stopping", flush=True)
+        say("dispatcher stopping")
     finally:
         await runner.cleanup()
         await service.close()
@@ -481,7 +494,6 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 
 def cmd_silences(args: argparse.Namespace) -> int:
     """Add, list or expire silences through the running service's API, like amtool."""
-    import os
 
     import aiohttp
 
@@ -703,15 +715,21 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("apscheduler", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure()  # `serve` switches to the configured format once it has read it
     args = parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        return int(args.func(args))
-    return 130
+    try:
+        status = 130
+        with contextlib.suppress(KeyboardInterrupt):
+            status = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`dispatcher rules show | head -1`): end quietly, as `cat`
+        # does. Point stdout at /dev/null so that the interpreter's own flush at exit does
+        # not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by it
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from dispatcher import logs
 from dispatcher.clock import Clock
 from dispatcher.group import GroupTally, Summary, due_action, next_wakeup
 from dispatcher.intake import ReportIn, to_report
@@ -81,6 +82,11 @@ class Pipeline:
 
     async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         """Place, route and store validated reports in one transaction; returns once committed."""
+        one = f"{wires[0].source}/{wires[0].id}" if len(wires) == 1 else None
+        with logs.context(logs.REPORT_ID, one):  # on every line logged meanwhile
+            return await self._accept_many(wires, key_name=key_name)
+
+    async def _accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         rules = self.rules.current
         router = self._router
         if router is None or router.rules is not rules:
@@ -179,8 +185,12 @@ class Pipeline:
     async def _flush(self, group: GroupRow, *, send_now: bool = False) -> bool:
         """Send what the group owes its leaders now (an update, a reminder, an escalation to
         another team, or its closing), unless a silence or an inhibition holds it."""
-        if SURGE_LABEL in group.labels:
-            return await self._flush_surge(group)
+        with logs.context(logs.GROUP_ID, group.id):  # on every line logged meanwhile
+            if SURGE_LABEL in group.labels:
+                return await self._flush_surge(group)
+            return await self._flush_group(group, send_now=send_now)
+
+    async def _flush_group(self, group: GroupRow, *, send_now: bool) -> bool:
         rules = self.rules.current
         now = self.clock()
         action = due_action(group.life, now)

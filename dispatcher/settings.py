@@ -195,6 +195,13 @@ class ApiKey(_Section):
         return value
 
 
+class LoggingSettings(_Section):
+    # plain: a line a record, for a terminal; json: one object a line (time, level, logger,
+    # message, request_id, report_id, group_id), for a log collector. See dispatcher/logs.py.
+    format: Literal["plain", "json"] = "plain"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class AuthSettings(_Section):
     keys: list[ApiKey] = []
 
@@ -216,6 +223,7 @@ class Settings(BaseSettings):
     incidents: IncidentSettings = IncidentSettings()
     retention: RetentionSettings = RetentionSettings()
     auth: AuthSettings = AuthSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @classmethod
     def settings_customise_sources(

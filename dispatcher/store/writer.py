@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from dispatcher import logs
 from dispatcher.incidents import MergeRule
 from dispatcher.store import writes
 
@@ -105,7 +106,7 @@ class WriterProcess:
             ours, theirs = socket.socketpair()
             process = _context().Process(
                 target=serve,
-                args=(theirs, self.url, self.synchronous, self.merge),
+                args=(theirs, self.url, self.synchronous, self.merge, *logs.current()),
                 name="dispatcher-writer",
                 daemon=True,
             )
@@ -194,13 +195,18 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 # --- the process ------------------------------------------------------------------------
 
 
-def serve(sock: socket.socket, url: str, synchronous: str, merge: MergeRule) -> None:
+def serve(
+    sock: socket.socket,
+    url: str,
+    synchronous: str,
+    merge: MergeRule,
+    log_format: logs.Format = "plain",
+    log_level: str = "INFO",
+) -> None:
     """The writer process: open the database, then commit what comes until the socket
-    closes."""
+    closes. It logs as the parent does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(log_format, log_level)
     from dispatcher.store import db
 
     try:

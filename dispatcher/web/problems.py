@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.intake import FieldError
+from dispatcher.logs import REQUEST_ID
 
 log = logging.getLogger("dispatcher.web")
 
@@ -33,6 +34,9 @@ def problem(
     if errors:
         body["errors"] = [e.to_json() for e in errors]
     body.update(extra)
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        body["request_id"] = request_id
     return web.Response(
         status=status,
         text=json.dumps(body, ensure_ascii=False),
