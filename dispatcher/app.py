@@ -40,6 +40,7 @@ from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.groups import add_group_routes
 from dispatcher.web.leaders import add_leader_routes
+from dispatcher.web.openapi import add_openapi_route
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
 from dispatcher.web.pwa import add_app_routes
@@ -257,6 +258,7 @@ def make_app(service: Service) -> web.Application:
     add_leader_routes(app)
     add_app_routes(app)
     add_access_routes(app)
+    add_openapi_route(app)  # last: it describes the routes above
 
     async def key_uses_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         # When keys were last used: written once a minute, never on a request's path.

@@ -41,8 +41,9 @@ from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.store.writes import SaveResult
 from dispatcher.web.auth import KEY, PUBLIC, requires, stored_id
-from dispatcher.web.body import JSON_TYPES, read_json
+from dispatcher.web.body import JSON_TYPES, NDJSON_TYPES, read_json
 from dispatcher.web.body import read_body as read_body  # the reader handlers import from here
+from dispatcher.web.openapi import Param, documented
 from dispatcher.web.problems import problem
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
@@ -160,6 +161,35 @@ async def _fast_parse(
 
 
 @requires("reports:write")
+@documented(
+    "Post a report, or a batch of up to 1,000",
+    description="A JSON object is one report: 202 once committed, 200 if that revision is "
+    "already stored, 409 for an older revision, 422 naming each bad field. A JSON array, "
+    "or NDJSON (one report a line, split on LF only), is a batch: 200 with a result per "
+    "report.",
+    body=ReportIn,
+    body_schema={
+        "oneOf": [
+            {"$ref": "#/components/schemas/ReportIn"},
+            {
+                "type": "array",
+                # Each item is meant to be a report, but is checked alone: an invalid one
+                # fails by itself, in the batch's results, and the others are stored.
+                "items": {"anyOf": [{"$ref": "#/components/schemas/ReportIn"}, {}]},
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "description": "a batch: each item a report, each checked alone",
+            },
+        ]
+    },
+    body_media={t: {"type": "string", "description": "one report a line"} for t in NDJSON_TYPES},
+    responses={
+        200: "the report was already stored; or a batch's results",
+        202: "the report was stored, placed and routed",
+        409: "an older revision than the stored one; nothing was changed",
+    },
+    tags=["reports"],
+)
 async def post_report(request: web.Request) -> web.Response:
     """One report (a JSON object) or a batch (a JSON array, or NDJSON) of up to 1,000."""
     pipeline = request.app[PIPELINE]
@@ -224,6 +254,9 @@ async def post_report(request: web.Request) -> web.Response:
 
 
 @requires("read")
+@documented(
+    "A report with every revision", responses={200: "the report", 404: ""}, tags=["reports"]
+)
 async def get_report(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     source, rid = request.match_info["source"], request.match_info["id"]
@@ -265,6 +298,18 @@ def _parse_cursor(text: str) -> tuple[datetime, str] | None:
 
 
 @requires("read")
+@documented(
+    "Incidents, newest first, with merged counts",
+    query=[
+        Param("region", {"type": "string"}, "a region id, name or alias, and its subregions"),
+        Param("kind", {"type": "string", "enum": sorted(KINDS)}),
+        Param("since", {"type": "string", "format": "date-time"}, "RFC 3339 with an offset"),
+        Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}),
+        Param("cursor", {"type": "string"}, "next_cursor of the page before"),
+    ],
+    responses={200: "a page of incidents"},
+    tags=["reports"],
+)
 async def list_incidents(request: web.Request) -> web.Response:
     """Incidents with their merged counts, their reports and region path, newest first."""
     pipeline = request.app[PIPELINE]
@@ -410,6 +455,12 @@ def _device_leader(request: web.Request) -> str | web.Response:
 
 
 @requires("devices:write")
+@documented(
+    "A phone signs out",
+    body=DeviceGone,
+    responses={204: "the phone no longer receives", 404: "no such phone for this leader"},
+    tags=["devices"],
+)
 async def delete_device(request: web.Request) -> web.Response:
     """The phone signs out (or changes hands): stop pushing to this token."""
     pipeline = request.app[PIPELINE]
@@ -467,6 +518,12 @@ async def webpush_vapid(request: web.Request) -> web.Response:
 
 
 @requires("devices:write")
+@documented(
+    "Register a phone for the key's leader",
+    body=DeviceIn,
+    responses={200: "already registered", 201: "registered"},
+    tags=["devices"],
+)
 async def post_device(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     leader = _device_leader(request)
@@ -529,6 +586,7 @@ def _rules_status(pipeline: Pipeline) -> dict[str, Any]:
 
 
 @requires("read")
+@documented("The rules in force and the last refused edit", responses={200: ""}, tags=["rules"])
 async def rules_status(request: web.Request) -> web.Response:
     """The rules in force, why the last reload was refused if it was, and what was applied."""
     pipeline = request.app[PIPELINE]
@@ -537,6 +595,11 @@ async def rules_status(request: web.Request) -> web.Response:
 
 
 @requires("admin")
+@documented(
+    "Load the rules again",
+    responses={200: "applied", 422: "refused; the last good rules keep serving"},
+    tags=["rules"],
+)
 async def rules_reload(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     key: ApiKey = request[KEY]
@@ -554,6 +617,12 @@ async def rules_reload(request: web.Request) -> web.Response:
 
 
 @requires(PUBLIC)
+@documented(
+    "Health: the store answers and rules are loaded",
+    responses={200: "healthy", 503: ""},
+    json_statuses=[503],
+    tags=["operations"],
+)
 async def healthz(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     try:

@@ -16,6 +16,7 @@ from pydantic import Field
 from dispatcher.intake import Text, Wire, is_ident
 from dispatcher.web.api import PIPELINE, _device_leader, json_response, read_body
 from dispatcher.web.auth import requires
+from dispatcher.web.openapi import Param, documented
 from dispatcher.web.problems import problem
 
 MAX_SEQ = 2**31 - 1  # an update number past any group's, and past a database integer
@@ -27,6 +28,17 @@ class AckIn(Wire):
 
 
 @requires("devices:write")
+@documented(
+    "A leader acknowledges an alert group",
+    body=AckIn,
+    body_required=False,
+    responses={
+        201: "the group, with who acknowledged",
+        404: "no such group",
+        409: "the group has closed",
+    },
+    tags=["groups"],
+)
 async def acknowledge(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     leader = _device_leader(request)
@@ -60,6 +72,13 @@ async def acknowledge(request: web.Request) -> web.Response:
 
 
 @requires("devices:write")
+@documented(
+    "An update as the leader's phone shows it",
+    path={"seq": {"type": "integer", "minimum": 1}},
+    query=[Param("locale", {"type": "string", "enum": ["ar", "en"]})],
+    responses={200: "the update", 404: "no such update was sent to this leader"},
+    tags=["groups"],
+)
 async def get_update(request: web.Request) -> web.Response:
     """An update as its leader's phone shows it, for apps of `payload: minimal` routes, whose
     pushes carry only a reference. Only a leader the update was sent to may read it."""
@@ -103,6 +122,7 @@ async def get_update(request: web.Request) -> web.Response:
 
 
 @requires("read")
+@documented("An alert group", responses={200: "the group", 404: ""}, tags=["groups"])
 async def get_group(request: web.Request) -> web.Response:
     return await _group_json(request, request.match_info["id"])
 

@@ -16,6 +16,7 @@ from dispatcher.notify.base import redact_token
 from dispatcher.store.repo import DeliveryRow
 from dispatcher.web.api import PIPELINE, json_response
 from dispatcher.web.auth import requires
+from dispatcher.web.openapi import documented
 from dispatcher.web.problems import problem
 
 STATUSES = ("pending", "sent", "failed", "superseded", "expired")
@@ -49,6 +50,11 @@ def _delivery_json(d: DeliveryRow) -> dict[str, object]:
 
 
 @requires("read")
+@documented(
+    "Every notification of an alert group and what became of it",
+    responses={200: "the deliveries", 404: ""},
+    tags=["groups"],
+)
 async def group_deliveries(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     group_id = request.match_info["id"]
@@ -73,6 +79,12 @@ async def group_deliveries(request: web.Request) -> web.Response:
 
 
 @requires("read")
+@documented(
+    "Metrics in the Prometheus text format",
+    responses={200: ""},
+    response_media="text/plain",
+    tags=["operations"],
+)
 async def metrics(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     m = pipeline.metrics

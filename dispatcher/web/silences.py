@@ -24,6 +24,7 @@ from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
 from dispatcher.web.api import PIPELINE, json_response, read_body
 from dispatcher.web.auth import KEY, requires
+from dispatcher.web.openapi import Param, documented
 from dispatcher.web.problems import problem
 
 MAX_SILENCE = timedelta(days=30)
@@ -127,6 +128,12 @@ def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
 
 
 @requires("admin")
+@documented(
+    "Silence alert groups",
+    body=SilenceIn,
+    responses={201: "the silence"},
+    tags=["silences"],
+)
 async def add_silence(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     body = await read_body(request, SilenceIn, what="silence")
@@ -142,6 +149,12 @@ async def add_silence(request: web.Request) -> web.Response:
 
 
 @requires("read")
+@documented(
+    "Active and pending silences",
+    query=[Param("all", {"type": "string"}, "any value: expired ones too")],
+    responses={200: "the silences"},
+    tags=["silences"],
+)
 async def list_silences(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     now = pipeline.clock()
@@ -151,6 +164,11 @@ async def list_silences(request: web.Request) -> web.Response:
 
 
 @requires("admin")
+@documented(
+    "Expire a silence now",
+    responses={200: "the silence, expired", 404: ""},
+    tags=["silences"],
+)
 async def expire_silence(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     now = pipeline.clock()
