@@ -1,5 +1,5 @@
 """The `dispatcher` command: serve, keys new/list/revoke, leaders pair, rules
-check/show/test/diff, regions import, silences add/list/expire, db upgrade.
+check/show/test/diff, regions import, silences add/list/expire, db upgrade/backup.
 
 Each subcommand is a thin shell over the library: it reads settings, calls one function,
 prints for a person, and exits 0 on success, 1 on a problem the operator must fix.
@@ -563,6 +563,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the SQLite store, while the service runs."""
+    from dispatcher.store.backup import BackupError, backup_sqlite
+
+    try:
+        made = backup_sqlite(_settings(args.config).storage.url, args.path)
+    except ConfigError as exc:
+        return _fail(exc.problems, header="dispatcher: the configuration has problems:")
+    except BackupError as exc:
+        return _fail([str(exc)], header="dispatcher: no backup made:")
+    print(f"backed up to {made.describe()}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatcher", description=__doc__)
     p.add_argument("--version", action="version", version=f"dispatcher {__version__}")
@@ -711,6 +725,12 @@ def parser() -> argparse.ArgumentParser:
     upgrade = dbp.add_parser("upgrade", help="apply schema migrations")
     with_config(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
+    bak = dbp.add_parser(
+        "backup", help="copy the SQLite store to PATH, consistently, while the service runs"
+    )
+    bak.add_argument("path", type=Path, help="a new file (an existing one is not overwritten)")
+    with_config(bak)
+    bak.set_defaults(func=cmd_db_backup)
     return p
 
 
