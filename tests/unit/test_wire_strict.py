@@ -119,7 +119,13 @@ def test_the_fast_path_keeps_ordinary_reports() -> None:
     one = parse_report_json(json.dumps(good(), ensure_ascii=False).encode(), now=NOW)
     assert isinstance(one, ReportIn)
     named = good(notes="killed", region="location")  # values that equal a key's name
-    assert parse_report_json(json.dumps(named).encode(), now=NOW) is None, "not sure: give way"
+    assert isinstance(parse_report_json(json.dumps(named).encode(), now=NOW), ReportIn)
+    quoted = good(notes='he said "stop": then it hit')  # an escaped quote before a colon
+    assert parse_report_json(json.dumps(quoted).encode(), now=NOW) is None, "not sure: give way"
+    spaced = json.dumps(good()).replace('"id":', '"id" :').encode()
+    assert parse_report_json(spaced, now=NOW) is None, "not sure: give way"
+    hidden = json.dumps(good()).replace('"id":', '"id" : "x", "id":').encode()
+    assert parse_report_json(hidden, now=NOW) is None, "a repeated key behind a space too"
     batch = parse_batch_json(json.dumps([good(), good(id="obs-2")]).encode(), now=NOW)
     assert batch is not None
     assert [r.id for r in batch if isinstance(r, ReportIn)] == ["obs-1", "obs-2"]
