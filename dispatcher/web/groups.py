@@ -13,7 +13,8 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
-from dispatcher.intake import Text, Wire, is_ident
+from dispatcher.intake import FieldError, Text, Wire, is_ident
+from dispatcher.model import LOCALES
 from dispatcher.web.api import PIPELINE, _device_leader, json_response, read_body
 from dispatcher.web.auth import requires
 from dispatcher.web.openapi import Param, documented
@@ -86,6 +87,12 @@ async def get_update(request: web.Request) -> web.Response:
     leader = _device_leader(request)
     if isinstance(leader, web.Response):
         return leader
+    locale = request.query.get("locale")
+    if locale is not None and locale not in LOCALES:
+        known = " or ".join(LOCALES)
+        return problem(
+            400, "Bad query", errors=[FieldError("locale", f"must be {known}, not {locale!r}")]
+        )
     try:
         seq = int(request.match_info["seq"])
     except ValueError:
@@ -97,7 +104,7 @@ async def get_update(request: web.Request) -> web.Response:
         return problem(404, "Not Found", "no such update was sent to this leader")
     created_at, record = found
     rules = pipeline.rules.current
-    locale = request.query.get("locale") or rules.leaders[leader].locale
+    locale = locale or rules.leaders[leader].locale
     texts = record.get("texts") or {}
     text = texts.get(locale) or texts.get("en") or {"title": "", "body": ""}
     return json_response(

@@ -206,3 +206,8 @@ async def test_odd_path_parameters_are_not_found(service: Running, path: str, ke
     assert got == 404, answer
     got, answer = await send(service, "DELETE", "/v1/silences/a%00b", b"")
     assert got == 404, answer
+
+
+async def test_an_unknown_locale_is_a_400_naming_it(service: Running) -> None:
+    got, answer = await send(service, "GET", "/v1/groups/abc/updates/1?locale=fr", b"", key="phone")
+    assert (got, fields(answer)) == (400, ["locale"])
