@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 import segno
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from dispatcher.intake import FieldError
+from dispatcher.intake import FieldError, Text, Wire, is_ident
 from dispatcher.pairing import FailureLimiter, Network, client_address, digest, new_code, normal
 from dispatcher.pairing import shown as shown_code
 from dispatcher.rules.load import RuleSet
@@ -38,6 +38,7 @@ from dispatcher.web.auth import (
     requires,
     stored_id,
 )
+from dispatcher.web.openapi import documented
 from dispatcher.web.problems import problem
 
 log = logging.getLogger("dispatcher.access")
@@ -62,27 +63,21 @@ class Access:
 
 ACCESS = web.AppKey("access", Access)
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class KeyIn(Wire):
     name: Name
-    scopes: list[Scope] = Field(min_length=1)
-    leader: str | None = None
+    scopes: list[Scope] = Field(min_length=1, max_length=10)
+    leader: Annotated[Text, Field(max_length=200)] | None = None
 
 
-class PairingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class PairingIn(Wire):
     minutes: int = Field(PAIRING_MINUTES, ge=1, le=MAX_PAIRING_MINUTES)
 
 
-class RedeemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    code: Annotated[str, Field(min_length=1, max_length=40)]
+class RedeemIn(Wire):
+    code: Annotated[Text, Field(min_length=1, max_length=40)]
     name: Name | None = None
 
 
@@ -149,6 +144,11 @@ def leader_problem(
 
 
 @requires("admin")
+@documented(
+    "API keys: the config's and the database's, never a key or its hash",
+    responses={200: "the keys"},
+    tags=["keys"],
+)
 async def list_keys(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
     rows = await request.app[PIPELINE].store.list_keys()
@@ -159,6 +159,12 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @requires("admin")
+@documented(
+    "Make an API key (shown once in the answer)",
+    body=KeyIn,
+    responses={201: "the key, with the key itself"},
+    tags=["keys"],
+)
 async def create_key(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     body = await read_body(request, KeyIn, what="key")
@@ -179,10 +185,17 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 @requires("admin")
+@documented(
+    "Revoke an API key: refused from the next request, its phones disabled",
+    responses={200: "the key, revoked", 404: "no such key", 409: "a key in the config file"},
+    tags=["keys"],
+)
 async def revoke_key(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     access = request.app[ACCESS]
     wanted = request.match_info["id"]
+    if not is_ident(wanted):
+        return problem(404, "Not Found", "no key with that id")
     if wanted.startswith(CONFIG_PREFIX):
         return problem(
             409, "Key in the config",
@@ -214,6 +227,13 @@ def qr_svg(url: str) -> str:
 
 
 @requires("admin")
+@documented(
+    "A one-time code for a leader's phone, with the app's URL and a QR code",
+    body=PairingIn,
+    body_required=False,
+    responses={201: "the code", 404: "no such leader in the rules"},
+    tags=["keys"],
+)
 async def create_pairing(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     access = request.app[ACCESS]
@@ -250,6 +270,17 @@ async def create_pairing(request: web.Request) -> web.Response:
 
 
 @requires(PUBLIC)
+@documented(
+    "A phone trades a pairing code for a key of its own",
+    body=RedeemIn,
+    responses={
+        201: "the phone's key",
+        404: "no such code, or used, or expired",
+        409: "the leader is no longer in the rules",
+        429: "too many wrong codes; see Retry-After",
+    },
+    tags=["keys"],
+)
 async def redeem_pairing(request: web.Request) -> web.Response:
     """A phone trades a pairing code for its own key. Failures are limited per client
     address and in all (429 with Retry-After), so codes cannot be guessed."""
@@ -294,6 +325,7 @@ async def redeem_pairing(request: web.Request) -> web.Response:
 
 
 @requires("devices:write")
+@documented("Who this phone's key speaks for", responses={200: "the leader"}, tags=["devices"])
 async def me(request: web.Request) -> web.Response:
     """Who this phone's key speaks for."""
     leader = _device_leader(request)
