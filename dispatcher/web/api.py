@@ -509,6 +509,11 @@ def _webpush(request: web.Request) -> WebPushChannel | None:
 
 
 @requires(PUBLIC)
+@documented(
+    "The VAPID public key a web app subscribes with",
+    responses={200: "{public_key}", 404: "no Web Push channel"},
+    tags=["devices"],
+)
 async def webpush_vapid(request: web.Request) -> web.Response:
     """The VAPID public key a web app subscribes with (`applicationServerKey`)."""
     webpush = _webpush(request)
@@ -519,7 +524,7 @@ async def webpush_vapid(request: web.Request) -> web.Response:
 
 @requires("devices:write")
 @documented(
-    "Register a phone for the key's leader",
+    "Register a phone (FCM token) or a browser (Web Push subscription) for the key's leader",
     body=DeviceIn,
     responses={200: "already registered", 201: "registered"},
     tags=["devices"],
