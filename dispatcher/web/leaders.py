@@ -20,6 +20,7 @@ from dispatcher.rules.load import RuleSet
 from dispatcher.store.repo import IncidentRow, LeaderGroup
 from dispatcher.web.api import PIPELINE, _device_leader, json_response
 from dispatcher.web.auth import requires
+from dispatcher.web.openapi import Param, documented
 from dispatcher.web.problems import problem
 
 LOCALES = ("ar", "en")
@@ -119,6 +120,12 @@ def group_json(found: LeaderGroup, rules: RuleSet, locale: str, leader_id: str) 
 
 
 @requires("devices:write")
+@documented(
+    "The key's leader's open alert groups, as the leaders' app shows them",
+    query=[Param("locale", {"type": "string", "enum": ["ar", "en"]})],
+    responses={200: "the groups"},
+    tags=["devices"],
+)
 async def my_groups(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     leader_id = _device_leader(request)

@@ -61,7 +61,7 @@ class Doc:
     query: Sequence[Param] = ()
     path: Mapping[str, Schema] = field(default_factory=dict)  # path parameters' schemas
     responses: Mapping[int, str] = field(default_factory=dict)  # status: what it holds
-    response_media: str = "application/json"
+    response_media: str | Sequence[str] = "application/json"  # of the 2xx answers
     json_statuses: Sequence[int] = ()  # errors answered in plain JSON, not problem+json
     tags: Sequence[str] = ()
 
@@ -187,8 +187,11 @@ def _operation(path: str, handler: Handler, doc: Doc) -> Schema:
             answer["content"] = {"application/json": {"schema": {}}}
         elif status >= 400:
             answer["content"] = {PROBLEM_TYPE: {"schema": {"$ref": REF.format(model="Problem")}}}
-        elif status != 204:
-            answer["content"] = {doc.response_media: {"schema": {}}}
+        elif 200 <= status < 300 and status != 204:
+            media = doc.response_media
+            answer["content"] = {
+                m: {"schema": {}} for m in ([media] if isinstance(media, str) else media)
+            }
         responses[str(status)] = answer
     op["responses"] = responses
     return op

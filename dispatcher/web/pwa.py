@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from dispatcher.web.auth import PUBLIC, requires
+from dispatcher.web.openapi import documented
 
 APP_DIR = Path(__file__).with_name("app")
 PLACEHOLDER = b"__APP_VERSION__"
@@ -93,6 +94,12 @@ def _cache_control(name: str, request: web.Request, version: str) -> str:
 
 
 @requires(PUBLIC)
+@documented(
+    "The leaders' app: its page (`/app/`) and files",
+    responses={200: "the file", 304: "not modified (If-None-Match)", 404: "no such file"},
+    response_media=sorted({t.split(";")[0] for t in TYPES.values()}),
+    tags=["app"],
+)
 async def app_file(request: web.Request) -> web.Response:
     files = request.app[APP_FILES]
     name = request.match_info.get("name", "")
@@ -123,6 +130,7 @@ async def app_file(request: web.Request) -> web.Response:
 
 
 @requires(PUBLIC)
+@documented("The leaders' app, at /app/", responses={308: "to /app/"}, tags=["app"])
 async def app_root(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/app/")
 
