@@ -19,6 +19,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from dispatcher.clock import Clock, system_clock
+from dispatcher.feed import FeedHub
 from dispatcher.incidents import MergeRule
 from dispatcher.metrics import Metrics
 from dispatcher.notify.base import Channel
@@ -28,7 +29,7 @@ from dispatcher.notify.webhook import WebhookChannel
 from dispatcher.notify.webpush import VAPID_KEY_NAME, Vapid, WebPushChannel, new_vapid_pem
 from dispatcher.pipeline import Pipeline
 from dispatcher.rules.live import LiveRules
-from dispatcher.rules.load import RuleSet, load_rules
+from dispatcher.rules.load import RuleSet, load_rules, rule_files
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import DEFAULT_WEBPUSH_SUBJECT, ConfigError, Settings
 from dispatcher.store import db
@@ -38,6 +39,8 @@ from dispatcher.web import request_ids
 from dispatcher.web.access import ACCESS, Access, add_access_routes, record_uses
 from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
+from dispatcher.web.desk import Desk, add_desk
+from dispatcher.web.desk.sessions import Sessions, cookie_auth
 from dispatcher.web.groups import add_group_routes
 from dispatcher.web.leaders import add_leader_routes
 from dispatcher.web.openapi import add_openapi_route
@@ -175,8 +178,10 @@ async def build(
     )
 
     async def record(ruleset: RuleSet, how: str, at: datetime) -> None:
+        # The files as applied, kept for the desk's diff of two versions.
+        files = await asyncio.to_thread(rule_files, rules_path)
         await store.record_rule_set(
-            version=ruleset.version, sha256=ruleset.sha256, applied_at=at, how=how
+            version=ruleset.version, sha256=ruleset.sha256, applied_at=at, how=how, files=files
         )
         # A route the edit gave another receiver: its open groups go to the new one (at
         # start-up too: the service may have been down while the rules were edited).
@@ -221,6 +226,7 @@ async def build(
         delivery=delivery,
         clock=clock,
         display_tz=ZoneInfo(settings.alerts.timezone),
+        feed=FeedHub(),
     )
     scheduler = Scheduler(
         pipeline.tick,
@@ -244,11 +250,17 @@ async def build(
 def make_app(service: Service) -> web.Application:
     server = service.settings.server
     ring = KeyRing(service.settings.auth.keys, service.store.key_by_hash)
+    pipeline = service.pipeline
+    hub = pipeline.feed if pipeline.feed is not None else FeedHub()
+    desk = Desk(keys=ring, sessions=Sessions(), hub=hub)
     app = web.Application(
         client_max_size=server.max_body_bytes,
-        middlewares=[problem_middleware, auth_middleware(ring)],
+        middlewares=[
+            problem_middleware,
+            auth_middleware(ring, cookie_auth(ring, desk.sessions, pipeline.clock)),
+        ],
     )
-    app[PIPELINE] = service.pipeline
+    app[PIPELINE] = pipeline
     app[ACCESS] = Access(ring, server.base_url(), tuple(server.trusted_proxies))
     request_ids.install(app)
     add_routes(app)
@@ -258,6 +270,7 @@ def make_app(service: Service) -> web.Application:
     add_leader_routes(app)
     add_app_routes(app)
     add_access_routes(app)
+    add_desk(app, desk)
     add_openapi_route(app)  # last: it describes the routes above
 
     async def key_uses_ctx(app: web.Application):  # type: ignore[no-untyped-def]

@@ -53,6 +53,10 @@ class RegionIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def outlines(self) -> dict[str, BaseGeometry]:
+        """Each region's outline, by id (for drawing them)."""
+        return dict(zip(self._ids, self._geoms, strict=True))
+
     def place(self, lat: float, lon: float) -> str | None:
         """The deepest region covering (lat, lon), or None."""
         found = self._remembered(lat, lon)

@@ -18,6 +18,7 @@ from typing import Any
 
 from dispatcher import logs
 from dispatcher.clock import Clock
+from dispatcher.feed import FeedHub, event_of
 from dispatcher.group import GroupTally, Summary, due_action, next_wakeup
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
@@ -62,6 +63,7 @@ class Pipeline:
         clock: Clock,
         display_tz: tzinfo,
         metrics: Metrics,
+        feed: FeedHub | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -70,6 +72,7 @@ class Pipeline:
         self.clock = clock
         self.display_tz = display_tz
         self.metrics = metrics
+        self.feed = feed
         self._background: set[asyncio.Task[None]] = set()
         self._router: Router | None = None  # routing remembered for the rules in force
         # Each open group's reports as counted so far, so that a flush reads and counts only
@@ -108,6 +111,10 @@ class Pipeline:
             key_name=key_name,
             rules_version=rules.version,
         )
+        if self.feed is not None:
+            # Committed: the desk's live feed may tell it.
+            at = self.clock()
+            self.feed.publish([event_of(result, rules, at) for result in results])
         outcomes = Counter(result.outcome for result in results)
         for outcome, n in outcomes.items():
             self.metrics.reports.labels(outcome).inc(n)

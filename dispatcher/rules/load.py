@@ -293,6 +293,21 @@ def load_rules(folder: str | Path) -> RuleSet:
     return ruleset
 
 
+def rule_files(folder: str | Path) -> dict[str, str]:
+    """The text of every file a rule set in `folder` is made of (the YAML files and the
+    GeoJSON outlines), by path within the folder: what `load_rules` reads, kept as applied."""
+    root = Path(folder)
+    paths = [root / name for name in (*FILES, *OPTIONAL_FILES)]
+    paths += sorted(root.rglob("*.geojson"))
+    out: dict[str, str] = {}
+    for path in paths:
+        try:
+            out[path.relative_to(root).as_posix()] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return out
+
+
 def check_rules(folder: str | Path) -> list[RuleError]:
     """Every error and warning in `folder`, in file order."""
     _, problems = _build(Path(folder))

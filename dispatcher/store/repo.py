@@ -7,6 +7,7 @@ values back; nothing above this module sees SQLAlchemy.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from dispatcher.store.tables import (
     incidents,
     notifications,
     reports,
+    rule_files,
     rule_sets,
     service_keys,
     silences,
@@ -113,6 +115,18 @@ class GroupRow:
             escalate_after=self.escalate_after,
             escalated=self.escalated_at is not None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    """An open group as the desk lists it."""
+
+    group: GroupRow
+    last_update_at: datetime | None
+    acks: tuple[Ack, ...]
+    regions: tuple[str, ...]  # of its reports
+    kinds: tuple[str, ...]
+    reports: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,10 +514,18 @@ class Store:
     # --- rule sets -----------------------------------------------------------------------
 
     async def record_rule_set(
-        self, *, version: str, sha256: str, applied_at: datetime, how: str
+        self,
+        *,
+        version: str,
+        sha256: str,
+        applied_at: datetime,
+        how: str,
+        files: Mapping[str, str] | None = None,
     ) -> None:
+        """Note a rule set applied; `files` (path in the rules folder -> text) keeps what it
+        said, each text once however many versions share it, for the desk's diff."""
         row = {"version": version, "sha256": sha256, "applied_at": applied_at, "how": how[:200]}
-        await self._write(partial(_insert, table=rule_sets, row=row))
+        await self._write(partial(_record_rule_set, row=row, files=dict(files or {})))
 
     async def rule_set_history(self, limit: int = 10) -> list[dict[str, str]]:
         """The rule sets applied most recently, newest first."""
@@ -512,9 +534,88 @@ class Store:
                 select(rule_sets).order_by(rule_sets.c.id.desc()).limit(limit)
             )
             return [
-                {"version": r.version, "applied_at": r.applied_at.isoformat(), "how": r.how}
+                {
+                    "version": r.version,
+                    "applied_at": r.applied_at.isoformat(),
+                    "how": r.how,
+                    "kept": "yes" if r.files else "no",
+                }
                 for r in rows
             ]
+
+    async def rule_set_files(self, version: str) -> dict[str, str] | None:
+        """The files of a rule set version as applied (newest record of it), or None when
+        they were not kept (applied before they were)."""
+
+        def read(conn: Connection) -> dict[str, str] | None:
+            row = conn.execute(
+                select(rule_sets.c.files)
+                .where(rule_sets.c.version == version, rule_sets.c.files.is_not(None))
+                .order_by(rule_sets.c.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            names: dict[str, str] = _json_object(row.files)
+            texts = dict(
+                conn.execute(
+                    select(rule_files.c.sha256, rule_files.c.text).where(
+                        rule_files.c.sha256.in_(sorted(set(names.values())))
+                    )
+                ).all()
+            )
+            if not set(names.values()) <= set(texts):
+                return None
+            return {path: texts[sha] for path, sha in names.items()}
+
+        return await self._read(read)
+
+    # --- the desk ------------------------------------------------------------------------
+
+    async def get_incident(self, incident_id: str) -> IncidentRow | None:
+        """One incident with every revision of every report that joined it."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(incidents).where(incidents.c.id == incident_id))
+            ).first()
+            if row is None:
+                return None
+            found = await conn.execute(
+                select(reports).where(reports.c.incident_id == incident_id).order_by(reports.c.pk)
+            )
+            joined = tuple(_report_from_row(r) for r in found)
+        return IncidentRow(
+            id=row.id,
+            kind=row.kind,
+            region=row.region,
+            location=Point(row.lat, row.lon) if row.lat is not None else None,
+            occurred_at=row.occurred_at,
+            named=row.named,
+            reports=joined,
+        )
+
+    async def open_groups(self, limit: int = 500) -> list[OpenGroup]:
+        """Open alert groups, latest report first, with what the desk shows of each: when
+        it last told its leaders, who acknowledged, its incidents' regions and kinds."""
+        return await self._read(partial(_open_groups, limit=limit))
+
+    async def reports_received_since(self, since: datetime, limit: int) -> list[Report]:
+        """The newest revision of each report received since `since` (a rules diff's
+        replay), oldest first."""
+
+        def read(conn: Connection) -> list[Report]:
+            rows = conn.execute(
+                select(reports)
+                .where(reports.c.received_at >= since)
+                .order_by(reports.c.pk.desc())
+                .limit(limit)
+            ).all()
+            newest: dict[tuple[str, str], Report] = {}
+            for r in rows:
+                newest.setdefault((r.source, r.ext_id), _report_from_row(r).report)
+            return list(reversed(newest.values()))
+
+        return await self._read(read)
 
     # --- alert groups --------------------------------------------------------------------
 
@@ -1708,3 +1809,73 @@ def _remove(conn: Connection, *, leader_id: str, token: str, now: datetime, reas
         .values(disabled_at=now, disabled_reason=reason)
     )
     return result.rowcount == 1
+
+
+def _record_rule_set(conn: Connection, *, row: dict[str, Any], files: dict[str, str]) -> None:
+    names: dict[str, str] = {}
+    for path, content in sorted(files.items()):
+        sha = hashlib.sha256(content.encode()).hexdigest()
+        names[path] = sha
+        held = conn.execute(select(rule_files.c.sha256).where(rule_files.c.sha256 == sha))
+        if held.first() is None:
+            conn.execute(rule_files.insert().values(sha256=sha, text=content))
+    conn.execute(rule_sets.insert().values(**row, files=names or None))
+
+
+def _open_groups(conn: Connection, *, limit: int) -> list[OpenGroup]:
+    groups = [
+        _group_from_row(r)
+        for r in conn.execute(
+            select(alert_groups)
+            .where(alert_groups.c.closed_at.is_(None))
+            .order_by(alert_groups.c.last_report_at.desc(), alert_groups.c.id)
+            .limit(limit)
+        )
+    ]
+    ids = [g.id for g in groups]
+    if not ids:
+        return []
+    last = dict(
+        conn.execute(
+            select(group_updates.c.group_id, func.max(group_updates.c.created_at))
+            .where(group_updates.c.group_id.in_(ids))
+            .group_by(group_updates.c.group_id)
+        ).all()
+    )
+    acks: dict[str, list[Ack]] = {}
+    for a in conn.execute(
+        select(group_acks).where(group_acks.c.group_id.in_(ids)).order_by(group_acks.c.id)
+    ):
+        acks.setdefault(a.group_id, []).append(Ack(a.leader_id, a.at, a.responding, a.note))
+    seen: dict[str, tuple[set[str], set[str], int]] = {i: (set(), set(), 0) for i in ids}
+    for group_id, region, kind, n in conn.execute(
+        select(group_reports.c.group_id, reports.c.region, reports.c.kind, func.count())
+        .join(reports, reports.c.pk == group_reports.c.report_pk)
+        .where(group_reports.c.group_id.in_(ids))
+        .group_by(group_reports.c.group_id, reports.c.region, reports.c.kind)
+    ):
+        regions, kinds, total = seen[group_id]
+        regions.add(region)
+        kinds.add(kind)
+        seen[group_id] = (regions, kinds, total + int(n))
+    return [
+        OpenGroup(
+            group=g,
+            last_update_at=_as_utc(last.get(g.id)),
+            acks=tuple(acks.get(g.id, ())),
+            regions=tuple(sorted(seen[g.id][0])),
+            kinds=tuple(sorted(seen[g.id][1])),
+            reports=seen[g.id][2],
+        )
+        for g in groups
+    ]
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A time from an aggregate (which skips the column's type): aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

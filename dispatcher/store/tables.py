@@ -345,8 +345,20 @@ rule_sets = Table(
     Column("sha256", String(64), nullable=False),
     Column("applied_at", Time, nullable=False),
     Column("how", String(200), nullable=False),
+    # What its files said (path in the rules folder -> sha256 of the text in rule_files),
+    # so the desk can diff two versions; null for rule sets applied before this was kept.
+    Column("files", JSON, nullable=True),
 )
 Index("ix_rule_sets_applied_at", rule_sets.c.applied_at)
+
+# The text of every rule file a rule set applied held, once per content (a boundary file
+# that no edit touched is kept once, not once per version).
+rule_files = Table(
+    "rule_files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("text", Text, nullable=False),
+)
 
 
 # Indexes that only some databases have (`ddl_if` above), for comparing the schema of one

@@ -185,12 +185,28 @@ class KeyRing:
         used, self._used = self._used, set()
         return used
 
+    async def by_hash(self, digest: str) -> ApiKey | None:
+        """The key with this SHA-256 while it is admitted (a desk session's key, which ends
+        within a second of the key's revocation, as a Bearer key would be refused)."""
+        found = self._by_hash.get(digest)
+        if found is not None or self._fetch is None:
+            return found
+        entry = self._cache.get(digest)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        return await self._load(digest)
+
 
 def allows(key: ApiKey, scope: str) -> bool:
     return scope in key.scopes or "admin" in key.scopes
 
 
-def auth_middleware(keys: KeyRing) -> Any:
+# The desk's session check: the key a request's session cookie stands for, or the answer.
+CookieAuth = Callable[[web.Request], Awaitable[ApiKey | web.StreamResponse]]
+COOKIE_PREFIX = "/desk/"  # where sessions are the credential, not Bearer keys
+
+
+def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_handler = request.match_info.handler
@@ -200,6 +216,18 @@ def auth_middleware(keys: KeyRing) -> Any:
         if scope is None:
             # A handler that forgot to declare its scope is closed, not open.
             return problem(403, "Forbidden", "this endpoint declares no scope")
+        if cookie_auth is not None and request.path.startswith(COOKIE_PREFIX):
+            # The desk: a session cookie (with its CSRF token on writes), never a Bearer key.
+            found = await cookie_auth(request)
+            if not isinstance(found, ApiKey):
+                return found
+            if not allows(found, scope):
+                return problem(
+                    403, "Forbidden", f"the key '{found.name}' lacks the scope '{scope}'"
+                )
+            keys.used(found)
+            request[KEY] = found
+            return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         presented = presented.strip()

@@ -1,0 +1,133 @@
+"""The live feed: what became of each accepted report, for the operators' desk.
+
+The pipeline publishes one event per report it stored or refused to store again (new
+incident, merged, revised, retracted, duplicate, stale, conflict); the desk's Server-Sent
+Events stream reads them. Events have increasing ids and the hub keeps the last `size` in a
+ring, so a desk that reconnects with `Last-Event-ID` gets every event it missed; one whose
+id has left the ring is told to reload instead. The hub lives in one process: on several
+instances each desk sees the reports its own instance accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dispatcher.rules.load import RuleSet
+    from dispatcher.store.writes import SaveResult
+
+RING = 10_000
+
+
+def outcome_word(result: SaveResult) -> str:
+    """What an operator calls what became of a report."""
+    if result.outcome != "created":
+        return result.outcome  # duplicate, stale, conflict
+    report = result.stored.report
+    if report.status == "retracted":
+        return "retracted"
+    if report.revision > 1:
+        return "revised"
+    return "merged" if result.merged else "new"
+
+
+def event_of(result: SaveResult, rules: RuleSet, at: datetime) -> dict[str, Any]:
+    """The feed's event for one report (without its id, which the hub gives)."""
+    r = result.stored.report
+    c = r.casualties
+    return {
+        "outcome": outcome_word(result),
+        "at": at.isoformat(),
+        "source": r.source,
+        "report": r.id,
+        "revision": r.revision,
+        "kind": r.kind,
+        "status": r.status,
+        "occurred_at": r.occurred_at.isoformat(),
+        "region": r.region,
+        "region_name": rules.region_name(r.region, "en"),
+        "region_name_ar": rules.region_name(r.region, "ar"),
+        "incident": r.incident,
+        "lat": r.location.lat if r.location else None,
+        "lon": r.location.lon if r.location else None,
+        "casualties": {
+            "killed": c.killed,
+            "injured": c.injured,
+            "trapped": c.trapped,
+            "rescued": c.rescued,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    data: dict[str, Any]
+
+
+class FeedHub:
+    """A bounded ring of events and the waiters for the next one."""
+
+    def __init__(self, size: int = RING) -> None:
+        self._ring: deque[Event] = deque(maxlen=size)
+        self._last = 0
+        self._changed = asyncio.Condition()
+        self.closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def last_id(self) -> int:
+        return self._last
+
+    def publish(self, items: Sequence[dict[str, Any]]) -> None:
+        """Add events (called on the event loop, after the reports were committed)."""
+        for data in items:
+            self._last += 1
+            self._ring.append(Event(self._last, data))
+        if items:
+            self._wake_soon()
+
+    def close(self) -> None:
+        """End every reader's wait (the service is shutting down)."""
+        self.closed = True
+        self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._wake())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wake(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def since(self, after: int) -> list[Event] | None:
+        """Every event after id `after`, or None when some of them have left the ring (the
+        reader must reload). An id ahead of ours (the service restarted) also reloads."""
+        if after > self._last:
+            return None
+        if after == self._last:
+            return []
+        oldest = self._ring[0].id if self._ring else self._last + 1
+        if after + 1 < oldest:
+            return None
+        skip = after + 1 - oldest
+        return [e for i, e in enumerate(self._ring) if i >= skip]
+
+    async def wait(self, after: int, seconds: float) -> bool:
+        """Wait up to `seconds` for an event after `after`; False if none came."""
+        if self._last > after or self.closed:
+            return True
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._last > after or self.closed), seconds
+                )
+            except TimeoutError:
+                return False
+        return True

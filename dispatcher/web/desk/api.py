@@ -1,0 +1,430 @@
+"""The desk's JSON calls and its live feed, under /desk/api/ (session cookie, not Bearer).
+
+Reads need a session of a key with `read` (or `admin`); writes need `admin` and the
+session's CSRF token (see sessions.py). The map's incidents are one compact row each; the
+region outlines are cached per rules version; the feed is Server-Sent Events replayed from
+`Last-Event-ID`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from dispatcher.feed import FeedHub
+from dispatcher.intake import FieldError
+from dispatcher.model import KINDS, Casualties, Report
+from dispatcher.rules.diff import diff, diff_json
+from dispatcher.rules.load import RuleSet, load_rules
+from dispatcher.settings import ApiKey
+from dispatcher.silence import Silence
+from dispatcher.store.repo import OpenGroup
+from dispatcher.web.api import PIPELINE, json_response, read_body
+from dispatcher.web.auth import KEY, KeyRing, requires
+from dispatcher.web.desk import views
+from dispatcher.web.desk.sessions import Sessions
+from dispatcher.web.problems import problem
+from dispatcher.web.silences import Names, SilenceIn, _check, silence_json
+
+HEARTBEAT = 15.0  # seconds between comments on an idle feed (proxies close silent streams)
+DIFF_WINDOW = timedelta(days=1)
+DIFF_MAX_REPORTS = 50_000
+
+
+@dataclass
+class Desk:
+    """The desk's state on the app: sessions, the feed, cached outlines."""
+
+    keys: KeyRing
+    sessions: Sessions
+    hub: FeedHub
+    heartbeat: float = HEARTBEAT
+    outlines: dict[str, bytes] = field(default_factory=dict)  # rules version -> GeoJSON
+
+
+DESK = web.AppKey("desk", Desk)
+
+
+def midnight(now: datetime, tz: Any) -> datetime:
+    local = now.astimezone(tz)
+    return datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
+
+
+def _since(request: web.Request, now: datetime) -> datetime | FieldError:
+    text = request.query.get("since", "today")
+    pipeline = request.app[PIPELINE]
+    if text == "today":
+        return midnight(now, pipeline.display_tz)
+    hours = {"1h": 1, "6h": 6, "24h": 24}.get(text)
+    if hours is not None:
+        return now - timedelta(hours=hours)
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        return FieldError("since", "today, 1h, 6h, 24h or an RFC 3339 time with an offset")
+    return since
+
+
+def reaches_team(rules: RuleSet, row: list[Any], team: str) -> bool:
+    """Whether the rules in force send an incident like this one to `team`."""
+    report = Report(
+        source="desk",
+        id=row[0],
+        kind=row[1],
+        occurred_at=datetime.fromisoformat(row[2]),
+        region=row[3],
+        casualties=Casualties(killed=row[6], injured=row[7], trapped=row[8], rescued=row[9]),
+        status="confirmed" if row[10] else "unconfirmed",
+    )
+    for route in rules.routes_for(report):
+        if route.receiver == team:
+            return True
+        leader = rules.leaders.get(route.receiver)
+        if leader is not None and leader.team == team:
+            return True
+    return False
+
+
+COLUMNS = [
+    "id", "kind", "occurred_at", "region", "lat", "lon", "killed", "injured", "trapped",
+    "rescued", "confirmed", "live_reports", "sources",
+]  # fmt: skip
+
+
+@requires("read")
+async def map_incidents(request: web.Request) -> web.Response:
+    """Today's (or `since`'s) incidents for the map: one compact row each, newest first,
+    at most views.MAP_CAP (`capped` says so). Filters: region (and below), kind, team."""
+    pipeline = request.app[PIPELINE]
+    rules = pipeline.rules.current
+    now = pipeline.clock()
+    errors = []
+    since = _since(request, now)
+    if isinstance(since, FieldError):
+        errors.append(since)
+    region = request.query.get("region") or None
+    if region is not None:
+        found = rules.resolve_region(region)
+        if isinstance(found, str):
+            region = found
+        else:
+            errors.append(FieldError("region", f"unknown or ambiguous region {region!r}"))
+    kind = request.query.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        errors.append(FieldError("kind", f"unknown kind {kind!r}"))
+    team = request.query.get("team") or None
+    if team is not None and team not in rules.teams:
+        errors.append(FieldError("team", f"unknown team {team!r}"))
+    if errors or isinstance(since, FieldError):
+        return problem(400, "Bad query", errors=errors)
+    rows = await pipeline.store.list_incidents(
+        regions=rules.subtree(region) if region else None,
+        kind=kind,
+        since=since,
+        limit=views.MAP_CAP + 1,
+        before=None,
+    )
+    capped = len(rows) > views.MAP_CAP
+    compact = await asyncio.to_thread(views.compact_incidents, rows[: views.MAP_CAP], rules)
+    if team is not None:
+        compact = [row for row in compact if reaches_team(rules, row, team)]
+    return json_response(
+        {
+            "columns": COLUMNS,
+            "incidents": compact,
+            "capped": capped,
+            "cap": views.MAP_CAP,
+            "since": since.isoformat(),
+            "feed_id": request.app[DESK].hub.last_id,
+        }
+    )
+
+
+@requires("read")
+async def incident(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    row = await pipeline.store.get_incident(request.match_info["id"])
+    if row is None:
+        return problem(404, "Not Found", "no incident with that id")
+    return json_response(views.incident_panel(row, pipeline.rules.current))
+
+
+@requires("read")
+async def outlines(request: web.Request) -> web.Response:
+    """The region outlines of the rules in force, simplified (cached per version)."""
+    rules = request.app[PIPELINE].rules.current
+    cache = request.app[DESK].outlines
+    body = cache.get(rules.version)
+    if body is None:
+        geo = await asyncio.to_thread(views.outlines_geojson, rules)
+        body = json.dumps(geo, ensure_ascii=False, separators=(",", ":")).encode()
+        cache.clear()
+        cache[rules.version] = body
+    return web.Response(
+        body=body,
+        content_type="application/geo+json",
+        charset="utf-8",
+        headers={"Cache-Control": "private, max-age=300", "ETag": f'"{rules.version}"'},
+    )
+
+
+@requires("read")
+async def rule_test(request: web.Request) -> web.Response:
+    """Where a report here, of this kind and these counts, would go."""
+    pipeline = request.app[PIPELINE]
+    q = request.query
+    data: dict[str, Any] = {"kind": q.get("kind", "airstrike")}
+    errors = []
+    counts: dict[str, int] = {}
+    for name in ("killed", "injured", "trapped"):
+        try:
+            counts[name] = int(q.get(name) or 0)
+        except ValueError:
+            errors.append(FieldError(name, "must be a whole number"))
+    data["casualties"] = counts
+    if q.get("lat") and q.get("lon"):
+        try:
+            data["location"] = {"lat": float(q["lat"]), "lon": float(q["lon"])}
+        except ValueError:
+            errors.append(FieldError("location", "lat and lon must be numbers"))
+    if q.get("region"):
+        data["region"] = q["region"]
+    if "location" not in data and "region" not in data and not errors:
+        errors.append(FieldError("location", "click the map or name a region"))
+    if errors:
+        return problem(400, "Bad query", errors=errors)
+    result = views.rule_test(pipeline.rules.current, data, pipeline.clock())
+    if "errors" in result:
+        return problem(
+            422,
+            "Invalid report",
+            errors=[FieldError(e["field"], e["message"]) for e in result["errors"]],
+        )
+    return json_response(result)
+
+
+async def open_group_rows(request: web.Request) -> list[dict[str, Any]]:
+    """Every open group as the desk shows it, with why it is quiet."""
+    pipeline = request.app[PIPELINE]
+    rules = pipeline.rules.current
+    now = pipeline.clock()
+    groups = await pipeline.store.open_groups()
+    silences = await pipeline.store.current_silences(ending_after=now)
+    pushes: dict[str, list[tuple[tuple[tuple[str, str], ...], datetime]]] = {}
+    for rule in rules.inhibitions:
+        for route_id in rule.source_routes:
+            if route_id not in pushes:
+                pushes[route_id] = await pipeline.store.recent_pushes(
+                    [route_id], since=now - rule.for_
+                )
+    return [
+        views.group_row(
+            rules,
+            og,
+            silence=views.held_by_silence(rules, og, silences, now),
+            inhibition=views.inhibited_by(rules, og, pushes, now),
+            now=now,
+        )
+        for og in groups
+    ]
+
+
+@requires("read")
+async def groups(request: web.Request) -> web.Response:
+    return json_response({"groups": await open_group_rows(request)})
+
+
+class DeskSilenceIn(BaseModel):
+    """A silence from the desk: its author is the signed-in key's name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matchers: dict[str, Names]
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    duration: str | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+async def _desk_silence(request: web.Request) -> tuple[Silence, list[OpenGroup]] | web.Response:
+    pipeline = request.app[PIPELINE]
+    body = await read_body(request, DeskSilenceIn, what="silence")
+    if isinstance(body, web.Response):
+        return body
+    key: ApiKey = request[KEY]
+    try:
+        given = SilenceIn.model_validate(
+            {**body.model_dump(exclude_none=True), "author": key.name[:100]}
+        )
+    except ValueError as exc:
+        return problem(422, "Invalid silence", str(exc))
+    now = pipeline.clock()
+    silence, errors = _check(given, pipeline.rules.current, now)
+    if silence is None:
+        return problem(422, "Invalid silence", "nothing was stored", errors=errors)
+    held = views.silence_would_hold(
+        pipeline.rules.current, silence, await pipeline.store.open_groups()
+    )
+    return silence, held
+
+
+@requires("admin")
+async def preview_silence(request: web.Request) -> web.Response:
+    """The open groups a silence would hold, before it is saved."""
+    found = await _desk_silence(request)
+    if isinstance(found, web.Response):
+        return found
+    silence, held = found
+    rules = request.app[PIPELINE].rules.current
+    now = request.app[PIPELINE].clock()
+    return json_response(
+        {
+            "silence": silence_json(silence, now),
+            "groups": [
+                views.group_row(rules, og, silence=None, inhibition=None, now=now) for og in held
+            ],
+        }
+    )
+
+
+@requires("admin")
+async def add_silence(request: web.Request) -> web.Response:
+    found = await _desk_silence(request)
+    if isinstance(found, web.Response):
+        return found
+    silence, held = found
+    pipeline = request.app[PIPELINE]
+    key: ApiKey = request[KEY]
+    await pipeline.store.add_silence(silence, key_name=key.name)
+    return json_response(
+        {**silence_json(silence, pipeline.clock()), "holds": [og.group.id for og in held]},
+        status=201,
+    )
+
+
+@requires("read")
+async def feed(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: `report` events (id, data as dispatcher.feed.event_of), from the
+    one after `Last-Event-ID` (or `?after=`); a `reload` event when those have left the
+    ring; a comment every `heartbeat` seconds while nothing happens."""
+    desk = request.app[DESK]
+    hub = desk.hub
+    given = request.headers.get("Last-Event-ID") or request.query.get("after")
+    try:
+        after = int(given) if given else hub.last_id
+    except ValueError:
+        after = -1  # not one of ours: reload
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass events on as they come
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(b"retry: 2000\n\n")
+        while not hub.closed:
+            events = hub.since(after) if after >= 0 else None
+            if events is None:
+                after = hub.last_id
+                await response.write(
+                    f'id: {after}\nevent: reload\ndata: {{"last_id": {after}}}\n\n'.encode()
+                )
+                continue
+            if events:
+                chunk = "".join(
+                    f"id: {e.id}\nevent: report\ndata: "
+                    f"{json.dumps(e.data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+                    for e in events
+                )
+                after = events[-1].id
+                await response.write(chunk.encode())
+                continue
+            if not await hub.wait(after, desk.heartbeat):
+                await response.write(b": heartbeat\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
+
+
+def _wire(report: Report) -> dict[str, Any]:
+    """A stored report as its reporter sent it, for replaying through other rules."""
+    c = report.casualties
+    out: dict[str, Any] = {
+        "id": report.id,
+        "source": report.source,
+        "kind": report.kind,
+        "occurred_at": report.occurred_at.isoformat(),
+        "status": report.status,
+        "revision": report.revision,
+        "casualties": {
+            "killed": c.killed, "injured": c.injured, "trapped": c.trapped, "rescued": c.rescued
+        },
+    }  # fmt: skip
+    if report.location is not None:
+        out["location"] = {"lat": report.location.lat, "lon": report.location.lon}
+    if report.given_region is not None:
+        out["region"] = report.given_region
+    return out
+
+
+def _load_snapshot(files: dict[str, str]) -> RuleSet:
+    with tempfile.TemporaryDirectory(prefix="dispatcher-rules-") as folder:
+        root = Path(folder)
+        for name, content in files.items():
+            path = (root / name).resolve()
+            if not path.is_relative_to(root.resolve()):
+                raise ValueError(f"a kept rule file lies outside the folder: {name}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        return load_rules(root)
+
+
+async def rules_diff(request: web.Request, old: str, new: str) -> dict[str, Any]:
+    """Who gains and who loses alerts between two applied versions, replaying the last
+    day's reports (as `dispatcher rules diff --reports`); `missing` names a version whose
+    files were not kept."""
+    pipeline = request.app[PIPELINE]
+    store = pipeline.store
+    kept = {v: await store.rule_set_files(v) for v in (old, new)}
+    missing = [v for v, files in kept.items() if files is None]
+    if missing:
+        return {"missing": missing}
+    rule_sets = {}
+    for v, files in kept.items():
+        assert files is not None
+        rule_sets[v] = await asyncio.to_thread(_load_snapshot, files)
+    now = pipeline.clock()
+    reports = await store.reports_received_since(now - DIFF_WINDOW, DIFF_MAX_REPORTS)
+    result = await asyncio.to_thread(
+        diff,
+        rule_sets[old],
+        rule_sets[new],
+        ((i + 1, _wire(r)) for i, r in enumerate(reports)),
+        now,
+    )
+    return {**diff_json(result), "window_hours": int(DIFF_WINDOW.total_seconds() // 3600)}
+
+
+@requires("read")
+async def rules_diff_json(request: web.Request) -> web.Response:
+    old, new = request.query.get("old", ""), request.query.get("new", "")
+    if not old or not new:
+        return problem(400, "Bad query", errors=[FieldError("old", "give old= and new= versions")])
+    result = await rules_diff(request, old, new)
+    if "missing" in result:
+        return problem(
+            404, "Not Found", f"the files of version {', '.join(result['missing'])} were not kept"
+        )
+    return json_response(result)
