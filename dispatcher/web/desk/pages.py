@@ -189,6 +189,7 @@ async def group_page(request: web.Request) -> web.Response:
             request,
             "groups",
             group=group,
+            labels=dict(group.labels),
             acks=acks,
             deliveries=deliveries,
             receiver_name=rules.receiver_name(group.receiver),
