@@ -117,6 +117,21 @@ class GroupRow:
         )
 
 
+class MapIncident(NamedTuple):
+    id: str
+    kind: str
+    occurred_at: datetime
+    region: str
+    lat: float | None
+    lon: float | None
+    killed: int
+    injured: int
+    trapped: int
+    rescued: int
+    confirmed: bool
+    live_reports: int
+
+
 @dataclass(frozen=True, slots=True)
 class OpenGroup:
     """An open group as the desk lists it."""
@@ -592,6 +607,22 @@ class Store:
             occurred_at=row.occurred_at,
             named=row.named,
             reports=joined,
+        )
+
+    async def map_incidents(
+        self,
+        *,
+        since: datetime,
+        regions: frozenset[str] | None,
+        kind: str | None,
+        limit: int,
+    ) -> list[MapIncident]:
+        """Incidents since `since`, newest first, each with its counts in force: per field
+        the largest figure among the latest revisions of its reports not retracted (as
+        incidents.count over group.latest_revisions), counted inside the database, for the
+        desk's map on a surge day."""
+        return await self._read(
+            partial(_map_incidents, since=since, regions=regions, kind=kind, limit=limit)
         )
 
     async def open_groups(self, limit: int = 500) -> list[OpenGroup]:
@@ -1879,3 +1910,90 @@ def _as_utc(value: Any) -> datetime | None:
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _map_incidents(
+    conn: Connection,
+    *,
+    since: datetime,
+    regions: frozenset[str] | None,
+    kind: str | None,
+    limit: int,
+) -> list[MapIncident]:
+    chosen = select(incidents.c.id).where(incidents.c.occurred_at >= since)
+    if regions is not None:
+        chosen = chosen.where(incidents.c.region.in_(sorted(regions)))
+    if kind is not None:
+        chosen = chosen.where(incidents.c.kind == kind)
+    chosen = chosen.order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc()).limit(limit)
+    ids = chosen.subquery()
+    # Each report's latest revision within its incident ...
+    ranked = (
+        select(
+            reports.c.incident_id,
+            reports.c.killed,
+            reports.c.injured,
+            reports.c.trapped,
+            reports.c.rescued,
+            reports.c.status,
+            func.row_number()
+            .over(
+                partition_by=(reports.c.incident_id, reports.c.source, reports.c.ext_id),
+                order_by=reports.c.revision.desc(),
+            )
+            .label("rn"),
+        )
+        .where(reports.c.incident_id.in_(select(ids.c.id)))
+        .subquery()
+    )
+    # ... and the largest figure of those not retracted.
+    live = (
+        select(
+            ranked.c.incident_id,
+            func.max(ranked.c.killed).label("killed"),
+            func.max(ranked.c.injured).label("injured"),
+            func.max(ranked.c.trapped).label("trapped"),
+            func.max(ranked.c.rescued).label("rescued"),
+            func.max(case((ranked.c.status == "confirmed", 1), else_=0)).label("confirmed"),
+            func.count().label("live"),
+        )
+        .where(ranked.c.rn == 1, ranked.c.status != "retracted")
+        .group_by(ranked.c.incident_id)
+        .subquery()
+    )
+    query = (
+        select(
+            incidents.c.id,
+            incidents.c.kind,
+            incidents.c.occurred_at,
+            incidents.c.region,
+            incidents.c.lat,
+            incidents.c.lon,
+            live.c.killed,
+            live.c.injured,
+            live.c.trapped,
+            live.c.rescued,
+            live.c.confirmed,
+            live.c.live,
+        )
+        .join(ids, ids.c.id == incidents.c.id)
+        .outerjoin(live, live.c.incident_id == incidents.c.id)
+        .order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc())
+    )
+    return [
+        MapIncident(
+            r.id,
+            r.kind,
+            r.occurred_at,
+            r.region,
+            r.lat,
+            r.lon,
+            int(r.killed or 0),
+            int(r.injured or 0),
+            int(r.trapped or 0),
+            int(r.rescued or 0),
+            bool(r.confirmed),
+            int(r.live or 0),
+        )
+        for r in conn.execute(query)
+    ]

@@ -26,7 +26,7 @@ from dispatcher.rules.diff import diff, diff_json
 from dispatcher.rules.load import RuleSet, load_rules
 from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
-from dispatcher.store.repo import OpenGroup
+from dispatcher.store.repo import MapIncident, OpenGroup
 from dispatcher.web.api import PIPELINE, json_response, read_body
 from dispatcher.web.auth import KEY, KeyRing, requires
 from dispatcher.web.desk import views
@@ -75,16 +75,16 @@ def _since(request: web.Request, now: datetime) -> datetime | FieldError:
     return since
 
 
-def reaches_team(rules: RuleSet, row: list[Any], team: str) -> bool:
+def reaches_team(rules: RuleSet, row: MapIncident, team: str) -> bool:
     """Whether the rules in force send an incident like this one to `team`."""
     report = Report(
         source="desk",
-        id=row[0],
-        kind=row[1],
-        occurred_at=datetime.fromisoformat(row[2]),
-        region=row[3],
-        casualties=Casualties(killed=row[6], injured=row[7], trapped=row[8], rescued=row[9]),
-        status="confirmed" if row[10] else "unconfirmed",
+        id=row.id,
+        kind=row.kind,
+        occurred_at=row.occurred_at,
+        region=row.region,
+        casualties=Casualties(row.killed, row.injured, row.trapped, row.rescued),
+        status="confirmed" if row.confirmed else "unconfirmed",
     )
     for route in rules.routes_for(report):
         if route.receiver == team:
@@ -95,16 +95,36 @@ def reaches_team(rules: RuleSet, row: list[Any], team: str) -> bool:
     return False
 
 
+# One short list per incident (the names are sent once): time as POSIX seconds, places to
+# about a metre, confirmed as 0 or 1; 5,000 incidents are ~0.4 MB, ~0.1 MB compressed.
 COLUMNS = [
-    "id", "kind", "occurred_at", "region", "lat", "lon", "killed", "injured", "trapped",
-    "rescued", "confirmed", "live_reports", "sources",
+    "id", "kind", "t", "region", "lat", "lon", "killed", "injured", "trapped", "rescued",
+    "confirmed", "live_reports",
 ]  # fmt: skip
+
+
+def _compact(row: MapIncident) -> list[Any]:
+    return [
+        row.id,
+        row.kind,
+        int(row.occurred_at.timestamp()),
+        row.region,
+        None if row.lat is None else round(row.lat, 5),
+        None if row.lon is None else round(row.lon, 5),
+        row.killed,
+        row.injured,
+        row.trapped,
+        row.rescued,
+        int(row.confirmed),
+        row.live_reports,
+    ]
 
 
 @requires("read")
 async def map_incidents(request: web.Request) -> web.Response:
-    """Today's (or `since`'s) incidents for the map: one compact row each, newest first,
-    at most views.MAP_CAP (`capped` says so). Filters: region (and below), kind, team."""
+    """Today's (or `since`'s) incidents for the map: one compact row each with its counts
+    in force, newest first, at most views.MAP_CAP (`capped` says so). Filters: region (and
+    below), kind, team (incidents the rules in force send to it)."""
     pipeline = request.app[PIPELINE]
     rules = pipeline.rules.current
     now = pipeline.clock()
@@ -127,27 +147,28 @@ async def map_incidents(request: web.Request) -> web.Response:
         errors.append(FieldError("team", f"unknown team {team!r}"))
     if errors or isinstance(since, FieldError):
         return problem(400, "Bad query", errors=errors)
-    rows = await pipeline.store.list_incidents(
+    rows = await pipeline.store.map_incidents(
+        since=since,
         regions=rules.subtree(region) if region else None,
         kind=kind,
-        since=since,
         limit=views.MAP_CAP + 1,
-        before=None,
     )
     capped = len(rows) > views.MAP_CAP
-    compact = await asyncio.to_thread(views.compact_incidents, rows[: views.MAP_CAP], rules)
+    rows = rows[: views.MAP_CAP]
     if team is not None:
-        compact = [row for row in compact if reaches_team(rules, row, team)]
-    return json_response(
+        rows = [row for row in rows if reaches_team(rules, row, team)]
+    response = json_response(
         {
             "columns": COLUMNS,
-            "incidents": compact,
+            "incidents": [_compact(row) for row in rows],
             "capped": capped,
             "cap": views.MAP_CAP,
             "since": since.isoformat(),
             "feed_id": request.app[DESK].hub.last_id,
         }
     )
+    response.enable_compression()
+    return response
 
 
 @requires("read")

@@ -26,6 +26,7 @@ from dispatcher.web.problems import problem
 from dispatcher.web.silences import silence_json
 
 LANG_COOKIE = "desk_lang"
+FEED_BACKLOG = 50
 
 
 def locale_of(request: web.Request) -> str:
@@ -140,7 +141,8 @@ async def desk_page(request: web.Request) -> web.Response:
             request,
             "map",
             strings=_strings(locale),
-            feed_id=request.app[DESK].hub.last_id,
+            # The feed opens with the last FEED_BACKLOG reports, then follows live.
+            feed_id=max(0, request.app[DESK].hub.last_id - FEED_BACKLOG),
         ),
     )
 

@@ -7,7 +7,7 @@ is quiet, and which open groups a silence would hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,35 +59,6 @@ def outlines_geojson(rules: RuleSet) -> dict[str, Any]:
             }
         )
     return {"type": "FeatureCollection", "version": rules.version, "features": features}
-
-
-def compact_incidents(rows: Iterable[IncidentRow], rules: RuleSet) -> list[list[Any]]:
-    """The map's rows, one short list per incident: [id, kind, occurred_at, region, lat,
-    lon, killed, injured, trapped, rescued, confirmed, live reports, sources]. The counts
-    are the incident's in force: the largest figure of its live reports' latest revisions."""
-    out = []
-    for row in rows:
-        latest = latest_revisions(r.report for r in row.reports)
-        merged = count(r for r in latest if r.status != "retracted")
-        c = merged.casualties
-        out.append(
-            [
-                row.id,
-                row.kind,
-                row.occurred_at.isoformat(),
-                row.region,
-                row.location.lat if row.location else None,
-                row.location.lon if row.location else None,
-                c.killed,
-                c.injured,
-                c.trapped,
-                c.rescued,
-                merged.confirmed,
-                merged.live_reports,
-                sorted({r.source for r in latest}),
-            ]
-        )
-    return out
 
 
 def incident_panel(row: IncidentRow, rules: RuleSet) -> dict[str, Any]:

@@ -33,7 +33,7 @@
   }
 
   function radius(killed, injured, trapped) {
-    return Math.min(26, 4 + 2.2 * Math.sqrt(killed * 3 + injured + trapped));
+    return Math.min(16, 3 + 1.4 * Math.sqrt(killed * 3 + injured + trapped));
   }
   function rowOf(r) { return Object.fromEntries(columns.map((c, i) => [c, r[i]])); }
 
@@ -58,16 +58,17 @@
   async function loadOutlines() {
     const res = await fetch("/desk/api/regions.geojson", { credentials: "same-origin" });
     const geo = await res.json();
+    const weight = { 1: 2.5, 2: 1.6 };
     const layer = L.geoJSON(geo, {
-      style: (f) => ({ color: f.properties.depth <= 2 ? "#334" : "#778", weight: f.properties.depth <= 2 ? 2 : 1,
-                       fill: f.properties.depth > 2, fillColor: "#e9edf2", fillOpacity: 0.35 }),
+      style: (f) => ({ color: f.properties.depth <= 2 ? "#2d3e50" : "#7a8896", weight: weight[f.properties.depth] || 0.8,
+                       fill: !f.properties.parent, fillColor: "#f8fafc", fillOpacity: 0.85 }),
       onEachFeature: (f, l) => l.bindTooltip(ar ? f.properties.name_ar : f.properties.name, { sticky: true }),
-      interactive: true,
     });
-    layer.eachLayer((l) => l.on("click", (ev) => tester(ev.latlng)));
     layer.addTo(outlines);
-    const depth = geo.features.filter((f) => f.properties.depth > 1);
-    const bounds = L.geoJSON({ type: "FeatureCollection", features: depth.length ? depth : geo.features }).getBounds();
+    // Fit the governorates when there are several, else everything drawn.
+    const second = geo.features.filter((f) => f.properties.depth === 2);
+    const fit = L.geoJSON({ type: "FeatureCollection", features: second.length > 1 ? second : geo.features });
+    const bounds = fit.getBounds();
     if (bounds.isValid()) map.fitBounds(bounds, { padding: [10, 10] });
   }
 
