@@ -95,6 +95,23 @@ async def test_sign_in_gives_a_strict_http_only_session_and_only_desk_keys_get_o
         assert status == 401
 
 
+async def test_revoking_a_key_ends_its_desk_sessions(tmp_path: Path) -> None:
+    async with desk(tmp_path) as (r, c):
+        status, made = await r.post(
+            "/v1/admin/keys", {"name": "night-shift", "scopes": ["read"]}, key="duty-officer"
+        )
+        assert status == 201
+        assert await c.sign_in(made["key"]) == 303
+        status, _ = await c.get("/desk/api/groups")
+        assert status == 200
+        status, _ = await r.delete(f"/v1/admin/keys/{made['id']}", key="duty-officer")
+        assert status == 200
+        status, body = await c.get("/desk/api/groups")
+        assert (status, body["detail"]) == (401, "sign in at /desk/login")
+        status, _ = await c.page("/desk/")
+        assert status == 303
+
+
 async def test_a_login_form_posted_from_another_site_is_refused(tmp_path: Path) -> None:
     async with (
         desk(tmp_path) as (r, c),

@@ -17,6 +17,7 @@ from aiohttp import web
 from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
 from dispatcher.settings import ApiKey
+from dispatcher.web.access import ACCESS
 from dispatcher.web.api import PIPELINE, _rules_status
 from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.desk import i18n
@@ -104,7 +105,8 @@ async def login(request: web.Request) -> web.Response:
         path="/desk/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Over TLS, served directly or behind a proxy at an https public_url.
+        secure=request.secure or request.app[ACCESS].public_url.startswith("https://"),
     )
     raise response
 
