@@ -166,6 +166,12 @@ async def run(args: argparse.Namespace) -> None:
                 count = len(json.loads(body)["incidents"])
                 print(f"{f'incidents ({count} rows)':<34} {size:>9,} "
                       f"{statistics.median(times):>12.1f}")  # fmt: skip
+                async with aiohttp.ClientSession(cookie_jar=jar, auto_decompress=False) as raw:
+                    headers = {"Accept-Encoding": "gzip"}
+                    async with raw.get(url + "/desk/api/incidents", headers=headers) as resp:
+                        wire = len(await resp.read())
+                        coding = resp.headers.get("Content-Encoding", "none")
+                print(f"{f'incidents on the wire ({coding})':<34} {wire:>9,}")
                 print(f"{'the page in all':<34} {total:>9,}")
             has_chromium = await asyncio.to_thread(CHROMIUM.exists)
             if args.browser and has_chromium:
