@@ -542,7 +542,7 @@ class Store:
         row = {"version": version, "sha256": sha256, "applied_at": applied_at, "how": how[:200]}
         await self._write(partial(_record_rule_set, row=row, files=dict(files or {})))
 
-    async def rule_set_history(self, limit: int = 10) -> list[dict[str, str]]:
+    async def rule_set_history(self, limit: int = 10) -> list[dict[str, Any]]:
         """The rule sets applied most recently, newest first."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
@@ -553,7 +553,7 @@ class Store:
                     "version": r.version,
                     "applied_at": r.applied_at.isoformat(),
                     "how": r.how,
-                    "kept": "yes" if r.files else "no",
+                    "files_kept": bool(r.files),
                 }
                 for r in rows
             ]
