@@ -205,6 +205,16 @@ def latest_revisions(reports: Iterable[Report]) -> list[Report]:
     return sorted(best.values(), key=lambda r: (r.occurred_at, report_key(r)))
 
 
+def count_incident(reports: Iterable[Report]) -> tuple[list[Report], IncidentCount]:
+    """An incident's figures in force from every revision of its reports: the latest
+    revision of each, counted in the order received (a present state such as `trapped`
+    takes the latest), retracted ones left out (docs/counting.md). With the latest
+    revisions, for showing them."""
+    latest = latest_revisions(reports)
+    received = sorted(latest, key=lambda r: (r.received_at is None, r.received_at))
+    return latest, count(r for r in received if r.status != "retracted")
+
+
 @dataclass(frozen=True, slots=True)
 class Tally:
     """One incident of a group, as its latest revisions count it."""

@@ -117,21 +117,6 @@ class GroupRow:
         )
 
 
-class MapIncident(NamedTuple):
-    id: str
-    kind: str
-    occurred_at: datetime
-    region: str
-    lat: float | None
-    lon: float | None
-    killed: int
-    injured: int
-    trapped: int
-    rescued: int
-    confirmed: bool
-    live_reports: int
-
-
 @dataclass(frozen=True, slots=True)
 class OpenGroup:
     """An open group as the desk lists it."""
@@ -616,11 +601,9 @@ class Store:
         regions: frozenset[str] | None,
         kind: str | None,
         limit: int,
-    ) -> list[MapIncident]:
-        """Incidents since `since`, newest first, each with its counts in force: per field
-        the largest figure among the latest revisions of its reports not retracted (as
-        incidents.count over group.latest_revisions), counted inside the database, for the
-        desk's map on a surge day."""
+    ) -> list[IncidentRow]:
+        """Incidents since `since`, newest first, each with every revision of its reports
+        (for the desk's map: read in one transaction, off the event loop on SQLite)."""
         return await self._read(
             partial(_map_incidents, since=since, regions=regions, kind=kind, limit=limit)
         )
@@ -1919,81 +1902,32 @@ def _map_incidents(
     regions: frozenset[str] | None,
     kind: str | None,
     limit: int,
-) -> list[MapIncident]:
-    chosen = select(incidents.c.id).where(incidents.c.occurred_at >= since)
+) -> list[IncidentRow]:
+    query = select(incidents).where(incidents.c.occurred_at >= since)
     if regions is not None:
-        chosen = chosen.where(incidents.c.region.in_(sorted(regions)))
+        query = query.where(incidents.c.region.in_(sorted(regions)))
     if kind is not None:
-        chosen = chosen.where(incidents.c.kind == kind)
-    chosen = chosen.order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc()).limit(limit)
-    ids = chosen.subquery()
-    # Each report's latest revision within its incident ...
-    ranked = (
-        select(
-            reports.c.incident_id,
-            reports.c.killed,
-            reports.c.injured,
-            reports.c.trapped,
-            reports.c.rescued,
-            reports.c.status,
-            func.row_number()
-            .over(
-                partition_by=(reports.c.incident_id, reports.c.source, reports.c.ext_id),
-                order_by=reports.c.revision.desc(),
-            )
-            .label("rn"),
-        )
-        .where(reports.c.incident_id.in_(select(ids.c.id)))
-        .subquery()
-    )
-    # ... and the largest figure of those not retracted.
-    live = (
-        select(
-            ranked.c.incident_id,
-            func.max(ranked.c.killed).label("killed"),
-            func.max(ranked.c.injured).label("injured"),
-            func.max(ranked.c.trapped).label("trapped"),
-            func.max(ranked.c.rescued).label("rescued"),
-            func.max(case((ranked.c.status == "confirmed", 1), else_=0)).label("confirmed"),
-            func.count().label("live"),
-        )
-        .where(ranked.c.rn == 1, ranked.c.status != "retracted")
-        .group_by(ranked.c.incident_id)
-        .subquery()
-    )
-    query = (
-        select(
-            incidents.c.id,
-            incidents.c.kind,
-            incidents.c.occurred_at,
-            incidents.c.region,
-            incidents.c.lat,
-            incidents.c.lon,
-            live.c.killed,
-            live.c.injured,
-            live.c.trapped,
-            live.c.rescued,
-            live.c.confirmed,
-            live.c.live,
-        )
-        .join(ids, ids.c.id == incidents.c.id)
-        .outerjoin(live, live.c.incident_id == incidents.c.id)
-        .order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc())
-    )
+        query = query.where(incidents.c.kind == kind)
+    query = query.order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc()).limit(limit)
+    rows = conn.execute(query).all()
+    members: dict[str, list[StoredReport]] = {row.id: [] for row in rows}
+    ids = list(members)
+    for start in range(0, len(ids), 1000):  # well under any database's limit on parameters
+        for r in conn.execute(
+            select(reports)
+            .where(reports.c.incident_id.in_(ids[start : start + 1000]))
+            .order_by(reports.c.pk)
+        ):
+            members[r.incident_id].append(_report_from_row(r))
     return [
-        MapIncident(
-            r.id,
-            r.kind,
-            r.occurred_at,
-            r.region,
-            r.lat,
-            r.lon,
-            int(r.killed or 0),
-            int(r.injured or 0),
-            int(r.trapped or 0),
-            int(r.rescued or 0),
-            bool(r.confirmed),
-            int(r.live or 0),
+        IncidentRow(
+            id=row.id,
+            kind=row.kind,
+            region=row.region,
+            location=Point(row.lat, row.lon) if row.lat is not None else None,
+            occurred_at=row.occurred_at,
+            named=row.named,
+            reports=tuple(members[row.id]),
         )
-        for r in conn.execute(query)
+        for row in rows
     ]

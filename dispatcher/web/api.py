@@ -16,8 +16,8 @@ import pydantic_core
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from dispatcher.counting import COUNT_FIELDS, count
-from dispatcher.group import latest_revisions
+from dispatcher.counting import COUNT_FIELDS
+from dispatcher.group import count_incident
 from dispatcher.intake import (
     FieldError,
     ReportIn,
@@ -352,10 +352,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     )
     items = []
     for row in rows:
-        latest = latest_revisions(r.report for r in row.reports)
-        # Counted in the order received (a present state such as `trapped` takes the latest).
-        received = sorted(latest, key=lambda r: (r.received_at is None, r.received_at))
-        merged = count(r for r in received if r.status != "retracted")
+        latest, merged = count_incident(r.report for r in row.reports)
         items.append(
             {
                 "id": row.id,

@@ -219,8 +219,13 @@ async def test_the_map_gets_the_days_incidents_with_their_counts_in_force(tmp_pa
         merged = next(x for x in rows if x["kind"] == "airstrike")
         status, panel = await c.get(f"/desk/api/incidents/{merged['id']}")
         assert status == 200
-        assert panel["in_force"]["killed"] == {"value": 2, "from": ["observatory/a1"]}
-        assert panel["in_force"]["injured"] == {"value": 9, "from": ["civil-defence/b1"]}
+        # Both are observers (tier "other"): the largest figure, its source, and the range.
+        assert panel["in_force"]["killed"] == {
+            "value": 2, "from": ["observatory"], "tier": "other", "low": 1, "high": 2
+        }  # fmt: skip
+        assert panel["in_force"]["injured"] == {
+            "value": 9, "from": ["civil-defence"], "tier": "other", "low": 5, "high": 9
+        }  # fmt: skip
         assert sorted(x["source"] for x in panel["reports"]) == ["civil-defence", "observatory"]
         assert panel["region"]["name_ar"] == "حارم"
         # Counted in the database as the API counts them: a retraction drops its figures.

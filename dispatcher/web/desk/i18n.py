@@ -117,6 +117,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "close": "Close",
         "confirmed": "confirmed",
         "unconfirmed": "unconfirmed",
+        "up_to": "others: up to",
     },
     "ar": {
         "title": "مكتب المناوبة",
@@ -225,6 +226,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "close": "إغلاق",
         "confirmed": "مؤكد",
         "unconfirmed": "غير مؤكد",
+        "up_to": "غيرهم: حتى",
     },
 }
 

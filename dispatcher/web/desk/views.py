@@ -7,15 +7,15 @@ is quiet, and which open groups a silence would hold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import shapely
 from shapely.geometry import mapping
 
-from dispatcher.group import latest_revisions
-from dispatcher.incidents import count
+from dispatcher.counting import COUNT_FIELDS
+from dispatcher.group import count_incident
 from dispatcher.intake import ReportIn, parse_report, report_json, to_report
 from dispatcher.rules.explain import explain
 from dispatcher.rules.load import RuleSet
@@ -61,17 +61,64 @@ def outlines_geojson(rules: RuleSet) -> dict[str, Any]:
     return {"type": "FeatureCollection", "version": rules.version, "features": features}
 
 
+class MapIncident(NamedTuple):
+    """An incident as the map draws it: where, what, and its figures in force."""
+
+    id: str
+    kind: str
+    occurred_at: datetime
+    region: str
+    lat: float | None
+    lon: float | None
+    killed: int
+    injured: int
+    trapped: int
+    rescued: int
+    confirmed: bool
+    live_reports: int
+
+
+def map_incidents(rows: Iterable[IncidentRow]) -> list[MapIncident]:
+    """Each incident's figures in force, counted as `GET /v1/incidents` counts them."""
+    out = []
+    for row in rows:
+        _, merged = count_incident(r.report for r in row.reports)
+        c = merged.casualties
+        out.append(
+            MapIncident(
+                row.id,
+                merged.kind or row.kind,
+                row.occurred_at,
+                row.region,
+                row.location.lat if row.location else None,
+                row.location.lon if row.location else None,
+                c.killed,
+                c.injured,
+                c.trapped,
+                c.rescued,
+                merged.confirmed,
+                merged.live_reports,
+            )
+        )
+    return out
+
+
 def incident_panel(row: IncidentRow, rules: RuleSet) -> dict[str, Any]:
     """An incident with its reports, every revision of each, and which counts are in force
     (the largest figure of each live report's latest revision, and whose it is)."""
-    latest = latest_revisions(r.report for r in row.reports)
-    live = [r for r in latest if r.status != "retracted"]
-    merged = count(live)
-    in_force: dict[str, Any] = {}
-    for field in ("killed", "injured", "trapped", "rescued"):
-        value = getattr(merged.casualties, field)
-        given_by = [f"{r.source}/{r.id}" for r in live if getattr(r.casualties, field) == value]
-        in_force[field] = {"value": value, "from": given_by if value else []}
+    _, merged = count_incident(r.report for r in row.reports)
+    # Per field: the figure in force, the tier and sources that set it, and the range any
+    # live report gives (docs/counting.md).
+    in_force: dict[str, Any] = {
+        name: {
+            "value": f.value,
+            "from": list(f.sources),
+            "tier": f.tier,
+            "low": f.low,
+            "high": f.high,
+        }
+        for name, f in zip(COUNT_FIELDS, merged.fields, strict=True)
+    }
     reports: dict[str, dict[str, Any]] = {}
     for stored in row.reports:
         r = stored.report
@@ -91,7 +138,7 @@ def incident_panel(row: IncidentRow, rules: RuleSet) -> dict[str, Any]:
         entry["latest"] = newest["revision"]
     return {
         "id": row.id,
-        "kind": row.kind,
+        "kind": merged.kind or row.kind,
         "occurred_at": row.occurred_at.isoformat(),
         "region": region_names(rules, row.region),
         "location": {"lat": row.location.lat, "lon": row.location.lon} if row.location else None,

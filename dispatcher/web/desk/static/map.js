@@ -103,7 +103,7 @@
     const inc = await res.json();
     const f = inc.in_force;
     const counts = ["killed", "injured", "trapped", "rescued"].map((k) =>
-      `<tr><th>${S[k]}</th><td><b>${f[k].value}</b></td><td class="muted">${esc(f[k].from.join(", "))}</td></tr>`).join("");
+      `<tr><th>${S[k]}</th><td><b>${f[k].value}</b></td><td class="muted">${esc(f[k].from.join(", "))}${f[k].tier ? ` · ${esc(f[k].tier)}` : ""}${f[k].high > f[k].value ? ` · ${esc(S.up_to)} ${f[k].high}` : ""}</td></tr>`).join("");
     const reports = inc.reports.map((r) => `
       <li class="${r.live ? "" : "retracted"}"><b dir="ltr">${esc(r.source)}/${esc(r.id)}</b>
         <ol class="revisions">${r.revisions.map((v) => `<li>r${v.revision} · ${esc(v.status)} ·
