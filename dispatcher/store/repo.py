@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     exists,
     func,
+    null,
     or_,
     select,
     text,
@@ -573,26 +574,9 @@ class Store:
     # --- the desk ------------------------------------------------------------------------
 
     async def get_incident(self, incident_id: str) -> IncidentRow | None:
-        """One incident with every revision of every report that joined it."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(incidents).where(incidents.c.id == incident_id))
-            ).first()
-            if row is None:
-                return None
-            found = await conn.execute(
-                select(reports).where(reports.c.incident_id == incident_id).order_by(reports.c.pk)
-            )
-            joined = tuple(_report_from_row(r) for r in found)
-        return IncidentRow(
-            id=row.id,
-            kind=row.kind,
-            region=row.region,
-            location=Point(row.lat, row.lon) if row.lat is not None else None,
-            occurred_at=row.occurred_at,
-            named=row.named,
-            reports=joined,
-        )
+        """One incident with every revision of every report that joined it (or an incident
+        merged into it); an incident merged into another is that other one."""
+        return await self._read(partial(_get_incident, incident_id=incident_id))
 
     async def map_incidents(
         self,
@@ -1833,7 +1817,8 @@ def _record_rule_set(conn: Connection, *, row: dict[str, Any], files: dict[str, 
         held = conn.execute(select(rule_files.c.sha256).where(rule_files.c.sha256 == sha))
         if held.first() is None:
             conn.execute(rule_files.insert().values(sha256=sha, text=content))
-    conn.execute(rule_sets.insert().values(**row, files=names or None))
+    # SQL NULL when none were kept (a JSON column would store None as the JSON null).
+    conn.execute(rule_sets.insert().values(**row, files=names or null()))
 
 
 def _open_groups(conn: Connection, *, limit: int) -> list[OpenGroup]:
@@ -1895,6 +1880,23 @@ def _as_utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+MAP_INCIDENTS = (
+    "SELECT id, kind, region, lat, lon, occurred_at, named FROM incidents "
+    "WHERE occurred_at >= :since AND merged_into IS NULL{where} "
+    "ORDER BY occurred_at DESC, id DESC LIMIT :limit"
+)
+
+
+class _IncidentHead(NamedTuple):
+    id: str
+    kind: str
+    region: str
+    lat: float | None
+    lon: float | None
+    occurred_at: datetime
+    named: bool
+
+
 def _map_incidents(
     conn: Connection,
     *,
@@ -1903,22 +1905,66 @@ def _map_incidents(
     kind: str | None,
     limit: int,
 ) -> list[IncidentRow]:
-    query = select(incidents).where(incidents.c.occurred_at >= since)
-    if regions is not None:
-        query = query.where(incidents.c.region.in_(sorted(regions)))
+    sql = writes.Sql(conn)
+    where = ""
+    params: dict[str, Any] = {"since": sql.at(since), "limit": limit}
     if kind is not None:
-        query = query.where(incidents.c.kind == kind)
-    query = query.order_by(incidents.c.occurred_at.desc(), incidents.c.id.desc()).limit(limit)
-    rows = conn.execute(query).all()
+        where += " AND kind = :kind"
+        params["kind"] = kind
+    if regions is not None:
+        marks, named = _in("r", sorted(regions))
+        where += f" AND region IN {marks}"
+        params.update(named)
+    heads = []
+    for iid, k, region, lat, lon, occurred_at, is_named in sql.rows(
+        MAP_INCIDENTS.format(where=where), params
+    ):
+        occurred = sql.time(occurred_at)
+        assert occurred is not None
+        heads.append(_IncidentHead(iid, k, region, lat, lon, occurred, bool(is_named)))
+    return _with_reports(conn, heads)
+
+
+def _get_incident(conn: Connection, *, incident_id: str) -> IncidentRow | None:
+    row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
+    for _ in range(10):  # an incident merged into another: that one (no chain is longer)
+        if row is None or row.merged_into is None:
+            break
+        row = conn.execute(select(incidents).where(incidents.c.id == row.merged_into)).first()
+    return None if row is None else _with_reports(conn, [row])[0]
+
+
+def _in(name: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """`(:name0, :name1, ...)` and its parameters."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{p}" for p in params) + ")", params
+
+
+def _with_reports(conn: Connection, rows: Sequence[Any]) -> list[IncidentRow]:
+    """Incident rows with every revision of their reports and of the reports of incidents
+    merged into them (as list_incidents), read as plain rows: a surge day's thousands of
+    reports cost a fraction of what mapped rows do."""
+    sql = writes.Sql(conn)
     members: dict[str, list[StoredReport]] = {row.id: [] for row in rows}
+    counted_in = {iid: iid for iid in members}
     ids = list(members)
-    for start in range(0, len(ids), 1000):  # well under any database's limit on parameters
-        for r in conn.execute(
-            select(reports)
-            .where(reports.c.incident_id.in_(ids[start : start + 1000]))
-            .order_by(reports.c.pk)
+    for start in range(0, len(ids), 500):
+        marks, params = _in("i", ids[start : start + 500])
+        merged = sql.rows(f"SELECT id, merged_into FROM incidents WHERE merged_into IN {marks}",  # noqa: S608 - placeholders only
+                          params)  # fmt: skip
+        counted_in.update({mid: into for mid, into in merged})
+    every = list(counted_in)
+    for start in range(0, len(every), 500):
+        marks, params = _in("i", every[start : start + 500])
+        for found in sql.rows(
+            f"SELECT {writes.REPORT_COLUMNS} FROM reports WHERE incident_id IN {marks}",  # noqa: S608 - placeholders only
+            params,
         ):
-            members[r.incident_id].append(_report_from_row(r))
+            report, pk, received, key_name, rules_version = writes.stored_from_row(sql, found)
+            assert report.incident is not None
+            members[counted_in[report.incident]].append(
+                StoredReport(report, pk, received, key_name, rules_version)
+            )
     return [
         IncidentRow(
             id=row.id,
@@ -1927,7 +1973,7 @@ def _map_incidents(
             location=Point(row.lat, row.lon) if row.lat is not None else None,
             occurred_at=row.occurred_at,
             named=row.named,
-            reports=tuple(members[row.id]),
+            reports=tuple(sorted(members[row.id], key=lambda r: r.pk)),
         )
         for row in rows
     ]
