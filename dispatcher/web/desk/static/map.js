@@ -88,7 +88,11 @@
     const capped = document.getElementById("capped");
     capped.hidden = !data.capped;
     capped.textContent = S.capped.replace("{n}", data.cap);
-    document.getElementById("shown").textContent = `${data.incidents.length} ${S.incidents_shown}`;
+    shown();
+  }
+
+  function shown() {
+    document.getElementById("shown").textContent = `${S.incidents_shown}: ${byId.size}`;
   }
 
   function matchesFilters(ev) {
@@ -181,6 +185,7 @@
       place({ id: ev.incident, kind: ev.kind, occurred_at: ev.occurred_at, region: ev.region, lat: ev.lat, lon: ev.lon,
         killed: ev.casualties.killed, injured: ev.casualties.injured, trapped: ev.casualties.trapped,
         rescued: ev.casualties.rescued, confirmed: ev.status === "confirmed", live_reports: ev.status === "retracted" ? 0 : 1 });
+      shown();
       return;
     }
     // merged, revised, retracted: the incident's counts in force may have changed
