@@ -1,12 +1,12 @@
 """The desk in a real Chromium (Debian's, driven by Playwright): signing in, a report posted
 to the API appearing on the map and in the feed, the incident panel, the rule tester's
 answer, creating and expiring a silence, a read key seeing no write controls, and the
-Arabic layout. `DISPATCHER_SCREENSHOTS=docs/screenshots` keeps the screenshots there."""
+Arabic layout. The browser is the shared one (tests/browser/conftest.py), in a desktop
+profile; `DISPATCHER_SCREENSHOTS=docs/screenshots` keeps the screenshots there."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,29 +15,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.support.browser import needs_chromium, screenshot_path
 from tests.support.harness import Keys, Running, running, settings_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",  # the tests run as root in CI
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",  # else Chromium calls Google's hosts at start
-    "--disable-component-update",
-    "--disable-sync",
-]
 DESKTOP = {"width": 1366, "height": 768}  # a desk's laptop
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium); "
-        ".ci/run installs it",
-    ),
-    pytest.mark.asyncio(loop_scope="module"),
-]
+pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -51,18 +34,9 @@ async def svc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running
         yield r
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        await chromium.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(browser: Any, svc: Running) -> AsyncIterator[Any]:
+    """A desktop browser profile (the shared `context` fixture is a phone's)."""
     ctx = await browser.new_context(viewport=DESKTOP, locale="en-GB")
     page = await ctx.new_page()
     yield page
@@ -70,9 +44,8 @@ async def page(browser: Any, svc: Running) -> AsyncIterator[Any]:
 
 
 async def shot(page: Any, name: str, tmp_path: Path) -> None:
-    folder = Path(os.environ.get("DISPATCHER_SCREENSHOTS") or tmp_path)
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    await page.screenshot(path=folder / f"{name}.png")
+    path = await asyncio.to_thread(screenshot_path, name, tmp_path)
+    await page.screenshot(path=path)
 
 
 async def sign_in(page: Any, svc: Running, who: str) -> None:
