@@ -81,12 +81,20 @@ def doc_of(handler: object) -> Doc | None:
     return getattr(handler, DOC_ATTR, None)
 
 
+# The operators' desk (dispatcher/web/desk): pages and the calls they make with a session
+# cookie and a CSRF token, not Bearer keys; not this API, so neither listed nor required to be
+# (docs/desk.md lists its calls).
+NOT_THE_API = ("/desk",)
+
+
 def served_routes(app: web.Application) -> list[tuple[str, str, Handler]]:
-    """(method, path, handler) of every route the app serves, HEAD aside."""
+    """(method, path, handler) of every route of the API the app serves, HEAD aside."""
     return [
         (route.method, route.resource.canonical, route.handler)
         for route in app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
+        if route.method != "HEAD"
+        and route.resource is not None
+        and not route.resource.canonical.startswith(NOT_THE_API)
     ]
 
 
