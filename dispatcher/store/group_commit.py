@@ -6,7 +6,8 @@ trip through SQLAlchemy and asyncpg, so a single report cost 2.4 ms of the servi
 Here the report writes that arrive while one transaction commits wait and then share the
 next: their statements are one per table for all of them (`writes.ReportWriter.save`). If
 a shared transaction fails, each write is committed alone, so that a bad one fails by
-itself. Several instances may still write at once; that is PostgreSQL's to serialise.
+itself (`commit_policy`, the writer process's policy too). Several instances may still
+write at once; that is PostgreSQL's to serialise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.incidents import MergeRule
 from dispatcher.store import writes
+from dispatcher.store.commit_policy import Done, Outcome, together_or_alone
 from dispatcher.store.writes import ReportWrite, SaveResult
 
 # A shared transaction takes waiting requests until it holds this many reports (a request
@@ -73,30 +75,25 @@ class ReportCommits:
     async def _commit_batch(
         self, batch: Sequence[tuple[ReportWrite, asyncio.Future[list[SaveResult]]]]
     ) -> None:
+        requests = [request for request, _ in batch]
+
+        def commit(conn: Connection) -> list[Outcome[list[SaveResult]]]:
+            def one_transaction(jobs: Sequence[ReportWrite]) -> list[list[SaveResult]]:
+                with conn.begin():
+                    return writes.ReportWriter(writes.Sql(conn), self.merge).save(jobs)
+
+            # Together, else each alone (commit_policy): only a bad one fails.
+            return together_or_alone(requests, one_transaction)
+
         try:
-            results = await self._commit([request for request, _ in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
-                return
-            # The shared transaction failed: each alone, so that only a bad one fails.
-            for request, future in batch:
-                try:
-                    (alone,) = await self._commit([request])
-                except Exception as alone_exc:
-                    _settle(future, alone_exc)
-                else:
-                    _settle(future, alone)
+            async with self.engine.connect() as conn:
+                outcomes = await conn.run_sync(commit)
+        except Exception as exc:  # no connection: every one of them failed
+            for _, future in batch:
+                _settle(future, exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
-
-    async def _commit(self, requests: Sequence[ReportWrite]) -> list[list[SaveResult]]:
-        def save(conn: Connection) -> list[list[SaveResult]]:
-            return writes.ReportWriter(writes.Sql(conn), self.merge).save(requests)
-
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(save)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            _settle(future, outcome.value if isinstance(outcome, Done) else outcome.error)
 
 
 def _settle(

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine
 from dispatcher import logs
 from dispatcher.incidents import MergeRule
 from dispatcher.store import writes
+from dispatcher.store.commit_policy import Done, together_or_alone
 
 log = logging.getLogger("dispatcher.store")
 
@@ -315,21 +316,14 @@ class Committer:
         self._conn: Connection | None = None
 
     def run(self, jobs: Sequence[tuple[str, Any]]) -> list[tuple[bool, Any]]:
-        try:
-            return [(True, value) for value in self._commit(jobs)]
-        except Exception as exc:
-            if len(jobs) == 1:
-                return [(False, _sendable(exc))]
-        # The shared transaction failed: commit each write alone, so that a bad one fails
-        # by itself and the others still get their answer.
-        return [self._alone(job) for job in jobs]
-
-    def _alone(self, job: tuple[str, Any]) -> tuple[bool, Any]:
-        try:
-            (value,) = self._commit([job])
-        except Exception as exc:
-            return False, _sendable(exc)
-        return True, value
+        # Together in one transaction, else each alone (commit_policy), so that a bad write
+        # fails by itself and the others still get their answer.
+        return [
+            (True, outcome.value)
+            if isinstance(outcome, Done)
+            else (False, _sendable(outcome.error))
+            for outcome in together_or_alone(jobs, self._commit)
+        ]
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
