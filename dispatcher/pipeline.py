@@ -12,24 +12,24 @@ import logging
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from typing import Any
 
-from dispatcher import logs
+from dispatcher import flush, logs
 from dispatcher.clock import Clock
 from dispatcher.feed import FeedHub, event_of
-from dispatcher.group import GroupTally, Summary, due_action, next_wakeup
+from dispatcher.group import GroupTally
 from dispatcher.intake import ReportIn, to_report
 from dispatcher.metrics import Metrics
-from dispatcher.model import LOCALES, UNASSIGNED, Leader, Report
+from dispatcher.model import LOCALES, Report
 from dispatcher.notify.base import Channel
 from dispatcher.notify.outbox import Delivery
-from dispatcher.notify.render import NEUTRAL, Rendered, render
 from dispatcher.notify.render_surge import render_surge
 from dispatcher.rules.live import LiveRules
 from dispatcher.silence import first_muting
-from dispatcher.store.repo import DeviceRow, GroupRow, OutboxItem, Store
+from dispatcher.store.repo import GroupRow, Store
 from dispatcher.store.writes import SaveResult
 from dispatcher.surge import SURGE_LABEL, SurgeState, decide
 from dispatcher.surge import after as surge_after
@@ -38,11 +38,8 @@ from dispatcher.targets import Router
 
 log = logging.getLogger("dispatcher.pipeline")
 
-DEFAULT_TTL = timedelta(hours=1)  # for a group whose route is gone from the rules
 MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes (~1 KB each)
 COUNT_IN_THREAD = 2000  # reports, counted into a new tally off the event loop (~10 us each)
-WEB_CHANNEL = "webpush"  # the channel of devices of platform "web" (notify/webpush.py)
-MAX_IDS_IN_PAYLOAD = 20  # 20 ids of 32 characters keep the data payload far below FCM's 4 KB
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +72,7 @@ class Pipeline:
         self.feed = feed
         self._background: set[asyncio.Task[None]] = set()
         self._router: Router | None = None  # routing remembered for the rules in force
-        # Each open group's reports as counted so far, so that a flush reads and counts only
-        # what joined since (the most recently flushed groups; rebuilt from the store).
-        self._tallies: OrderedDict[str, GroupTally] = OrderedDict()
+        self.tallies = Tallies()
         # One immediate flush per group at a time (see push_now); a lock lives while in use.
         self._flushing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -191,7 +186,8 @@ class Pipeline:
 
     async def _flush(self, group: GroupRow, *, send_now: bool = False) -> bool:
         """Send what the group owes its leaders now (an update, a reminder, an escalation to
-        another team, or its closing), unless a silence or an inhibition holds it."""
+        another team, or its closing), unless a silence or an inhibition holds it. What to
+        do is `flush`'s to decide; this reads for it and carries the decision out."""
         with logs.context(logs.GROUP_ID, group.id):  # on every line logged meanwhile
             if SURGE_LABEL in group.labels:
                 return await self._flush_surge(group)
@@ -200,29 +196,18 @@ class Pipeline:
     async def _flush_group(self, group: GroupRow, *, send_now: bool) -> bool:
         rules = self.rules.current
         now = self.clock()
-        action = due_action(group.life, now)
-        # Once this update is written, the group next wakes for a reminder or its closing.
-        after = replace(group.life, pending=False, next_update_at=None, last_flush_at=now)
-        if action == "escalate":
-            after = replace(group.life, escalated=True)
-        if action is None:
-            # Woken with nothing due (acknowledged since its reminder was set): sleep on.
-            return await self.store.settle(group, wakeup=next_wakeup(group.life))
-        leaders = rules.leaders_of(group.receiver)
-        escalated_from = None
-        if action == "escalate":
-            team = rules.teams.get(group.receiver)
-            escalated_from = team.name if team is not None else group.receiver
-            leaders = rules.leaders_of(team.escalate_to) if team and team.escalate_to else ()
+        planned = flush.plan(group, rules, now, self.display_tz)
+        if isinstance(planned, flush.Settle):
+            return await self.store.settle(group, wakeup=planned.wakeup)
         # Everything else in one read, with the group again: its reports then match it.
-        tally = self._tallies.get(group.id)
+        tally = self.tallies.get(group.id)
         if tally is not None and tally.recount != group.recount:
             tally = None  # an incident of the group was merged into another: count it whole
         read = await self.store.flush_reads(
             group.id,
-            leader_ids=[leader.id for leader in leaders],
+            leader_ids=planned.leader_ids,
             silences_ending_after=now,
-            today=self._today_scope(group, now),
+            today=planned.today,
             counted=tally.counted if tally is not None else None,
             told_seq=tally.told_seq if tally is not None else None,
         )
@@ -230,134 +215,54 @@ class Pipeline:
             # Merged since the group was looked at: read it again, whole.
             read = await self.store.flush_reads(
                 group.id,
-                leader_ids=[leader.id for leader in leaders],
+                leader_ids=planned.leader_ids,
                 silences_ending_after=now,
-                today=self._today_scope(group, now),
+                today=planned.today,
             )
-        if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
-            return False  # another flusher got there first
-        if action != "update" and read.group.last_report_at != group.last_report_at:
-            return False  # a report joined: look at the group again
-        group, last, acks = read.group, read.last, read.acks
-        tally = await self._tally(group.id, read.reports, whole=read.whole)
-        tally.recount = group.recount
-        last_at = last.at if last is not None else None
+        if read is None or flush.lost(planned, read) is not None:
+            return False
+        tally = await self.tallies.count(group.id, read.reports, whole=read.whole)
+        tally.recount = read.group.recount
+        last = read.last
         # None: the tally holds what the last update said (a new tally: that there was none),
         # and compares only what changed since.
-        previous = None if last is None else last.state
-        summary = tally.summary(previous=previous, previous_at=last_at)
-        after = replace(after, acked=after.acked or bool(acks))
-        new_acks = [a for a in acks if last_at is None or a.at > last_at]
-        if action == "update" and not summary.changed and not new_acks:
-            # E.g. a second sighting below the incident's figures: nothing new to tell.
-            idle = replace(after, last_flush_at=group.last_flush_at)
-            return await self.store.settle(group, wakeup=next_wakeup(idle))
-        muted = first_muting(
-            read.silences,
-            now,
-            route_id=group.route_id,
-            receiver=group.receiver,
-            region_paths=self._region_paths(group, summary),
-            kinds=[k for k, _ in summary.kinds],
+        summary = tally.summary(
+            previous=None if last is None else last.state,
+            previous_at=last.at if last is not None else None,
         )
-        if muted is not None:
-            # Told when the silence ends, with whatever happened meanwhile.
-            log.info("group %s held by silence %s until %s", group.id, muted.id, muted.ends_at)
-            return await self.store.hold(group, until=muted.ends_at)
-        if action in ("update", "remind"):
-            inhibited_until = await self._inhibited_until(group, summary, now)
-            if inhibited_until is not None:
-                log.info("group %s inhibited until %s", group.id, inhibited_until)
-                return await self.store.hold(group, until=inhibited_until)
-        kind = {"update": "update", "remind": "reminder", "close": "closed",
-                "escalate": "escalated"}[action]  # fmt: skip
-        acked_by = [
-            (rules.leaders[a.leader_id].name if a.leader_id in rules.leaders else a.leader_id,
-             a.responding)
-            for a in new_acks
-        ]  # fmt: skip
-        if not leaders:
-            log.error("group %s: receiver %s has no leaders in the rules", group.id, group.receiver)
-        route = rules.route(group.route_id)
-        priority = "high" if route is not None and route.immediate else "normal"
-        expires_at = now + (route.ttl if route is not None else DEFAULT_TTL)
-        devices = read.devices
-        minimal = route is not None and route.payload == "minimal"
-        data = {**self._payload(group, summary), "kind": kind}
-        if minimal:
-            data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
-        today = read.today
-        # Rendered in every language and kept with the update, for the app to fetch.
-        rendered = {
-            locale: render(
-                summary,
-                place=self._place(group, summary, locale),
-                locale=locale,
-                tz=self.display_tz,
-                kind=kind,
-                acks=acked_by,
-                quiet=group.close_after,
-                escalated_from=escalated_from,
-                waited=group.escalate_after,
-                today=today,
-                templates=rules.templates.get(locale),
-            )
-            for locale in LOCALES
-        }
-        record = {
-            **summary.to_json(),
-            "kind": kind,
-            "texts": {loc: {"title": r.title, "body": r.body} for loc, r in rendered.items()},
-        }
-
-        web = WEB_CHANNEL if WEB_CHANNEL in self.delivery.channels else self.channel.name
-
-        def item(
-            leader_id: str, device_id: int | None, locale: str, channel: str | None = None
-        ) -> OutboxItem:
-            text = rendered.get(locale, rendered["en"])
-            title, body = NEUTRAL.get(locale, NEUTRAL["en"]) if minimal else (text.title, text.body)
-            channel = channel or self.channel.name
-            return OutboxItem(
-                leader_id=leader_id,
-                device_id=device_id,
-                channel=channel,
-                title=title,
-                body=body,
-                # Web Push builds its own payload from the data: it must know to leave the
-                # text out (FCM's notification shows the neutral text, as before).
-                data={**data, "minimal": "true"} if minimal and channel == WEB_CHANNEL else data,
-                collapse_key=group.id,
-                priority=priority,
-                expires_at=expires_at,
-            )
-
-        outbox: list[OutboxItem] = []
-        for leader in leaders:
-            own = [d for d in devices if d.leader_id == leader.id]
-            fallback = rules.fallback_of(leader.id)
-            if not own and fallback in self.delivery.channels:
-                outbox.append(item(leader.id, None, leader.locale, fallback))
-            elif not own:
-                # Kept in the outbox as failed, so operators can see who was not reached.
-                log.warning(
-                    "leader %s (receiver %s) has no registered device", leader.id, group.receiver
-                )
-                outbox.append(item(leader.id, None, leader.locale))
-            # A device's platform decides its channel: browsers get Web Push, phones FCM.
-            outbox.extend(
-                item(leader.id, d.id, d.locale, web if d.platform == "web" else None) for d in own
-            )
-        wakeup = next_wakeup(after)
-        if send_now and action == "update":
+        decide_with = partial(
+            flush.decide,
+            planned,
+            read,
+            summary,
+            rules=rules,
+            now=now,
+            tz=self.display_tz,
+            channel=self.channel.name,
+            channels=self.delivery.channels,
+        )
+        decision = decide_with()
+        if isinstance(decision, flush.ReadPushes):  # an inhibit rule targets the group
+            pushes = await self.store.recent_pushes(decision.routes, since=decision.since)
+            decision = decide_with(pushes=pushes)
+        assert not isinstance(decision, flush.ReadPushes)  # given the pushes, it decides
+        group = read.group
+        if isinstance(decision, flush.Settle):
+            return await self.store.settle(group, wakeup=decision.wakeup)
+        if isinstance(decision, flush.Hold):
+            log.info("group %s held by %s until %s", group.id, decision.why, decision.until)
+            return await self.store.hold(group, until=decision.until)
+        for warning in decision.warnings:
+            log.warning("%s", warning)
+        if send_now and decision.action == "update":
             claimed = await self.store.record_update_and_claim(
                 group,
                 now=now,
-                summary=record,
-                outbox=outbox,
+                summary=decision.record,
+                outbox=list(decision.outbox),
                 rules_version=rules.version,
                 lease=self.delivery.lease,
-                wakeup=wakeup,
+                wakeup=decision.wakeup,
             )
             if claimed is None:
                 return False
@@ -368,18 +273,18 @@ class Pipeline:
         written = await self.store.record_update(
             group,
             now=now,
-            summary=record,
-            outbox=outbox,
+            summary=decision.record,
+            outbox=list(decision.outbox),
             rules_version=rules.version,
-            wakeup=wakeup,
-            close=action == "close",
-            escalate=action == "escalate",
+            wakeup=decision.wakeup,
+            close=decision.close,
+            escalate=decision.escalate,
         )
         if written:
             tally.told(group.seq + 1, summary)
             self.metrics.updates.inc()
-            if action == "close":
-                self._tallies.pop(group.id, None)
+            if decision.close:
+                self.tallies.forget(group.id)
         return written
 
     async def _flush_surge(self, group: GroupRow) -> bool:
@@ -393,7 +298,7 @@ class Pipeline:
         if route is None or route.surge is None:
             log.warning("surge group %s: route %s is no longer a surge route; closing it",
                         group.id, group.route_id)  # fmt: skip
-            self._tallies.pop(group.id, None)
+            self.tallies.forget(group.id)
             return await self.store.record_surge(
                 group, now=now, summary={"kind": "surge-closed", "reason": "route removed"},
                 outbox=[], rules_version=rules.version, state=SurgeState(), wakeup=None,
@@ -401,7 +306,7 @@ class Pipeline:
             )  # fmt: skip
         rule = route.surge
         leaders = rules.leaders_of(group.receiver)
-        tally = self._tallies.get(group.id)
+        tally = self.tallies.get(group.id)
         read = await self.store.flush_reads(
             group.id,
             leader_ids=[leader.id for leader in leaders],
@@ -412,7 +317,7 @@ class Pipeline:
         if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
             return False  # another flusher got there first
         group = read.group
-        tally = await self._tally(group.id, read.reports, whole=read.whole)
+        tally = await self.tallies.count(group.id, read.reports, whole=read.whole)
         # Only incidents near the window are looked at (a surge's group holds thousands);
         # `decide` draws the window's edge exactly.
         start = (now - rule.within).timestamp() - 1.0
@@ -438,7 +343,7 @@ class Pipeline:
         }
         after_state = surge_after(decision, state, now)
         if decision.action == "close":  # nothing left to count: no push, the group closes
-            self._tallies.pop(group.id, None)
+            self.tallies.forget(group.id)
             return await self.store.record_surge(
                 group, now=now, summary=record, outbox=[], rules_version=rules.version,
                 state=after_state, wakeup=None, close=True,
@@ -479,7 +384,7 @@ class Pipeline:
         data = {"group_id": group.id, "seq": str(group.seq + 1), "kind": kind}
         if not minimal:
             data["count"] = str(decision.count)
-        outbox = self._outbox_for(
+        outbox, warnings = flush.fan_out(
             group,
             leaders,
             read.devices,
@@ -488,7 +393,12 @@ class Pipeline:
             minimal=minimal,
             priority="normal" if decision.action == "subside" else "high",
             expires_at=now + route.ttl,
+            rules=rules,
+            channel=self.channel.name,
+            channels=self.delivery.channels,
         )
+        for warning in warnings:
+            log.warning("%s", warning)
         written = await self.store.record_surge(
             group, now=now, summary=record, outbox=outbox, rules_version=rules.version,
             state=after_state, wakeup=decision.wakeup,
@@ -497,73 +407,30 @@ class Pipeline:
             self.metrics.updates.inc()
         return written
 
-    def _outbox_for(
-        self,
-        group: GroupRow,
-        leaders: Sequence[Leader],
-        devices: Sequence[DeviceRow],
-        rendered: dict[str, Rendered],
-        *,
-        data: dict[str, str],
-        minimal: bool,
-        priority: str,
-        expires_at: datetime,
-    ) -> list[OutboxItem]:
-        """One push per phone of each leader, in the phone's language; a leader with no
-        phone gets the push on their fallback channel, or one kept as failed (so operators
-        see who was not reached)."""
-        rules = self.rules.current
 
-        def item(leader_id: str, device_id: int | None, locale: str, channel: str) -> OutboxItem:
-            text = rendered.get(locale, rendered["en"])
-            title, body = NEUTRAL.get(locale, NEUTRAL["en"]) if minimal else (text.title, text.body)
-            return OutboxItem(
-                leader_id=leader_id, device_id=device_id, channel=channel, title=title,
-                body=body, data=data, collapse_key=group.id, priority=priority,
-                expires_at=expires_at,
-            )  # fmt: skip
+class Tallies:
+    """Each open group's reports as counted so far, so that a flush reads and counts only
+    what joined since (the most recently flushed groups; rebuilt from the store)."""
 
-        outbox: list[OutboxItem] = []
-        for leader in leaders:
-            own = [d for d in devices if d.leader_id == leader.id]
-            fallback = rules.fallback_of(leader.id)
-            if not own and fallback in self.delivery.channels:
-                outbox.append(item(leader.id, None, leader.locale, fallback))
-            elif not own:
-                log.warning(
-                    "leader %s (receiver %s) has no registered device", leader.id, group.receiver
-                )
-                outbox.append(item(leader.id, None, leader.locale, self.channel.name))
-            outbox.extend(item(leader.id, d.id, d.locale, self.channel.name) for d in own)
-        return outbox
+    def __init__(self, most: int = MAX_TALLIES, in_thread_above: int = COUNT_IN_THREAD) -> None:
+        self.most = most
+        self.in_thread_above = in_thread_above
+        self._tallies: OrderedDict[str, GroupTally] = OrderedDict()
 
-    async def _inhibited_until(
-        self, group: GroupRow, summary: Summary, now: datetime
-    ) -> datetime | None:
-        """The end of the longest inhibition over this group: a source group (of a rule that
-        targets this group's route) pushed within the rule's `for`, in a region that holds
-        this group's region."""
-        until: datetime | None = None
-        paths = self._region_paths(group, summary)
-        for rule in self.rules.current.inhibitions:
-            if group.route_id not in rule.target_routes:
-                continue
-            for labels, pushed_at in await self.store.recent_pushes(
-                sorted(rule.source_routes), since=now - rule.for_
-            ):
-                region = dict(labels).get("region")
-                end = pushed_at + rule.for_
-                if end > now and region is not None and paths and all(region in p for p in paths):
-                    until = end if until is None else max(until, end)
-        return until
+    def get(self, group_id: str) -> GroupTally | None:
+        return self._tallies.get(group_id)
 
-    async def _tally(
+    def forget(self, group_id: str) -> None:
+        self._tallies.pop(group_id, None)
+
+    async def count(
         self, group_id: str, joined: list[tuple[int, Report]], *, whole: bool
     ) -> GroupTally:
+        """The group's tally with `joined` added (a new one if `whole`: they are all of it)."""
         tally = self._tallies.get(group_id)
         if tally is None or whole:
             tally = GroupTally()
-            if len(joined) > COUNT_IN_THREAD:
+            if len(joined) > self.in_thread_above:
                 # A big group's first flush here (or after a restart): hundreds of ms of
                 # counting. In a thread the event loop keeps taking turns on the interpreter
                 # lock (every few ms) instead of stalling; the tally is not shared yet.
@@ -572,45 +439,9 @@ class Pipeline:
         tally.add(joined)
         self._tallies[group_id] = tally
         self._tallies.move_to_end(group_id)
-        while len(self._tallies) > MAX_TALLIES:
+        while len(self._tallies) > self.most:
             self._tallies.popitem(last=False)
         return tally
-
-    def _today_scope(
-        self, group: GroupRow, now: datetime
-    ) -> tuple[frozenset[str], datetime] | None:
-        """Where and since when "today: N" counts live incidents: the group's region and
-        below, since midnight where the leaders are."""
-        region = dict(group.labels).get("region")
-        if region is None or region == UNASSIGNED:
-            return None
-        local = now.astimezone(self.display_tz)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        return self.rules.current.subtree(region), midnight
-
-    def _region_paths(self, group: GroupRow, summary: Summary) -> list[tuple[str, ...]]:
-        """The region the group stands for (its label), or else its incidents' regions."""
-        rules = self.rules.current
-        labels = dict(group.labels)
-        regions = [labels["region"]] if "region" in labels else list(summary.regions)
-        return [rules.region_path(r) for r in regions]
-
-    def _place(self, group: GroupRow, summary: Summary, locale: str) -> str:
-        rules = self.rules.current
-        labels = dict(group.labels)
-        region = labels.get("region") or next(iter(summary.regions), None)
-        if region is None:
-            return rules.region_name(UNASSIGNED, locale)
-        return rules.region_name(region, locale)
-
-    def _payload(self, group: GroupRow, summary: Summary) -> dict[str, str]:
-        changed = summary.changed_incidents
-        return {
-            "group_id": group.id,
-            "seq": str(group.seq + 1),
-            "incidents": ",".join(changed[:MAX_IDS_IN_PAYLOAD]),
-            "more_incidents": str(max(0, len(changed) - MAX_IDS_IN_PAYLOAD)),
-        }
 
 
 def _common_ancestor(paths: Sequence[tuple[str, ...]]) -> str | None:

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
-import pytest
-
-from dispatcher import pipeline as pipeline_module
 from dispatcher.group import GroupTally
 from dispatcher.model import Report
-from dispatcher.pipeline import Pipeline
+from dispatcher.pipeline import Tallies
 from tests.unit.test_group import report
 
 
@@ -25,11 +21,10 @@ def rows(n: int) -> list[tuple[int, Report]]:
     return out
 
 
-async def count_with_ticker(joined: list[tuple[int, Report]]) -> tuple[GroupTally, int]:
-    # Counting needs none of the pipeline's parts.
-    nothing: Any = None
-    pipe = Pipeline(store=nothing, rules=nothing, channel=nothing, delivery=nothing,
-                    clock=nothing, display_tz=UTC, metrics=nothing)  # fmt: skip
+async def count_with_ticker(
+    joined: list[tuple[int, Report]], tallies: Tallies | None = None
+) -> tuple[GroupTally, int]:
+    tallies = tallies or Tallies()
     turns = 0
     done = asyncio.Event()
 
@@ -42,7 +37,7 @@ async def count_with_ticker(joined: list[tuple[int, Report]]) -> tuple[GroupTall
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     before = turns
-    tally = await pipe._tally("g", joined, whole=True)
+    tally = await tallies.count("g", joined, whole=True)
     during = turns - before
     done.set()
     await task
@@ -62,7 +57,15 @@ async def test_a_big_group_is_counted_while_the_loop_keeps_turning() -> None:
     assert tally.counted == inline.counted
 
 
-async def test_a_small_group_is_counted_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline_module, "COUNT_IN_THREAD", 10**9)
-    _, turns = await count_with_ticker(rows(30_000))
+async def test_a_small_group_is_counted_on_the_loop() -> None:
+    _, turns = await count_with_ticker(rows(30_000), Tallies(in_thread_above=10**9))
     assert turns <= 1, "counted in one go: what the thread spares a big group"
+
+
+async def test_the_least_recently_flushed_groups_are_forgotten_first() -> None:
+    tallies = Tallies(most=2)
+    for group_id in ("a", "b", "a", "c"):
+        await tallies.count(group_id, rows(3), whole=False)
+    assert tallies.get("b") is None
+    assert tallies.get("a") is not None
+    assert tallies.get("c") is not None

@@ -247,9 +247,8 @@ async def open_group_rows(request: web.Request) -> list[dict[str, Any]]:
     for rule in rules.inhibitions:
         for route_id in rule.source_routes:
             if route_id not in pushes:
-                pushes[route_id] = await pipeline.store.recent_pushes(
-                    [route_id], since=now - rule.for_
-                )
+                recent = await pipeline.store.recent_pushes([route_id], since=now - rule.for_)
+                pushes[route_id] = [(labels, at) for _, labels, at in recent]
     return [
         views.group_row(
             rules,
