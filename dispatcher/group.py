@@ -1,7 +1,8 @@
 """Alert groups: when a group's next update is due, and what it says in numbers.
 
 Pure decisions: plain values in, `now` passed in, no I/O. The store keeps the group's
-timer; the scheduler asks `is_due`; the notify stage renders a `Summary` for each leader.
+timer; a due group's flush (`flush.py`) asks `due_action` what it owes and `next_wakeup`
+when to look again, and renders a `Summary` in every language.
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ class Tally:
     """One incident of a group, as its latest revisions count it."""
 
     # Its earliest report (occurred_at as a POSIX timestamp, key): the order shown. Sorting
-    # tens of thousands of aware datetimes cost a digest 100 ms: each comparison asks both
-    # for their offsets.
+    # tens of thousands of aware datetimes is slow (docs/performance.md): each comparison
+    # asks both for their offsets.
     first: tuple[float, str]
     count: IncidentCount | None  # None when every report of it is retracted
     kind: str = ""  # the incident's (of its highest tier's latest live report)

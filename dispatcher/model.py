@@ -1,8 +1,8 @@
 """Domain values shared by every stage of the pipeline.
 
 Plain immutable values (frozen dataclasses and named tuples): no I/O, no framework imports.
-Intake produces a `Report`, the rules give `Region`, `Team` and `Leader`, grouping produces
-`Update`s.
+Intake produces a `Report`; the rules give `Region`, `Team` and `Leader`. What groups say
+(`group.Summary`) and the store's rows (`store/rows.py`) are defined where they are made.
 """
 
 from __future__ import annotations

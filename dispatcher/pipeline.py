@@ -39,7 +39,7 @@ from dispatcher.targets import Router
 log = logging.getLogger("dispatcher.pipeline")
 
 MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes (~1 KB each)
-COUNT_IN_THREAD = 2000  # reports, counted into a new tally off the event loop (~10 us each)
+COUNT_IN_THREAD = 2000  # reports, counted into a new tally off the event loop
 
 
 @dataclass(frozen=True, slots=True)

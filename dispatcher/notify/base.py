@@ -1,4 +1,4 @@
-"""The interface every push channel implements (FCM, console, later webhook).
+"""The interface every push channel implements (FCM, Web Push, webhook, console).
 
 The notify pipeline hands a channel a batch of `Push`es, each bound for one device, and
 gets one `PushResult` per push back, in the same order. A channel never raises for a

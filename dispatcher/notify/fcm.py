@@ -3,8 +3,9 @@
 firebase-admin gives us what it does well: the service-account credentials (refreshed in a
 worker thread, so the event loop never blocks on google-auth's `requests` calls) and the
 message model with its encoding, which validates what it builds. Sending is ours, because
-firebase-admin's async path cannot carry a fan-out (bench/fanout.py): through httpx it
-spends a whole core on ~500 messages/s, it does not retry 429, ignores Retry-After on 503,
+firebase-admin's async path cannot carry a fan-out (bench/fanout.py, docs/performance.md):
+through httpx it spends a whole core on a few hundred messages a second, it does not retry
+429, ignores Retry-After on 503,
 and one non-string data value fails the whole batch. Here each message is one POST to
 `{endpoint}/v1/projects/{project}/messages:send` (FCM v1 has no batch endpoint since 2024),
 `connections` of them in flight at once on keep-alive connections (notify/http1.py: aiohttp's

@@ -1,11 +1,11 @@
 """A lean keep-alive HTTP/1.1 client for one origin: the FCM sender's transport.
 
 FCM v1 takes one message per request, so a fan-out is the same small POST thousands of
-times. aiohttp's client spends ~190 µs of CPU on each in its general machinery (cookies,
-redirects, tracing, header merging), most of a 4,000-phone fan-out (docs/performance.md).
+times. aiohttp's client spends most of a big fan-out's CPU in its general machinery
+(cookies, redirects, tracing, header merging; figures in docs/performance.md).
 Here a connection is an asyncio.Protocol that writes a request head built once per batch
 plus the body, and httptools (llhttp, the parser uvicorn uses) frames the answer:
-Content-Length or chunked, keep-alive or close. About a third of the CPU per push.
+Content-Length or chunked, keep-alive or close, for a fraction of the CPU per push.
 
 Deliberately small: POST only, one request at a time per connection (no pipelining), no
 redirects, no compression, no proxies. Connections idle for more than KEEPALIVE seconds are

@@ -1,8 +1,10 @@
 """Delivery: send what the outbox holds, record what became of each push, retry the rest.
 
 The outbox rows were written with the update that caused them; this stage only moves them
-from pending to sent, failed or disabled-device, with exponential backoff and jitter between
-attempts. A push is never dropped silently: it ends as sent or as failed with a reason.
+from pending to sent or failed, with exponential backoff and equal jitter between attempts
+(`backoff`). A token the service rejects for good disables its device; a push that cannot
+reach a leader's phone goes to the leader's fallback channel, if one is set. A push is never
+dropped silently: it ends as sent or as failed with a reason.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ def backoff(
     retry_after: float | None = None,
     rand: random.Random | None = None,
 ) -> timedelta:
-    """Delay before attempt `attempt + 1`: full jitter on an exponential ceiling, never less
-    than what the service asked for with Retry-After."""
+    """Delay before attempt `attempt + 1`: equal jitter on an exponential ceiling (at least
+    half the ceiling, so a retry never comes back at once; at random up to all of it, so
+    many phones' retries spread apart), never less than what the service asked for with
+    Retry-After."""
     ceiling = min(cap.total_seconds(), base.total_seconds() * (2 ** max(0, attempt - 1)))
     delay = (rand or random).uniform(ceiling / 2, ceiling)
     if retry_after is not None:

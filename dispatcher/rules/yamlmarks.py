@@ -109,8 +109,8 @@ def load_marked(text: str, file: str, problems: Problems) -> Y | None:
         if chunked is not None:
             return chunked
     try:
-        # libyaml's composer is 5-10x faster and keeps the marks; on a syntax error the pure
-        # Python one runs again, for its clearer message.
+        # libyaml's composer is several times faster (docs/performance.md) and keeps the
+        # marks; on a syntax error the pure Python one runs again, for its clearer message.
         node = yaml.compose(text, Loader=FAST_LOADER)
     except yaml.YAMLError:
         node = _compose_slowly(text, file, problems)

@@ -2,7 +2,8 @@
 
 On SQLite the writer process commits what arrives together (store/writer.py). On PostgreSQL
 each request was its own transaction: about ten statements for one report, each a round
-trip through SQLAlchemy and asyncpg, so a single report cost 2.4 ms of the service's CPU.
+trip through SQLAlchemy and asyncpg, so a single report cost milliseconds of the service's
+CPU (docs/performance.md).
 Here the report writes that arrive while one transaction commits wait and then share the
 next: their statements are one per table for all of them (`writes.ReportWriter.save`). If
 a shared transaction fails, each write is committed alone, so that a bad one fails by

@@ -1087,7 +1087,8 @@ def _current_silences(conn: Connection, ending_after: datetime) -> list[Silence]
 
 def _active_devices(conn: Connection, leader_ids: Sequence[str]) -> list[DeviceRow]:
     """The phones of these leaders that are not disabled. Plain SQL: a fan-out reads
-    thousands, and Core's row processing (two times a row) cost 60-100 ms for 4,000."""
+    thousands, and Core's row processing (two times a row) cost a fan-out dearly
+    (docs/performance.md, "Figures behind the code")."""
     if not leader_ids:
         return []
     sql = writes.Sql(conn)
@@ -1134,7 +1135,7 @@ def _count_live_incidents(conn: Connection, regions: frozenset[str], since: date
 # --- the outbox's writes, run by Store._write ----------------------------------------------
 
 # A fan-out writes, claims and records thousands of rows at once: plain SQL run as one
-# executemany (see writes.py), not a Core expression per row (~0.2 ms each).
+# executemany (see writes.py), not a Core expression per row (docs/performance.md).
 INSERT_PUSH = (
     "INSERT INTO notifications (group_id, seq, leader_id, device_id, channel, title, body, "
     "data, collapse_key, priority, status, attempts, next_attempt_at, created_at, expires_at, "

@@ -26,3 +26,12 @@ def test_delay_grows_and_is_capped(attempt: int, low: float, high: float) -> Non
 def test_retry_after_is_a_floor() -> None:
     delay = backoff(1, base=BASE, cap=CAP, retry_after=30.0, rand=random.Random(0))
     assert delay == timedelta(seconds=30)
+
+
+def test_equal_jitter_never_retries_sooner_than_half_the_ceiling() -> None:
+    # Full jitter would allow a delay near 0; equal jitter keeps half the ceiling.
+    lowest = min(
+        backoff(4, base=BASE, cap=CAP, rand=random.Random(seed)).total_seconds()
+        for seed in range(500)
+    )
+    assert 8.0 <= lowest < 8.2
