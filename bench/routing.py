@@ -116,12 +116,11 @@ def real_rules(folder: Path, n_reports: int, rng: random.Random) -> None:
         t0 = time.perf_counter()
         rules.routes_for(report)
         route.append(time.perf_counter() - t0)
-    cells = rules.index._grid
-    border = sum(1 for v in cells.values() if v == "\0border")
-    vertices = sum(len(shapely.get_coordinates(g)) for g in rules.index._geoms)
+    cells, border = rules.index.remembered()
+    vertices = sum(len(shapely.get_coordinates(g)) for g in rules.index.outlines().values())
     print(
         f"{folder}: {len(rules.index)} outlines, {vertices} vertices; {n_reports} points; "
-        f"{len(cells)} cells met, {border} crossed by a border\n"
+        f"{cells} cells met, {border} crossed by a border\n"
         f"  place, learning cells p50 {us(passes[0], 0.5)} µs p99 {us(passes[0], 0.99)} µs"
         f" | remembered p50 {us(passes[1], 0.5)} µs p99 {us(passes[1], 0.99)} µs"
         f" (mean {statistics.mean(passes[1]) * 1e6:.2f} µs)\n"

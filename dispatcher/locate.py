@@ -57,10 +57,14 @@ class RegionIndex:
         """Each region's outline, by id (for drawing them)."""
         return dict(zip(self._ids, self._geoms, strict=True))
 
+    def remembered(self) -> tuple[int, int]:
+        """How many grid cells are remembered, and how many of them a border crosses."""
+        return len(self._grid), sum(v is _BORDER for v in self._grid.values())
+
     def place(self, lat: float, lon: float) -> str | None:
         """The deepest region covering (lat, lon), or None."""
         found = self._remembered(lat, lon)
-        return self._exact([(lat, lon)])[0] if found is _BORDER else found
+        return self.place_exactly([(lat, lon)])[0] if found is _BORDER else found
 
     def place_many(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
         """`place` for many (lat, lon) points in one call: a batch of reports pays
@@ -68,7 +72,8 @@ class RegionIndex:
         out = [self._remembered(lat, lon) for lat, lon in points]
         exact = [n for n, found in enumerate(out) if found is _BORDER]
         if exact:
-            for n, region in zip(exact, self._exact([points[n] for n in exact]), strict=True):
+            placed = self.place_exactly([points[n] for n in exact])
+            for n, region in zip(exact, placed, strict=True):
                 out[n] = region
         return out
 
@@ -107,7 +112,7 @@ class RegionIndex:
         self._grid[key] = found
         return found
 
-    def _exact(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
+    def place_exactly(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
         """Each point tested against the polygons themselves."""
         if not points or self._all is None:
             return [None] * len(points)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import shapely
 
-from dispatcher.locate import _BORDER, GRID, RegionIndex
+from dispatcher.locate import GRID, RegionIndex
 from dispatcher.model import UNASSIGNED
 from dispatcher.rules.load import RuleSet, load_rules
 
@@ -118,7 +118,7 @@ def test_a_batch_is_placed_as_each_report_would_be(shipped: RuleSet) -> None:
 def test_both_ways_of_placing_agree_on_the_map_and_on_its_edges(shipped: RuleSet) -> None:
     """A dozen polygons are all tested at once; thousands go through an STRtree first.
     Both give every point the same region, edges and corners included."""
-    polygons = {rid: shipped.index._geoms[i] for i, rid in enumerate(shipped.index._ids)}
+    polygons = shipped.index.outlines()
     depth = {rid: len(shipped.region_path(rid)) for rid in polygons}
     at_once, narrowed = RegionIndex(polygons, depth), RegionIndex(polygons, depth, small=0)
     rng = random.Random(3)
@@ -136,7 +136,7 @@ def test_remembered_grid_cells_place_every_point_as_the_polygons_do(shipped: Rul
     """Cells wholly inside or outside every region answer from memory; the answers are
     those of testing each point against the polygons, on borders, vertices and the
     corners of the cells themselves."""
-    polygons = {rid: shipped.index._geoms[i] for i, rid in enumerate(shipped.index._ids)}
+    polygons = shipped.index.outlines()
     depth = {rid: len(shipped.region_path(rid)) for rid in polygons}
     rng = random.Random(5)
     points = [(rng.uniform(35, 37), rng.uniform(36, 38)) for _ in range(4000)]
@@ -144,9 +144,10 @@ def test_remembered_grid_cells_place_every_point_as_the_polygons_do(shipped: Rul
     for geom in polygons.values():
         points += [(lat, lon) for lon, lat in shapely.get_coordinates(geom)[:80].tolist()]
     for index in (RegionIndex(polygons, depth), RegionIndex(polygons, depth, small=0)):
-        exact = index._exact(points)
+        exact = index.place_exactly(points)
         assert index.place_many(points) == exact, "a batch, learning cells as it goes"
         assert index.place_many(points) == exact, "a batch, from remembered cells"
         assert [index.place(lat, lon) for lat, lon in points] == exact
-        assert len(index._grid) > 1000, "most cells are remembered"
-        assert sum(v is _BORDER for v in index._grid.values()) > 50, "borders are tested"
+        cells, borders = index.remembered()
+        assert cells > 1000, "most cells are remembered"
+        assert borders > 50, "borders are tested"
