@@ -122,7 +122,7 @@ class Route:
     matchers: Matchers = Matchers()
     continue_: bool = False
     children: tuple[Route, ...] = field(default_factory=tuple)
-    where: str = ""  # file:line of the route, for messages
+    where: tuple[str, int, int] = ("", 0, 0)  # file, line, column of the route, for messages
     immediate: bool = False  # push each report at once, high priority, no group_wait
     # "minimal": the push carries no place, count or coordinates, only a neutral notice and a
     # reference; the leader's app fetches the update (GET /v1/groups/{id}/updates/{seq}).

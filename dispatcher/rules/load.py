@@ -21,15 +21,9 @@ from dispatcher.model import UNASSIGNED, Leader, Region, Report, Team
 from dispatcher.route import Inhibition, Route, group_labels, match, match_surges
 from dispatcher.rules.boundaries import read_outlines
 from dispatcher.rules.errors import Loc, Problems, RuleError, RulesInvalid
-from dispatcher.rules.schema import (
-    LEADER_MARK,
-    Checker,
-    name_key,
-    parse_regions,
-    parse_routes,
-    parse_teams,
-    region_names,
-)
+from dispatcher.rules.names import name_key, region_names
+from dispatcher.rules.routes import Receivers, parse_routes
+from dispatcher.rules.schema import Checker, parse_regions, parse_teams
 from dispatcher.rules.sources import parse_sources
 from dispatcher.rules.templates import parse_templates
 from dispatcher.rules.yamlmarks import Y, load_marked
@@ -227,8 +221,11 @@ def _build_now(folder: Path) -> tuple[RuleSet | None, Problems]:
         c,
         inhibitions=inhibitions,
         regions=specs if docs["regions.yaml"] is not None and specs else None,
-        teams=(
-            {*teams, *(LEADER_MARK + lead.id for team in teams.values() for lead in team.leaders)}
+        receivers=(
+            Receivers(
+                frozenset(teams),
+                frozenset(lead.id for team in teams.values() for lead in team.leaders),
+            )
             if docs["teams.yaml"] is not None and teams
             else None
         ),

@@ -1,15 +1,17 @@
 """The rules' schema: marked YAML in, domain values out, every mistake collected.
 
+`Checker` reads typed values and collects problems; this module reads regions.yaml and
+teams.yaml with it; routes.yaml is `rules/routes.py`, templates.yaml `rules/templates.py`.
+
 Operators are not programmers, so each check says where (file:line:column), what is wrong,
 and how to fix it, with a close match for misspelt keys, kinds, regions and teams.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,15 +19,14 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from dispatcher.model import KINDS, LOCALES, STATUSES, Leader, Region, Team
-from dispatcher.route import COUNTS, Inhibition, Matchers, Route, Threshold
+from dispatcher.model import LOCALES, Leader, Region, Team
 from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.errors import Loc, Problems, suggest
+from dispatcher.rules.names import region_names
 from dispatcher.rules.yamlmarks import Y
-from dispatcher.surge import SurgeRule
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-GROUP_BY = re.compile(r"^(region|region:\d+|kind|source)$")
+THRESHOLD = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(\d+)\s*$")  # a count or a comparison
 
 REGION_KEYS = (
     "id",
@@ -40,40 +41,6 @@ REGION_KEYS = (
 TEAM_KEYS = ("id", "name", "leaders", "escalate_after", "escalate_to", "fallback")
 LEADER_KEYS = ("id", "name", "locale", "fallback")
 CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-ROUTE_KEYS = (
-    "name",
-    "match",
-    "receiver",
-    "group_by",
-    "group_wait",
-    "group_interval",
-    "repeat_interval",
-    "ttl",
-    "close_after",
-    "continue",
-    "immediate",
-    "payload",
-    "surge",
-    "routes",
-)
-SURGE_KEYS = ("incidents", "within")
-SURGE_GROUP_WAIT = timedelta(0)  # a surge route's own default: pushed at the next tick
-MATCH_KEYS = ("regions", "kinds", "statuses", "sources", *COUNTS, "not")
-NOT_KEYS = ("regions", "kinds", "statuses", "sources")
-LEADER_MARK = "leader:"  # marks leader ids among the receivers parse_routes is given
-THRESHOLD = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(\d+)\s*$")
-DEFAULT_TIMINGS = {
-    "group_wait": timedelta(seconds=30),
-    "group_interval": timedelta(minutes=5),
-    "repeat_interval": timedelta(hours=4),
-    # How long a push may wait for a phone that is offline before it is dropped: a digest
-    # arriving hours late would mislead.
-    "ttl": timedelta(hours=1),
-    # A group with no report for this long closes with a summary; the next report opens a
-    # new one.
-    "close_after": timedelta(hours=1),
-}
-MAX_TTL = timedelta(days=28)  # FCM's limit
 
 
 class Checker:
@@ -163,26 +130,6 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return f"'{value}'"
-
-
-# Arabic spellings vary in the hamza on alef, in tatweel and in short-vowel marks.
-_ARABIC_FOLD = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ـ": None})
-_HARAKAT = re.compile("[\u064b-\u0652\u0670]")
-
-
-def name_key(name: str) -> str:
-    """A region name reduced so that spellings a reporter may use compare equal."""
-    folded = _HARAKAT.sub("", name.translate(_ARABIC_FOLD))
-    return " ".join(folded.casefold().replace("'", "").replace("’", "").split())
-
-
-def region_names(regions: Iterable[Region]) -> dict[str, tuple[str, ...]]:
-    """Every name, Arabic name and alias (by `name_key`) and the regions that carry it."""
-    out: dict[str, list[str]] = {}
-    for region in regions:
-        for name in {name_key(n) for n in (region.name, region.name_ar, *region.aliases)}:
-            out.setdefault(name, []).append(region.id)
-    return {name: tuple(ids) for name, ids in out.items()}
 
 
 @dataclass
@@ -390,367 +337,3 @@ def parse_teams(doc: Y | None, file: str, c: Checker) -> tuple[dict[str, Team], 
                 "receiver names either, so give one of them another id",
             )
     return teams, locs
-
-
-@dataclass
-class _Inherited:
-    receiver: str | None
-    group_by: tuple[str, ...]
-    timings: dict[str, timedelta] = field(default_factory=dict)
-    immediate: bool = False
-    payload: str = "full"
-
-
-def parse_routes(
-    doc: Y | None,
-    file: str,
-    c: Checker,
-    *,
-    regions: Iterable[str] | None,
-    teams: Iterable[str] | None,
-    inhibitions: list[Inhibition] | None = None,
-) -> Route | None:
-    """The route tree. A receiver is a team id or a single leader's id. `regions` or `teams`
-    (team ids, and leader ids marked with LEADER_MARK) is None when its file could not be
-    read: then references to it are not checked, rather than each reported as unknown."""
-    if doc is None or not c.mapping(doc, "routes.yaml", ("route", "inhibit"), ("route",)):
-        return None
-    root = doc.value["route"]
-    if root.is_map():
-        for key in ("match", "continue", "surge"):
-            if key in root.value:
-                c.p.error(
-                    root.key_locs[key],
-                    f"the top route takes every report; '{key}' belongs on a child route",
-                )
-    names: dict[str, Loc] = {}
-    inherited = _Inherited(None, (), dict(DEFAULT_TIMINGS))
-    tree = _route(
-        root,
-        "root",
-        inherited,
-        c,
-        None if regions is None else set(regions),
-        None if teams is None else set(teams),
-        names,
-        is_root=True,
-    )
-    if "inhibit" in doc.value:
-        found = _inhibitions(doc.value["inhibit"], c, names)
-        if inhibitions is not None:
-            inhibitions.extend(found)
-    return tree
-
-
-INHIBIT_KEYS = ("name", "source", "target", "for")
-
-
-def _inhibitions(y: Y, c: Checker, names: dict[str, Loc]) -> list[Inhibition]:
-    """`inhibit:` rules; routes are named by their `name`."""
-    if not y.is_list():
-        c.p.error(y.loc, "inhibit must be a list of rules, each starting with '- source: ...'")
-        return []
-    out = []
-    for i, item in enumerate(y.value):
-        if not c.mapping(item, "an inhibit rule", INHIBIT_KEYS, ("source", "target", "for")):
-            continue
-        v = item.value
-        sides = []
-        for side in ("source", "target"):
-            routes: list[str] = []
-            if c.mapping(v[side], f"inhibit {side}", ("routes",), ("routes",)):
-                for route, loc in c.strings(v[side].value["routes"], f"{side}.routes"):
-                    if route not in names:
-                        hint = suggest(route, names) or "; routes are named by their 'name'"
-                        c.p.error(loc, f"unknown route '{route}'{hint}")
-                    routes.append(route)
-            sides.append(frozenset(routes))
-        for_ = c.duration(v["for"], "for")
-        name = c.string(v.get("name"), "inhibit name") or f"inhibit.{i}"
-        if for_ is not None and all(sides):
-            out.append(Inhibition(name, sides[0], sides[1], for_))
-    return out
-
-
-def _route(
-    y: Y,
-    path: str,
-    parent: _Inherited,
-    c: Checker,
-    regions: set[str] | None,
-    teams: set[str] | None,
-    names: dict[str, Loc],
-    *,
-    is_root: bool = False,
-) -> Route | None:
-    required = ("receiver",) if is_root else ()
-    if not c.mapping(y, "a route", ROUTE_KEYS, required):
-        return None
-    v = y.value
-    name = c.string(v.get("name"), "route name", pattern=ID)
-    if name is not None:
-        if name in names:
-            c.p.error(
-                v["name"].loc, f"duplicate route name '{name}' (first at line {names[name].line})"
-            )
-        names[name] = v["name"].loc
-    receiver = c.string(v.get("receiver"), "receiver", pattern=ID) or parent.receiver
-    known = teams is not None and (receiver in teams or f"{LEADER_MARK}{receiver}" in teams)
-    if "receiver" in v and teams is not None and receiver is not None and not known:
-        is_leader = {t.removeprefix(LEADER_MARK): t.startswith(LEADER_MARK) for t in teams}
-        close = difflib.get_close_matches(receiver, list(is_leader), n=1, cutoff=0.6)
-        what = "team or leader" if not close or is_leader[close[0]] else "team"
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        c.p.error(v["receiver"].loc, f"unknown {what} '{receiver}'{hint}")
-    group_by = parent.group_by
-    if "group_by" in v:
-        labels = c.strings(v["group_by"], "group_by")
-        for label, loc in labels:
-            if not GROUP_BY.match(label):
-                hint = suggest(label, ("region", "kind", "source"))
-                c.p.error(
-                    loc,
-                    f"cannot group by '{label}'{hint}"
-                    + (
-                        ""
-                        if hint
-                        else "; use region, region:N (N = depth in the region tree), kind or source"
-                    ),
-                )
-        group_by = tuple(label for label, _ in labels if GROUP_BY.match(label))
-    timings = dict(parent.timings)
-    for key in DEFAULT_TIMINGS:
-        value = c.duration(v.get(key), key)
-        if value is not None and key == "ttl" and value > MAX_TTL:
-            c.p.error(v[key].loc, "ttl can be at most 28 days (FCM's limit)")
-        elif value is not None:
-            timings[key] = value
-    matchers = Matchers()
-    if "match" in v and c.mapping(v["match"], "match", MATCH_KEYS):
-        m = v["match"].value
-        regions_, kinds_, statuses_, sources_ = _sets(m, "match", c, regions)
-        thresholds = []
-        for count_field in COUNTS:
-            if count_field in m:
-                t = _threshold(m[count_field], count_field, c)
-                if t is not None:
-                    thresholds.append(t)
-        negated: tuple[frozenset[str], ...] = (frozenset(),) * 4
-        if "not" in m and c.mapping(m["not"], "match.not", NOT_KEYS):
-            negated = _sets(m["not"].value, "match.not", c, regions)
-        matchers = Matchers(regions_, kinds_, statuses_, sources_, tuple(thresholds), *negated)
-    cont = c.boolean(v.get("continue"), "continue", False)
-    immediate = c.boolean(v.get("immediate"), "immediate", parent.immediate)
-    is_surge = "surge" in v and not is_root  # the top route's is refused in parse_routes
-    surge = _surge(v["surge"], c) if is_surge else None
-    if is_surge:
-        _check_surge_route(v, c)
-        immediate = False
-        # Its own group_wait, not its parent's digest wait: a surge is told at once.
-        if "group_wait" not in v:
-            timings["group_wait"] = SURGE_GROUP_WAIT
-    if immediate and "immediate" in v:
-        for key in ("group_wait", "group_interval"):
-            if key in v:
-                c.p.warning(
-                    v[key].loc,
-                    f"{key} has no effect on an immediate route: each report is pushed at once",
-                )
-    payload = parent.payload
-    if "payload" in v:
-        given = c.string(v["payload"], "payload")
-        if given in ("full", "minimal"):
-            payload = given
-        elif given is not None:
-            c.p.error(
-                v["payload"].loc,
-                f"payload '{given}' is not known{suggest(given, ('full', 'minimal'))}; use full "
-                "(the alert on the phone) or minimal (a neutral notice; the app fetches the text)",
-            )
-    if is_surge and "match" in v:
-        leaves_out = matchers.statuses and "retracted" not in matchers.statuses
-        if leaves_out or "retracted" in matchers.not_statuses:
-            c.p.error(
-                v["match"].loc,
-                "a surge route must match retracted reports too, or a retracted incident "
-                "keeps counting; remove the status matcher that leaves them out",
-            )
-    here = _Inherited(receiver, group_by, timings, immediate, payload)
-    children: list[Route] = []
-    if "routes" in v and not is_surge:
-        if not v["routes"].is_list():
-            c.p.error(v["routes"].loc, "routes must be a list of routes, each starting with '- '")
-        else:
-            for i, child_y in enumerate(v["routes"].value):
-                child = _route(child_y, f"{path}.{i}", here, c, regions, teams, names)
-                if child is not None:
-                    children.append(child)
-            _check_shadowed(children, c)
-    if receiver is None or (is_surge and surge is None):
-        return None  # (a surge route with a bad surge: left out, so as not to shadow others)
-    return Route(
-        id=name or path,
-        receiver=receiver,
-        group_by=group_by,
-        group_wait=timings["group_wait"],
-        group_interval=timings["group_interval"],
-        repeat_interval=timings["repeat_interval"],
-        ttl=timings["ttl"],
-        close_after=timings["close_after"],
-        matchers=matchers,
-        continue_=cont,
-        children=tuple(children),
-        where=str(y.loc),
-        immediate=immediate,
-        payload=payload,
-        surge=surge,
-    )
-
-
-def _surge(y: Y, c: Checker) -> SurgeRule | None:
-    """`surge: {incidents: ">= 8", within: 30m}`: 8 or more live incidents in 30 minutes."""
-    if not y.is_map():
-        c.p.error(y.loc, 'surge must be a mapping like {incidents: ">= 8", within: 30m}')
-        return None
-    if not c.mapping(y, "surge", SURGE_KEYS):
-        return None
-    v = y.value
-    missing = {
-        "incidents": "surge needs 'incidents', the threshold, like incidents: \">= 8\"",
-        "within": "surge needs 'within', the window incidents are counted in, like within: 30m",
-    }
-    for key, message in missing.items():
-        if key not in v:
-            c.p.error(y.loc, message)
-    at_least = _surge_threshold(v["incidents"], c) if "incidents" in v else None
-    within = c.duration(v.get("within"), "surge.within")
-    if at_least is None or within is None:
-        return None
-    return SurgeRule(at_least, within)
-
-
-def _surge_threshold(y: Y, c: Checker) -> int | None:
-    """`8` (8 or more, as casualty matchers read a bare count), `">= 8"` or `"> 7"`."""
-    raw = y.value
-    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
-    found = THRESHOLD.match(text) if text is not None else None
-    if found is None:
-        c.p.error(y.loc, 'surge.incidents must be a threshold like ">= 8" (quote it in YAML)')
-        return None
-    op, value = found.group(1) or ">=", int(found.group(2))
-    if op not in (">=", ">"):
-        c.p.error(
-            y.loc,
-            f"surge.incidents '{text}' cannot open a surge: a surge is a rate that rises to a "
-            'threshold; write it like ">= 8"',
-        )
-        return None
-    at_least = value + 1 if op == ">" else value
-    if at_least < 2:
-        c.p.error(
-            y.loc,
-            f"surge.incidents '{text}' makes every incident a surge; use a threshold of 2 or "
-            "more, or a route without surge",
-        )
-        return None
-    return at_least
-
-
-def _check_surge_route(v: dict[str, Y], c: Checker) -> None:
-    """What a surge route cannot hold, each with the fix."""
-    if "routes" in v:
-        c.p.error(
-            v["routes"].loc,
-            "a surge route counts incidents and has no routes below it; put these routes beside it",
-        )
-    if "continue" in v and v["continue"].value is False:
-        c.p.error(
-            v["continue"].loc,
-            "a surge route always lets reports go on to the routes after it; remove "
-            "'continue: false'",
-        )
-    if "immediate" in v and v["immediate"].value is True:
-        c.p.error(
-            v["immediate"].loc,
-            "a surge route pushes when the rate is reached, not each report; remove "
-            "'immediate: true'",
-        )
-    for key in ("repeat_interval", "close_after"):
-        if key in v:
-            c.p.warning(
-                v[key].loc,
-                f"{key} has no effect on a surge route: it repeats at most every "
-                "group_interval while the rate holds, and closes when its window is empty",
-            )
-
-
-def _sets(
-    m: dict[str, Y], where: str, c: Checker, regions: set[str] | None
-) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
-    """regions, kinds, statuses and sources of a match (or match.not) block, checked."""
-    wanted_regions = c.strings(m.get("regions"), f"{where}.regions")
-    for rid, loc in wanted_regions:
-        if regions is not None and rid not in regions:
-            c.p.error(loc, f"unknown region '{rid}'{suggest(rid, regions)}")
-    kinds = c.strings(m.get("kinds"), f"{where}.kinds")
-    for kind, loc in kinds:
-        if kind not in KINDS:
-            c.p.error(
-                loc,
-                f"unknown kind '{kind}'{suggest(kind, KINDS)}"
-                + ("" if suggest(kind, KINDS) else f"; kinds are {', '.join(KINDS)}"),
-            )
-    statuses = c.strings(m.get("statuses"), f"{where}.statuses")
-    for status, loc in statuses:
-        if status not in STATUSES:
-            hint = suggest(status, STATUSES) or f"; use {', '.join(STATUSES)}"
-            c.p.error(loc, f"unknown status '{status}'{hint}")
-    sources = c.strings(m.get("sources"), f"{where}.sources")
-    return (
-        frozenset(r for r, _ in wanted_regions),
-        frozenset(k for k, _ in kinds),
-        frozenset(s for s, _ in statuses),
-        frozenset(s for s, _ in sources),
-    )
-
-
-def _threshold(y: Y, name: str, c: Checker) -> Threshold | None:
-    """`killed: 5` (at least 5) or `killed: ">= 5"`, `"> 0"`, `"< 3"`, `"== 0"`, `"!= 0"`."""
-    raw = y.value
-    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
-    found = THRESHOLD.match(text) if text is not None else None
-    if found is None:
-        c.p.error(
-            y.loc,
-            f'{name} must be a count like 5 (at least 5) or a comparison like ">= 5" '
-            "(quote it in YAML)",
-        )
-        return None
-    return Threshold(name, found.group(1) or ">=", int(found.group(2)))
-
-
-def _check_shadowed(children: list[Route], c: Checker) -> None:
-    """Warn about a route that no report can reach: an earlier sibling without `continue`
-    takes everything it would. Only siblings with plain region and kind matchers are judged
-    (elsewhere it is not certain), which also keeps a large tree cheap to check."""
-    blocking: list[Route] = []
-    for later in children:
-        if not later.matchers.only_regions_and_kinds():
-            continue
-        earlier = next((e for e in blocking if _covers(e.matchers, later.matchers)), None)
-        if earlier is not None:
-            file, line, col = later.where.rsplit(":", 2)
-            c.p.warning(
-                Loc(file, int(line), int(col)),
-                f"route '{later.id}' can never match: the earlier route '{earlier.id}' "
-                "(line " + earlier.where.rsplit(":", 2)[1] + ") takes every report it "
-                "would; move it up or set 'continue: true' on the earlier one",
-            )
-        if not later.continue_ and later.surge is None:
-            blocking.append(later)
-
-
-def _covers(m: Matchers, n: Matchers) -> bool:
-    """Every report `n` matches, `m` matches too (for region and kind matchers)."""
-    regions = not m.regions or bool(n.regions and n.regions <= m.regions)
-    return regions and (not m.kinds or bool(n.kinds and n.kinds <= m.kinds))
