@@ -495,7 +495,7 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 def cmd_silences(args: argparse.Namespace) -> int:
     """Add, list or expire silences through the running service's API, like amtool."""
 
-    import aiohttp
+    from dispatcher.client import Client, Refused, Unreachable, silence_line
 
     key = args.key or os.environ.get("DISPATCHER_API_KEY")
     if not key:
@@ -505,42 +505,24 @@ def cmd_silences(args: argparse.Namespace) -> int:
     if url is None:
         server = _settings(args.config).server
         url = f"http://{server.host}:{server.port}"
-    headers = {"Authorization": f"Bearer {key}"}
+    client = Client(url, key)
     if args.silences_cmd == "add":
-        body = {
-            "matchers": {"regions": args.region or [], "receivers": args.receiver or [],
-                         "routes": args.route or [], "kinds": args.kind or []},
-            "duration": args.duration, "author": args.author, "reason": args.reason,
-        }  # fmt: skip
-        if args.starts_at:
-            body["starts_at"] = args.starts_at
-        method, path = "POST", "/v1/silences"
+        matchers = {"regions": args.region or [], "receivers": args.receiver or [],
+                    "routes": args.route or [], "kinds": args.kind or []}  # fmt: skip
+        call = client.add_silence(matchers=matchers, duration=args.duration, author=args.author,
+                                  reason=args.reason, starts_at=args.starts_at)  # fmt: skip
     elif args.silences_cmd == "expire":
-        method, path, body = "DELETE", f"/v1/silences/{args.id}", None
+        call = client.expire_silence(args.id)
     else:
-        method, path, body = "GET", "/v1/silences" + ("?all=1" if args.all else ""), None
-
-    async def call() -> tuple[int, object]:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.request(method, url.rstrip("/") + path, json=body, headers=headers) as resp,
-        ):
-            return resp.status, await resp.json(content_type=None)
-
+        call = client.list_silences(expired_too=args.all)
     try:
-        status, answer = asyncio.run(call())
-    except aiohttp.ClientError as exc:
-        return _fail([f"{url}: {exc}"], header="dispatcher: the service did not answer:")
-    if status >= 400:
-        assert isinstance(answer, dict)
-        lines = [str(answer.get("detail") or answer.get("title"))]
-        lines += [f"{e['field']}: {e['message']}" for e in answer.get("errors", [])]
-        return _fail(lines, header=f"dispatcher: refused ({status}):")
-    assert isinstance(answer, dict)
-    for s in answer.get("silences", [answer]):
-        m = ", ".join(f"{k}={','.join(v)}" for k, v in s["matchers"].items() if v)
-        print(f"{s['id']}  {s['state']:8}  {s['starts_at']} -> {s['ends_at']}  {m}  "
-              f"by {s['author']}: {s['reason']}")  # fmt: skip
+        silences = asyncio.run(call)
+    except Unreachable as exc:
+        return _fail([str(exc)], header="dispatcher: the service did not answer:")
+    except Refused as exc:
+        return _fail(exc.lines, header=f"dispatcher: refused ({exc.status}):")
+    for s in silences:
+        print(silence_line(s))
     return 0
 
 
