@@ -41,12 +41,28 @@ from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.desk import Desk, add_desk
 from dispatcher.web.desk.sessions import Sessions, cookie_auth
+from dispatcher.web.devices import add_device_routes
 from dispatcher.web.groups import add_group_routes
 from dispatcher.web.leaders import add_leader_routes
 from dispatcher.web.openapi import add_openapi_route
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
 from dispatcher.web.pwa import add_app_routes
+from dispatcher.web.rules import add_rules_routes
+from dispatcher.web.services import (
+    CHANNELS,
+    CLOCK,
+    DEVICES,
+    GROUPS,
+    HEALTH,
+    KEYS,
+    METRICS,
+    OUTBOX,
+    REPORTS,
+    RULE_SETS,
+    RULES,
+    SILENCES,
+)
 from dispatcher.web.silences import add_silence_routes
 
 log = logging.getLogger("dispatcher")
@@ -260,10 +276,20 @@ def make_app(service: Service) -> web.Application:
             auth_middleware(ring, cookie_auth(ring, desk.sessions, pipeline.clock)),
         ],
     )
-    app[PIPELINE] = pipeline
+    app[PIPELINE] = pipeline  # for accepting reports, its own job
+    # Each service on its own key (web/services.py): handlers take only what they use.
+    store = service.store
+    app[RULES] = service.rules
+    app[CLOCK] = service.pipeline.clock
+    app[METRICS] = service.pipeline.metrics
+    app[CHANNELS] = service.pipeline.delivery.channels
+    app[REPORTS] = app[GROUPS] = store
+    app[OUTBOX] = app[DEVICES] = app[SILENCES] = app[RULE_SETS] = app[KEYS] = app[HEALTH] = store
     app[ACCESS] = Access(ring, server.base_url(), tuple(server.trusted_proxies))
     request_ids.install(app)
     add_routes(app)
+    add_device_routes(app)
+    add_rules_routes(app)
     add_operation_routes(app)
     add_group_routes(app)
     add_silence_routes(app)

@@ -3,6 +3,9 @@
 Pure decisions: plain values in, `now` passed in, no I/O. The store keeps the group's
 timer; a due group's flush (`flush.py`) asks `due_action` what it owes and `next_wakeup`
 when to look again, and renders a `Summary` in every language.
+
+Longer than 400 lines: `GroupTally` (incremental counting) and `summary_of` share one
+notion of a group's state; split apart, the invariant between them would span two files.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 render -> outbox -> delivery.
 
 This is where the stages meet. Web handlers call `accept`; the scheduler calls `tick`.
-Decisions stay in the pure modules; this one sequences them and does the I/O through `Store`.
+Decisions stay in the pure modules (a flush's is `flush.py`); this one sequences them and
+does the I/O through the store's rooms (`store/ports.py`).
+
+Just over 400 lines: a surge group's flush (`_flush_surge`) is still carried out here; its
+decision is already `surge.decide`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from dispatcher.notify.outbox import Delivery
 from dispatcher.notify.render_surge import render_surge
 from dispatcher.rules.live import LiveRules
 from dispatcher.silence import first_muting
-from dispatcher.store.repo import GroupRow, Store
+from dispatcher.store.ports import PipelineStore
+from dispatcher.store.rows import GroupRow
 from dispatcher.store.writes import SaveResult
 from dispatcher.surge import SURGE_LABEL, SurgeState, decide
 from dispatcher.surge import after as surge_after
@@ -53,7 +58,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: Store,
+        store: PipelineStore,
         rules: LiveRules,
         channel: Channel,
         delivery: Delivery,

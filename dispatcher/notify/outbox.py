@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from dispatcher.clock import Clock
 from dispatcher.metrics import Metrics
 from dispatcher.notify.base import Channel, Push, PushResult
-from dispatcher.store.repo import Outcome, PendingPush, Store
+from dispatcher.store.ports import OutboxStore
+from dispatcher.store.rows import Outcome, PendingPush
 
 log = logging.getLogger("dispatcher.delivery")
 
@@ -46,7 +47,7 @@ def backoff(
 class Delivery:
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         channel: Channel,
         *,
         clock: Clock,

@@ -26,7 +26,6 @@ from dispatcher.pairing import shown as shown_code
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey, Scope
 from dispatcher.store.access import KeyRow
-from dispatcher.web.api import PIPELINE, _device_leader, json_response, read_body
 from dispatcher.web.auth import (
     CONFIG_PREFIX,
     KEY,
@@ -39,7 +38,8 @@ from dispatcher.web.auth import (
     stored_id,
 )
 from dispatcher.web.openapi import documented
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import CLOCK, KEYS, RULES, device_leader, json_response, read_body
 
 log = logging.getLogger("dispatcher.access")
 
@@ -127,20 +127,17 @@ def config_key_json(key: ApiKey, last_used: datetime | None) -> dict[str, Any]:
     }
 
 
-def leader_problem(
-    rules: RuleSet, scopes: Sequence[str], leader: str | None
-) -> web.Response | None:
-    """The 422 for a key's leader binding, or None if it is right."""
+def check_leader(rules: RuleSet, scopes: Sequence[str], leader: str | None) -> None:
+    """422 unless a key's leader binding is right."""
     if "devices:write" in scopes and leader is None:
-        return problem(
+        raise ProblemError(
             422, "Invalid key", "a devices:write key is bound to a leader",
             errors=[FieldError("leader", "required with the scope devices:write")],
         )  # fmt: skip
     if leader is not None and leader not in rules.leaders:
-        return problem(
+        raise ProblemError(
             422, "Invalid key", errors=[FieldError("leader", f"no leader {leader!r} in the rules")]
         )
-    return None
 
 
 @requires("admin")
@@ -151,7 +148,7 @@ def leader_problem(
 )
 async def list_keys(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
-    rows = await request.app[PIPELINE].store.list_keys()
+    rows = await request.app[KEYS].list_keys()
     keys = [
         config_key_json(k, access.config_last_used.get(key_id(k))) for k in access.ring.config_keys
     ]
@@ -166,19 +163,14 @@ async def list_keys(request: web.Request) -> web.Response:
     tags=["keys"],
 )
 async def create_key(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     body = await read_body(request, KeyIn, what="key")
-    if isinstance(body, web.Response):
-        return body
     scopes = list(dict.fromkeys(body.scopes))
-    bad = leader_problem(pipeline.rules.current, scopes, body.leader)
-    if bad is not None:
-        return bad
+    check_leader(request.app[RULES].current, scopes, body.leader)
     admin: ApiKey = request[KEY]
     key = new_key()
-    row = await pipeline.store.add_key(
+    row = await request.app[KEYS].add_key(
         name=body.name, sha256=hash_key(key), scopes=scopes, leader_id=body.leader,
-        now=pipeline.clock(), created_by=f"API by key '{admin.name}'",
+        now=request.app[CLOCK](), created_by=f"API by key '{admin.name}'",
     )  # fmt: skip
     log.info("key %s (%s) made by key '%s'", row.id, row.name, admin.name)
     return json_response({**key_json(row), "key": key}, status=201)
@@ -191,23 +183,22 @@ async def create_key(request: web.Request) -> web.Response:
     tags=["keys"],
 )
 async def revoke_key(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     access = request.app[ACCESS]
     wanted = request.match_info["id"]
     if not is_ident(wanted):
-        return problem(404, "Not Found", "no key with that id")
+        raise ProblemError(404, "Not Found", "no key with that id")
     if wanted.startswith(CONFIG_PREFIX):
-        return problem(
+        raise ProblemError(
             409, "Key in the config",
             f"the key '{wanted.removeprefix(CONFIG_PREFIX)}' is in the config file (auth.keys): "
             "remove it there and restart the service",
         )  # fmt: skip
     admin: ApiKey = request[KEY]
-    revoked = await pipeline.store.revoke_key(
-        wanted, now=pipeline.clock(), by=f"API by key '{admin.name}'"
+    revoked = await request.app[KEYS].revoke_key(
+        wanted, now=request.app[CLOCK](), by=f"API by key '{admin.name}'"
     )
     if revoked is None:
-        return problem(404, "Not Found", f"no key with id {wanted!r}")
+        raise ProblemError(404, "Not Found", f"no key with id {wanted!r}")
     access.ring.forget()
     log.info(
         "key %s (%s) revoked by key '%s': %d phone(s) disabled, %d push(es) stopped",
@@ -235,22 +226,18 @@ def qr_svg(url: str) -> str:
     tags=["keys"],
 )
 async def create_pairing(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     access = request.app[ACCESS]
     leader = request.match_info["id"]
-    rules = pipeline.rules.current
+    rules = request.app[RULES].current
     if leader not in rules.leaders:
-        return problem(404, "Not Found", f"no leader {leader!r} in the rules")
+        raise ProblemError(404, "Not Found", f"no leader {leader!r} in the rules")
     body = PairingIn()
     if request.can_read_body:
-        given = await read_body(request, PairingIn, what="pairing")
-        if isinstance(given, web.Response):
-            return given
-        body = given
+        body = await read_body(request, PairingIn, what="pairing")
     admin: ApiKey = request[KEY]
-    now = pipeline.clock()
+    now = request.app[CLOCK]()
     code = new_code()
-    pairing = await pipeline.store.add_pairing(
+    pairing = await request.app[KEYS].add_pairing(
         sha256=digest(code), leader_id=leader, now=now,
         expires_at=now + timedelta(minutes=body.minutes), created_by=f"API by key '{admin.name}'",
     )  # fmt: skip
@@ -284,40 +271,37 @@ async def create_pairing(request: web.Request) -> web.Response:
 async def redeem_pairing(request: web.Request) -> web.Response:
     """A phone trades a pairing code for its own key. Failures are limited per client
     address and in all (429 with Retry-After), so codes cannot be guessed."""
-    pipeline = request.app[PIPELINE]
     access = request.app[ACCESS]
-    now = pipeline.clock()
+    now = request.app[CLOCK]()
     client = client_address(
         request.remote, request.headers.getall("X-Forwarded-For", []), access.trusted_proxies
     )
     wait = access.limiter.retry_after(client, now)
     if wait is not None:
-        return problem(
+        raise ProblemError(
             429, "Too Many Requests",
             f"too many wrong codes; try again in {math.ceil(wait)} s",
             headers={"Retry-After": str(math.ceil(wait))},
         )  # fmt: skip
     body = await read_body(request, RedeemIn, what="pairing code")
-    if isinstance(body, web.Response):
-        return body
     code = normal(body.code)
     redeemed = None
     key = new_key()
     if code is not None:
-        redeemed = await pipeline.store.redeem_pairing(
+        redeemed = await request.app[KEYS].redeem_pairing(
             sha256=digest(code), now=now, key_sha256=hash_key(key), name=body.name
         )
     if redeemed is None:
         access.limiter.failed(client, now)
         log.warning("a wrong, used or expired pairing code from %s", client)
-        return problem(
+        raise ProblemError(
             404, "Not Found",
             "no such pairing code, or it was used or has expired: ask for a new one",
         )  # fmt: skip
     pairing, row = redeemed
-    rules = pipeline.rules.current
+    rules = request.app[RULES].current
     if row.leader_id not in rules.leaders:
-        return problem(409, "Conflict", f"leader {row.leader_id!r} is no longer in the rules")
+        raise ProblemError(409, "Conflict", f"leader {row.leader_id!r} is no longer in the rules")
     log.info("pairing %s redeemed: key %s for leader %s", pairing.id, row.id, row.leader_id)
     return json_response(
         {"key": key, "key_id": row.id, "leader": leader_json(rules, row.leader_id)}, status=201
@@ -328,11 +312,9 @@ async def redeem_pairing(request: web.Request) -> web.Response:
 @documented("Who this phone's key speaks for", responses={200: "the leader"}, tags=["devices"])
 async def me(request: web.Request) -> web.Response:
     """Who this phone's key speaks for."""
-    leader = _device_leader(request)
-    if isinstance(leader, web.Response):
-        return leader
+    leader = device_leader(request)
     key: ApiKey = request[KEY]
-    rules = request.app[PIPELINE].rules.current
+    rules = request.app[RULES].current
     return json_response(
         {"leader": leader_json(rules, leader), "key_id": stored_id(key), "key_name": key.name}
     )
@@ -341,18 +323,17 @@ async def me(request: web.Request) -> web.Response:
 async def record_uses(app: web.Application) -> None:
     """Write when keys were last used: the ids noted since the last call, stamped now."""
     access = app[ACCESS]
-    pipeline = app[PIPELINE]
     used = access.ring.take_used()
     if not used:
         return
-    now = pipeline.clock()
+    now = app[CLOCK]()
     stored = {}
     for kid in used:
         if kid.startswith(CONFIG_PREFIX):
             access.config_last_used[kid] = now
         else:
             stored[kid] = now
-    await pipeline.store.touch_keys(stored)
+    await app[KEYS].touch_keys(stored)
 
 
 def add_access_routes(app: web.Application) -> None:

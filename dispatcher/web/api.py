@@ -1,4 +1,6 @@
-"""The HTTP API: reports in, devices registered, health out.
+"""Reports and incidents over HTTP: reports in, incidents and a report's revisions out, and
+the health check. (Devices are web/devices.py, the rules web/rules.py, groups
+web/groups.py.)
 
 Handlers parse and answer; the pipeline does the work. A report is answered only after it
 is committed: 202 for a new report or revision, 200 for one already stored, 409 for a
@@ -10,19 +12,15 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import pydantic_core
 from aiohttp import web
-from pydantic import Field, field_validator
 
 from dispatcher.counting import COUNT_FIELDS
 from dispatcher.group import count_incident
 from dispatcher.intake import (
     FieldError,
     ReportIn,
-    Text,
-    Wire,
     is_ident,
     parse_batch_json,
     parse_report,
@@ -32,19 +30,17 @@ from dispatcher.intake import (
     report_json_casualties,
 )
 from dispatcher.model import KINDS
-from dispatcher.notify.base import redact_token
-from dispatcher.notify.webpush import WebPushChannel, check_auth, check_p256dh
-from dispatcher.notify.webpush_endpoints import MAX_ENDPOINT
 from dispatcher.pipeline import Accepted, Pipeline
 from dispatcher.resend import conflict_detail
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.store.writes import SaveResult
-from dispatcher.web.auth import KEY, PUBLIC, requires, stored_id
+from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.body import JSON_TYPES, NDJSON_TYPES, read_json
 from dispatcher.web.body import read_body as read_body  # the reader handlers import from here
 from dispatcher.web.openapi import Param, documented
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import CLOCK, HEALTH, METRICS, REPORTS, RULES, json_response
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 
@@ -55,16 +51,6 @@ STATUS_WORD = {
     "created": "accepted", "duplicate": "duplicate", "stale": "stale", "conflict": "conflict"
 }  # fmt: skip
 HTTP_STATUS = {"created": 202, "duplicate": 200, "stale": 409, "conflict": 409}
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    # pydantic-core's encoder: several times the stdlib's speed on large batch answers.
-    return web.Response(
-        status=status,
-        body=pydantic_core.to_json(data),
-        content_type="application/json",
-        charset="utf-8",
-    )
 
 
 def _is_errors(item: Any) -> bool:
@@ -128,10 +114,10 @@ def _difference_errors(result: SaveResult) -> list[dict[str, str]]:
     return [FieldError(d.field, d.message).to_json() for d in result.differences]
 
 
-def _conflict(result: SaveResult) -> web.Response:
+def _conflict(result: SaveResult) -> ProblemError:
     """The 409 for a resend of a held revision with other content: nothing changed."""
     stored = result.stored.report
-    return problem(
+    return ProblemError(
         409,
         "Conflicting resend",
         conflict_detail(stored.revision, result.newest, result.differences),
@@ -193,19 +179,17 @@ async def _fast_parse(
 async def post_report(request: web.Request) -> web.Response:
     """One report (a JSON object) or a batch (a JSON array, or NDJSON) of up to 1,000."""
     pipeline = request.app[PIPELINE]
-    rules = pipeline.rules.current
-    now = pipeline.clock()
+    rules = request.app[RULES].current
+    now = request.app[CLOCK]()
     fast = await _fast_parse(request, now, rules)
     if fast is not None:
         batch, parsed = fast
     else:
         data = await read_json(request, ndjson=True)
-        if isinstance(data, web.Response):
-            return data
         batch = isinstance(data, list)
         items = data if batch else [data]
         if batch and not 1 <= len(items) <= MAX_BATCH:
-            return problem(
+            raise ProblemError(
                 413 if items else 422,
                 "Batch size",
                 f"a batch holds 1 to {MAX_BATCH} reports; this one has {len(items)}",
@@ -218,19 +202,19 @@ async def post_report(request: web.Request) -> web.Response:
         ]
     valid = [p for p in parsed if not isinstance(p, list)]
     if len(valid) != len(parsed):
-        pipeline.metrics.invalid_reports.inc(len(parsed) - len(valid))
+        request.app[METRICS].invalid_reports.inc(len(parsed) - len(valid))
     key: ApiKey = request[KEY]
     accepted = iter(await pipeline.accept_many(valid, key_name=key.name) if valid else [])
 
     if not batch:
         if isinstance(parsed[0], list):
-            return problem(422, "Invalid report", "nothing was stored", errors=parsed[0])
+            raise ProblemError(422, "Invalid report", "nothing was stored", errors=parsed[0])
         one = next(accepted)
         if one.result.outcome == "conflict":
-            return _conflict(one.result)
+            raise _conflict(one.result)
         if one.result.outcome == "stale":
             stored = one.result.stored.report
-            return problem(
+            raise ProblemError(
                 409,
                 "Stale revision",
                 f"revision {parsed[0].revision} is older than the stored revision "
@@ -258,15 +242,14 @@ async def post_report(request: web.Request) -> web.Response:
     "A report with every revision", responses={200: "the report", 404: ""}, tags=["reports"]
 )
 async def get_report(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     source, rid = request.match_info["source"], request.match_info["id"]
     revisions = (
-        await pipeline.store.report_revisions(source, rid)
+        await request.app[REPORTS].report_revisions(source, rid)
         if is_ident(source) and is_ident(rid)
         else []
     )
     if not revisions:
-        return problem(404, "Not Found", "no report with that source and id")
+        raise ProblemError(404, "Not Found", "no report with that source and id")
     latest = revisions[-1]
     return json_response(
         {
@@ -312,8 +295,7 @@ def _parse_cursor(text: str) -> tuple[datetime, str] | None:
 )
 async def list_incidents(request: web.Request) -> web.Response:
     """Incidents with their merged counts, their reports and region path, newest first."""
-    pipeline = request.app[PIPELINE]
-    rules = pipeline.rules.current
+    rules = request.app[RULES].current
     q = request.query
     errors = []
     region = q.get("region")
@@ -342,8 +324,8 @@ async def list_incidents(request: web.Request) -> web.Response:
     if "cursor" in q and before is None:
         errors.append(FieldError("cursor", "not a cursor this API gave"))
     if errors:
-        return problem(400, "Bad query", errors=errors)
-    rows = await pipeline.store.list_incidents(
+        raise ProblemError(400, "Bad query", errors=errors)
+    rows = await request.app[REPORTS].list_incidents(
         regions=rules.subtree(region) if region else None,
         kind=kind,
         since=since,
@@ -392,232 +374,6 @@ async def list_incidents(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-Token = Annotated[str, Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")]
-
-
-Endpoint = Annotated[Text, Field(min_length=12, max_length=MAX_ENDPOINT)]
-
-
-class SubscriptionKeys(Wire):
-    p256dh: str = Field(max_length=100)
-    auth: str = Field(max_length=40)
-
-    @field_validator("p256dh")
-    @classmethod
-    def _point(cls, value: str) -> str:
-        check_p256dh(value)
-        return value
-
-    @field_validator("auth")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        check_auth(value)
-        return value
-
-
-class SubscriptionIn(Wire):
-    """A Web Push subscription, as the browser's `PushSubscription.toJSON()` gives it."""
-
-    endpoint: Endpoint
-    expirationTime: float | None = None  # the browser's own name
-    keys: SubscriptionKeys
-
-
-class DeviceIn(Wire):
-    token: Token | None = None  # FCM's registration token (android, ios)
-    platform: Literal["android", "ios", "web"]
-    locale: Literal["ar", "en"] = "ar"
-    # The token FCM refreshed, or the endpoint a browser replaced, if the app still has it.
-    replaces: Annotated[Text, Field(min_length=20, max_length=4096)] | None = None
-    subscription: SubscriptionIn | None = None  # platform "web"
-
-
-class DeviceGone(Wire):
-    token: Token | None = None
-    endpoint: Endpoint | None = None  # a Web Push subscription's
-
-
-def _device_leader(request: web.Request) -> str | web.Response:
-    """The leader a device key registers phones for, or the problem to answer."""
-    key: ApiKey = request[KEY]
-    if key.leader is None:
-        return problem(403, "Forbidden", f"the key '{key.name}' is not bound to a leader")
-    if key.leader not in request.app[PIPELINE].rules.current.leaders:
-        return problem(
-            403,
-            "Forbidden",
-            f"the key '{key.name}' is bound to leader '{key.leader}', who is not in the rules",
-        )
-    return key.leader
-
-
-@requires("devices:write")
-@documented(
-    "A phone signs out",
-    body=DeviceGone,
-    responses={204: "the phone no longer receives", 404: "no such phone for this leader"},
-    tags=["devices"],
-)
-async def delete_device(request: web.Request) -> web.Response:
-    """The phone signs out (or changes hands): stop pushing to this token."""
-    pipeline = request.app[PIPELINE]
-    leader = _device_leader(request)
-    if isinstance(leader, web.Response):
-        return leader
-    gone = await read_body(request, DeviceGone, what="device")
-    if isinstance(gone, web.Response):
-        return gone
-    token = gone.token or gone.endpoint
-    if token is None or (gone.token and gone.endpoint):
-        wanted = FieldError("token", "give the token of a phone or the endpoint of a browser")
-        return problem(422, "Invalid device", "nothing was changed", errors=[wanted])
-    if not await pipeline.store.remove_device(
-        leader_id=leader, token=token, now=pipeline.clock(), reason="signed out"
-    ):
-        what = "token" if gone.token else "endpoint"
-        return problem(404, "Not Found", f"no device with that {what} for this leader")
-    return web.Response(status=204)
-
-
-def _device_errors(device_in: DeviceIn, webpush: WebPushChannel | None) -> list[FieldError]:
-    """What the fields say together: a phone has a token, a browser a subscription on a
-    push service the service posts to."""
-    if device_in.platform != "web":
-        errors = []
-        if device_in.token is None:
-            errors.append(FieldError("token", "required field is missing"))
-        if device_in.subscription is not None:
-            errors.append(FieldError("subscription", "only for platform web"))
-        return errors
-    if device_in.subscription is None:
-        need = "required for platform web: the object PushSubscription.toJSON() gives"
-        return [FieldError("subscription", need)]
-    if device_in.token is not None:
-        return [FieldError("token", "not for platform web: send the subscription")]
-    if webpush is None:
-        return [FieldError("platform", "this service has no Web Push channel")]
-    refused = webpush.endpoint_problem(device_in.subscription.endpoint)
-    return [FieldError("subscription.endpoint", refused)] if refused else []
-
-
-def _webpush(request: web.Request) -> WebPushChannel | None:
-    channel = request.app[PIPELINE].delivery.channels.get("webpush")
-    return channel if isinstance(channel, WebPushChannel) else None
-
-
-@requires(PUBLIC)
-@documented(
-    "The VAPID public key a web app subscribes with",
-    responses={200: "{public_key}", 404: "no Web Push channel"},
-    tags=["devices"],
-)
-async def webpush_vapid(request: web.Request) -> web.Response:
-    """The VAPID public key a web app subscribes with (`applicationServerKey`)."""
-    webpush = _webpush(request)
-    if webpush is None:
-        return problem(404, "Not Found", "this service has no Web Push channel")
-    return json_response({"public_key": webpush.vapid.public_key})
-
-
-@requires("devices:write")
-@documented(
-    "Register a phone (FCM token) or a browser (Web Push subscription) for the key's leader",
-    body=DeviceIn,
-    responses={200: "already registered", 201: "registered"},
-    tags=["devices"],
-)
-async def post_device(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    leader = _device_leader(request)
-    if isinstance(leader, web.Response):
-        return leader
-    device_in = await read_body(request, DeviceIn, what="device")
-    if isinstance(device_in, web.Response):
-        return device_in
-    errors = _device_errors(device_in, _webpush(request))
-    if errors:
-        return problem(422, "Invalid device", "nothing was stored", errors=errors)
-    subscription = device_in.subscription
-    token = subscription.endpoint if subscription is not None else device_in.token
-    assert token is not None
-    if device_in.replaces is not None and device_in.replaces != token:
-        await pipeline.store.remove_device(
-            leader_id=leader,
-            token=device_in.replaces,
-            now=pipeline.clock(),
-            reason="token refreshed",
-        )
-    device, created = await pipeline.store.register_device(
-        leader_id=leader,
-        token=token,
-        platform=device_in.platform,
-        locale=device_in.locale,
-        now=pipeline.clock(),
-        key_id=stored_id(request[KEY]),
-        p256dh=subscription.keys.p256dh if subscription is not None else None,
-        auth=subscription.keys.auth if subscription is not None else None,
-    )
-    return json_response(
-        {
-            "device": {
-                "id": device.id,
-                "leader": device.leader_id,
-                "platform": device.platform,
-                "locale": device.locale,
-                "token": redact_token(device.token),
-            }
-        },
-        status=201 if created else 200,
-    )
-
-
-def _rules_status(pipeline: Pipeline) -> dict[str, Any]:
-    live = pipeline.rules
-    rules = live.current
-    return {
-        "version": rules.version,
-        "applied_at": live.loaded_at.isoformat(),
-        "applied_by": live.how,
-        "files": [str(f) for f in rules.files],
-        "regions": len(rules.regions),
-        "teams": len(rules.teams),
-        "warnings": [str(w) for w in rules.warnings],
-        "last_attempt_at": live.last_attempt_at.isoformat() if live.last_attempt_at else None,
-        "last_errors": list(live.last_errors),
-    }
-
-
-@requires("read")
-@documented("The rules in force and the last refused edit", responses={200: ""}, tags=["rules"])
-async def rules_status(request: web.Request) -> web.Response:
-    """The rules in force, why the last reload was refused if it was, and what was applied."""
-    pipeline = request.app[PIPELINE]
-    history = await pipeline.store.rule_set_history()
-    return json_response({**_rules_status(pipeline), "history": history})
-
-
-@requires("admin")
-@documented(
-    "Load the rules again",
-    responses={200: "applied", 422: "refused; the last good rules keep serving"},
-    tags=["rules"],
-)
-async def rules_reload(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    key: ApiKey = request[KEY]
-    applied = await pipeline.rules.reload(f"API by key '{key.name}'", pipeline.clock)
-    status = _rules_status(pipeline)
-    if not applied:
-        return problem(
-            422,
-            "Rules refused",
-            f"the edited rules have errors; version {status['version']} keeps serving",
-            rule_errors=status["last_errors"],
-            serving=status["version"],
-        )
-    return json_response(status)
-
-
 @requires(PUBLIC)
 @documented(
     "Health: the store answers and rules are loaded",
@@ -626,15 +382,14 @@ async def rules_reload(request: web.Request) -> web.Response:
     tags=["operations"],
 )
 async def healthz(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     try:
-        await pipeline.store.ping()
+        await request.app[HEALTH].ping()
     except Exception as exc:
         return json_response(
             {"status": "unavailable", "store": f"error: {type(exc).__name__}"}, 503
         )
     return json_response(
-        {"status": "ok", "store": "ok", "rules_version": pipeline.rules.current.version}
+        {"status": "ok", "store": "ok", "rules_version": request.app[RULES].current.version}
     )
 
 
@@ -642,9 +397,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/reports", post_report)
     app.router.add_get("/v1/reports/{source}/{id}", get_report)
     app.router.add_get("/v1/incidents", list_incidents)
-    app.router.add_post("/v1/devices", post_device)
-    app.router.add_delete("/v1/devices", delete_device)
-    app.router.add_get("/v1/webpush/vapid", webpush_vapid)
-    app.router.add_get("/v1/rules/status", rules_status)
-    app.router.add_post("/v1/admin/rules/reload", rules_reload)
     app.router.add_get("/healthz", healthz)

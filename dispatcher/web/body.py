@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from dispatcher.intake import FieldError, field_errors
 from dispatcher.strictjson import NotJson, loads, ndjson_lines
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
@@ -31,45 +31,43 @@ def _ndjson_item(line: bytes) -> Any:
         return [FieldError("(line)", f"not valid JSON: {exc}")]
 
 
-def media_type_problem(request: web.Request, allowed: tuple[str, ...]) -> web.Response | None:
+def check_media_type(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """415 unless the body is of one of these media types."""
     if request.content_type in allowed:
-        return None
-    return problem(
+        return
+    raise ProblemError(
         415,
         "Unsupported Media Type",
         f"send Content-Type {' or '.join(allowed)}, not '{request.content_type}'",
     )
 
 
-async def read_json(request: web.Request, *, ndjson: bool = False) -> Any | web.Response:
-    """The decoded body, or the problem to answer: 415, 413 (raised by aiohttp) or 400.
-    An NDJSON body is a list whose broken lines are lists of `FieldError`."""
-    refused = media_type_problem(request, JSON_TYPES + (NDJSON_TYPES if ndjson else ()))
-    if refused is not None:
-        return refused
+async def read_json(request: web.Request, *, ndjson: bool = False) -> Any:
+    """The decoded body; 415, 413 (raised by aiohttp) or 400. An NDJSON body is a list
+    whose broken lines are lists of `FieldError`."""
+    check_media_type(request, JSON_TYPES + (NDJSON_TYPES if ndjson else ()))
     raw = await request.read()  # raises 413 past the configured size
     if request.content_type in NDJSON_TYPES:
         return [_ndjson_item(line) for line in ndjson_lines(raw)]
     try:
         return loads(raw)
     except NotJson as exc:
-        return problem(400, "Bad Request", f"the body is not valid JSON: {exc}")
+        raise ProblemError(400, "Bad Request", f"the body is not valid JSON: {exc}") from None
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: web.Request, model: type[M], *, what: str) -> M | web.Response:
-    """A JSON object body as `model`, or the problem to answer (400/413/415, or 422 naming
-    each bad field)."""
+async def read_body(request: web.Request, model: type[M], *, what: str) -> M:
+    """A JSON object body as `model`; 400/413/415, or 422 naming each bad field."""
     data = await read_json(request)
-    if isinstance(data, web.Response):
-        return data
     if not isinstance(data, dict):
-        return problem(
+        raise ProblemError(
             422, f"Invalid {what}", errors=[FieldError(f"({what})", "must be an object")]
         )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        return problem(422, f"Invalid {what}", "nothing was stored", errors=field_errors(exc))
+        raise ProblemError(
+            422, f"Invalid {what}", "nothing was stored", errors=field_errors(exc)
+        ) from None

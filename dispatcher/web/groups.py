@@ -13,12 +13,13 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
+from dispatcher.acks import acknowledgers
 from dispatcher.intake import FieldError, Text, Wire, is_ident
 from dispatcher.model import LOCALES
-from dispatcher.web.api import PIPELINE, _device_leader, json_response, read_body
 from dispatcher.web.auth import requires
 from dispatcher.web.openapi import Param, documented
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import CLOCK, GROUPS, RULES, device_leader, json_response, read_body
 
 MAX_SEQ = 2**31 - 1  # an update number past any group's, and past a database integer
 
@@ -41,34 +42,23 @@ class AckIn(Wire):
     tags=["groups"],
 )
 async def acknowledge(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    leader = _device_leader(request)
-    if isinstance(leader, web.Response):
-        return leader
+    leader = device_leader(request)
     body = AckIn()
     if request.can_read_body:
-        given = await read_body(request, AckIn, what="acknowledgement")
-        if isinstance(given, web.Response):
-            return given
-        body = given
+        body = await read_body(request, AckIn, what="acknowledgement")
     group_id = request.match_info["id"]
-    group = await pipeline.store.get_group(group_id) if is_ident(group_id) else None
+    group = await request.app[GROUPS].get_group(group_id) if is_ident(group_id) else None
     if group is None:
-        return problem(404, "Not Found", "no alert group with that id")
-    rules = pipeline.rules.current
-    allowed = {x.id for x in rules.leaders_of(group.receiver)}
-    team = rules.teams.get(group.receiver)
-    if group.escalated_at is not None and team is not None and team.escalate_to:
-        # The team it escalated to may answer for it.
-        allowed |= {x.id for x in rules.leaders_of(team.escalate_to)}
-    if leader not in allowed:
-        return problem(403, "Forbidden", f"leader '{leader}' does not receive this alert group")
-    acked = await pipeline.store.acknowledge(
-        group.id, leader_id=leader, at=pipeline.clock(), responding=body.responding,
+        raise ProblemError(404, "Not Found", "no alert group with that id")
+    rules = request.app[RULES].current
+    if leader not in acknowledgers(rules, group.receiver, escalated=group.escalated_at is not None):
+        raise ProblemError(403, "Forbidden", f"leader '{leader}' does not receive this alert group")
+    acked = await request.app[GROUPS].acknowledge(
+        group.id, leader_id=leader, at=request.app[CLOCK](), responding=body.responding,
         note=body.note,
     )  # fmt: skip
     if acked is None:
-        return problem(409, "Closed", "the alert group has closed; nothing was recorded")
+        raise ProblemError(409, "Closed", "the alert group has closed; nothing was recorded")
     return await _group_json(request, acked.id, status=201)
 
 
@@ -83,14 +73,11 @@ async def acknowledge(request: web.Request) -> web.Response:
 async def get_update(request: web.Request) -> web.Response:
     """An update as its leader's phone shows it, for apps of `payload: minimal` routes, whose
     pushes carry only a reference. Only a leader the update was sent to may read it."""
-    pipeline = request.app[PIPELINE]
-    leader = _device_leader(request)
-    if isinstance(leader, web.Response):
-        return leader
+    leader = device_leader(request)
     locale = request.query.get("locale")
     if locale is not None and locale not in LOCALES:
         known = " or ".join(LOCALES)
-        return problem(
+        raise ProblemError(
             400, "Bad query", errors=[FieldError("locale", f"must be {known}, not {locale!r}")]
         )
     try:
@@ -98,12 +85,12 @@ async def get_update(request: web.Request) -> web.Response:
     except ValueError:
         seq = 0
     if not (1 <= seq <= MAX_SEQ and is_ident(request.match_info["id"])):
-        return problem(404, "Not Found", "no such update")
-    found = await pipeline.store.get_update(request.match_info["id"], seq, leader_id=leader)
+        raise ProblemError(404, "Not Found", "no such update")
+    found = await request.app[GROUPS].get_update(request.match_info["id"], seq, leader_id=leader)
     if found is None:
-        return problem(404, "Not Found", "no such update was sent to this leader")
+        raise ProblemError(404, "Not Found", "no such update was sent to this leader")
     created_at, record = found
-    rules = pipeline.rules.current
+    rules = request.app[RULES].current
     locale = locale or rules.leaders[leader].locale
     texts = record.get("texts") or {}
     text = texts.get(locale) or texts.get("en") or {"title": "", "body": ""}
@@ -135,12 +122,11 @@ async def get_group(request: web.Request) -> web.Response:
 
 
 async def _group_json(request: web.Request, group_id: str, status: int = 200) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    group = await pipeline.store.get_group(group_id) if is_ident(group_id) else None
+    group = await request.app[GROUPS].get_group(group_id) if is_ident(group_id) else None
     if group is None:
-        return problem(404, "Not Found", "no alert group with that id")
-    rules = pipeline.rules.current
-    acks = await pipeline.store.acks(group_id)
+        raise ProblemError(404, "Not Found", "no alert group with that id")
+    rules = request.app[RULES].current
+    acks = await request.app[GROUPS].acks(group_id)
     return json_response(
         {
             "id": group.id,

@@ -17,11 +17,11 @@ from dispatcher.counting import COUNT_FIELDS, count
 from dispatcher.group import latest_revisions
 from dispatcher.intake import FieldError, report_json_casualties
 from dispatcher.rules.load import RuleSet
-from dispatcher.store.repo import IncidentRow, LeaderGroup
-from dispatcher.web.api import PIPELINE, _device_leader, json_response
+from dispatcher.store.rows import IncidentRow, LeaderGroup
 from dispatcher.web.auth import requires
 from dispatcher.web.openapi import Param, documented
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import CLOCK, GROUPS, RULES, device_leader, json_response
 
 LOCALES = ("ar", "en")
 MAX_INCIDENTS = 50  # per group: a surge holds thousands, a phone on a poor link wants few
@@ -127,27 +127,24 @@ def group_json(found: LeaderGroup, rules: RuleSet, locale: str, leader_id: str) 
     tags=["devices"],
 )
 async def my_groups(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    leader_id = _device_leader(request)
-    if isinstance(leader_id, web.Response):
-        return leader_id
-    rules = pipeline.rules.current
+    leader_id = device_leader(request)
+    rules = request.app[RULES].current
     locale = request.query.get("locale") or rules.leaders[leader_id].locale
     if locale not in LOCALES:
-        return problem(
+        raise ProblemError(
             400,
             "Bad query",
             errors=[FieldError("locale", f"must be one of {', '.join(LOCALES)}")],
         )
     receivers, escalating = receivers_for(rules, leader_id)
-    found = await pipeline.store.leader_groups(
+    found = await request.app[GROUPS].leader_groups(
         receivers=receivers, escalated_from=escalating, incident_limit=MAX_INCIDENTS
     )
     response = json_response(
         {
             "leader": leader_id,
             "locale": locale,
-            "at": pipeline.clock().isoformat(),
+            "at": request.app[CLOCK]().isoformat(),
             "groups": [group_json(g, rules, locale, leader_id) for g in found],
         }
     )

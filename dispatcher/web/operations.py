@@ -14,10 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from dispatcher.intake import is_ident
 from dispatcher.notify.base import redact_token
 from dispatcher.store.repo import DeliveryRow
-from dispatcher.web.api import PIPELINE, json_response
 from dispatcher.web.auth import requires
 from dispatcher.web.openapi import documented
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import GROUPS, METRICS, OUTBOX, RULES, json_response
 
 STATUSES = ("pending", "sent", "failed", "superseded", "expired")
 
@@ -56,12 +56,11 @@ def _delivery_json(d: DeliveryRow) -> dict[str, object]:
     tags=["groups"],
 )
 async def group_deliveries(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     group_id = request.match_info["id"]
-    group = await pipeline.store.get_group(group_id) if is_ident(group_id) else None
+    group = await request.app[GROUPS].get_group(group_id) if is_ident(group_id) else None
     if group is None:
-        return problem(404, "Not Found", "no alert group with that id")
-    rows = await pipeline.store.deliveries(group_id)
+        raise ProblemError(404, "Not Found", "no alert group with that id")
+    rows = await request.app[OUTBOX].deliveries(group_id)
     counts = {status: sum(1 for d in rows if d.status == status) for status in STATUSES}
     return json_response(
         {
@@ -86,12 +85,11 @@ async def group_deliveries(request: web.Request) -> web.Response:
     tags=["operations"],
 )
 async def metrics(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    m = pipeline.metrics
-    counts = await pipeline.store.notification_counts()
+    m = request.app[METRICS]
+    counts = await request.app[OUTBOX].notification_counts()
     for status in STATUSES:
         m.outbox.labels(status).set(counts.get(status, 0))
-    rules = pipeline.rules
+    rules = request.app[RULES]
     m.rules_info.clear()
     m.rules_info.labels(rules.current.version).set(1)
     m.rules_errors.set(len(rules.last_errors))

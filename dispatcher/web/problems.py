@@ -45,11 +45,33 @@ def problem(
     )
 
 
+class ProblemError(web.HTTPException):
+    """Raise it to answer with a problem document: the handler (or a helper it calls) stops
+    there, and `problem_middleware` answers. Handlers raise rather than return problems, so
+    helpers return plain values and no caller checks what it got."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[FieldError] = (),
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.status_code = status
+        super().__init__(reason=title)
+        self.problem = problem(status, title, detail, errors=errors, headers=headers, **extra)
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's own HTTP errors and unexpected failures into problem documents."""
     try:
         return await handler(request)
+    except ProblemError as exc:
+        return exc.problem
     except web.HTTPRequestEntityTooLarge as exc:
         return problem(413, "Request body too large", exc.text)
     except web.HTTPException as exc:

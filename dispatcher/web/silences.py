@@ -22,10 +22,10 @@ from dispatcher.rules.durations import parse_duration
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
-from dispatcher.web.api import PIPELINE, json_response, read_body
 from dispatcher.web.auth import KEY, requires
 from dispatcher.web.openapi import Param, documented
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import CLOCK, RULES, SILENCES, json_response, read_body
 
 MAX_SILENCE = timedelta(days=30)
 Names = Annotated[list[Annotated[Text, Field(min_length=1, max_length=200)]], Field(max_length=200)]
@@ -135,16 +135,13 @@ def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
     tags=["silences"],
 )
 async def add_silence(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
     body = await read_body(request, SilenceIn, what="silence")
-    if isinstance(body, web.Response):
-        return body
-    now = pipeline.clock()
-    silence, errors = _check(body, pipeline.rules.current, now)
+    now = request.app[CLOCK]()
+    silence, errors = _check(body, request.app[RULES].current, now)
     if silence is None:
-        return problem(422, "Invalid silence", "nothing was stored", errors=errors)
+        raise ProblemError(422, "Invalid silence", "nothing was stored", errors=errors)
     key: ApiKey = request[KEY]
-    await pipeline.store.add_silence(silence, key_name=key.name)
+    await request.app[SILENCES].add_silence(silence, key_name=key.name)
     return json_response(silence_json(silence, now), status=201)
 
 
@@ -156,10 +153,9 @@ async def add_silence(request: web.Request) -> web.Response:
     tags=["silences"],
 )
 async def list_silences(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    now = pipeline.clock()
+    now = request.app[CLOCK]()
     since = datetime.min.replace(tzinfo=now.tzinfo) if request.query.get("all") else now
-    found = await pipeline.store.current_silences(ending_after=since)
+    found = await request.app[SILENCES].current_silences(ending_after=since)
     return json_response({"silences": [silence_json(s, now) for s in found]})
 
 
@@ -170,14 +166,15 @@ async def list_silences(request: web.Request) -> web.Response:
     tags=["silences"],
 )
 async def expire_silence(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    now = pipeline.clock()
+    now = request.app[CLOCK]()
     silence_id = request.match_info["id"]
     expired = (
-        await pipeline.store.expire_silence(silence_id, now=now) if is_ident(silence_id) else None
+        await request.app[SILENCES].expire_silence(silence_id, now=now)
+        if is_ident(silence_id)
+        else None
     )
     if expired is None:
-        return problem(404, "Not Found", "no silence with that id")
+        raise ProblemError(404, "Not Found", "no silence with that id")
     return json_response(silence_json(expired, now))
 
 

@@ -14,11 +14,12 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from dispatcher.web.api import PIPELINE, rules_reload
+from dispatcher.web.api import PIPELINE
 from dispatcher.web.auth import PUBLIC, requires
 from dispatcher.web.desk import api, pages
 from dispatcher.web.desk.api import DESK, Desk
 from dispatcher.web.operations import group_deliveries
+from dispatcher.web.rules import rules_reload
 from dispatcher.web.silences import expire_silence, list_silences
 
 HERE = Path(__file__).parent

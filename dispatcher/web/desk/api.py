@@ -26,13 +26,23 @@ from dispatcher.rules.diff import diff, diff_json
 from dispatcher.rules.load import RuleSet, load_rules
 from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
-from dispatcher.store.repo import OpenGroup
-from dispatcher.web.api import PIPELINE, json_response, read_body
+from dispatcher.store.rows import OpenGroup
+from dispatcher.web.api import PIPELINE
 from dispatcher.web.auth import KEY, KeyRing, requires
 from dispatcher.web.desk import views
 from dispatcher.web.desk.sessions import Sessions
 from dispatcher.web.desk.views import MapIncident
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.services import (
+    CLOCK,
+    GROUPS,
+    REPORTS,
+    RULE_SETS,
+    RULES,
+    SILENCES,
+    json_response,
+    read_body,
+)
 from dispatcher.web.silences import Names, SilenceIn, _check, silence_json
 
 HEARTBEAT = 15.0  # seconds between comments on an idle feed (proxies close silent streams)
@@ -126,9 +136,8 @@ async def map_incidents(request: web.Request) -> web.Response:
     """Today's (or `since`'s) incidents for the map: one compact row each with its counts
     in force, newest first, at most views.MAP_CAP (`capped` says so). Filters: region (and
     below), kind, team (incidents the rules in force send to it)."""
-    pipeline = request.app[PIPELINE]
-    rules = pipeline.rules.current
-    now = pipeline.clock()
+    rules = request.app[RULES].current
+    now = request.app[CLOCK]()
     errors = []
     since = _since(request, now)
     if isinstance(since, FieldError):
@@ -147,8 +156,8 @@ async def map_incidents(request: web.Request) -> web.Response:
     if team is not None and team not in rules.teams:
         errors.append(FieldError("team", f"unknown team {team!r}"))
     if errors or isinstance(since, FieldError):
-        return problem(400, "Bad query", errors=errors)
-    held = await pipeline.store.map_incidents(
+        raise ProblemError(400, "Bad query", errors=errors)
+    held = await request.app[REPORTS].map_incidents(
         since=since,
         regions=rules.subtree(region) if region else None,
         kind=kind,
@@ -175,17 +184,16 @@ async def map_incidents(request: web.Request) -> web.Response:
 
 @requires("read")
 async def incident(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    row = await pipeline.store.get_incident(request.match_info["id"])
+    row = await request.app[REPORTS].get_incident(request.match_info["id"])
     if row is None:
-        return problem(404, "Not Found", "no incident with that id")
-    return json_response(views.incident_panel(row, pipeline.rules.current))
+        raise ProblemError(404, "Not Found", "no incident with that id")
+    return json_response(views.incident_panel(row, request.app[RULES].current))
 
 
 @requires("read")
 async def outlines(request: web.Request) -> web.Response:
     """The region outlines of the rules in force, simplified (cached per version)."""
-    rules = request.app[PIPELINE].rules.current
+    rules = request.app[RULES].current
     cache = request.app[DESK].outlines
     body = cache.get(rules.version)
     if body is None:
@@ -204,7 +212,6 @@ async def outlines(request: web.Request) -> web.Response:
 @requires("read")
 async def rule_test(request: web.Request) -> web.Response:
     """Where a report here, of this kind and these counts, would go."""
-    pipeline = request.app[PIPELINE]
     q = request.query
     data: dict[str, Any] = {"kind": q.get("kind", "airstrike")}
     errors = []
@@ -225,10 +232,10 @@ async def rule_test(request: web.Request) -> web.Response:
     if "location" not in data and "region" not in data and not errors:
         errors.append(FieldError("location", "click the map or name a region"))
     if errors:
-        return problem(400, "Bad query", errors=errors)
-    result = views.rule_test(pipeline.rules.current, data, pipeline.clock())
+        raise ProblemError(400, "Bad query", errors=errors)
+    result = views.rule_test(request.app[RULES].current, data, request.app[CLOCK]())
     if "errors" in result:
-        return problem(
+        raise ProblemError(
             422,
             "Invalid report",
             errors=[FieldError(e["field"], e["message"]) for e in result["errors"]],
@@ -238,16 +245,15 @@ async def rule_test(request: web.Request) -> web.Response:
 
 async def open_group_rows(request: web.Request) -> list[dict[str, Any]]:
     """Every open group as the desk shows it, with why it is quiet."""
-    pipeline = request.app[PIPELINE]
-    rules = pipeline.rules.current
-    now = pipeline.clock()
-    groups = await pipeline.store.open_groups()
-    silences = await pipeline.store.current_silences(ending_after=now)
+    rules = request.app[RULES].current
+    now = request.app[CLOCK]()
+    groups = await request.app[GROUPS].open_groups()
+    silences = await request.app[SILENCES].current_silences(ending_after=now)
     pushes: dict[str, list[tuple[tuple[tuple[str, str], ...], datetime]]] = {}
     for rule in rules.inhibitions:
         for route_id in rule.source_routes:
             if route_id not in pushes:
-                recent = await pipeline.store.recent_pushes([route_id], since=now - rule.for_)
+                recent = await request.app[GROUPS].recent_pushes([route_id], since=now - rule.for_)
                 pushes[route_id] = [(labels, at) for _, labels, at in recent]
     return [
         views.group_row(
@@ -279,23 +285,20 @@ class DeskSilenceIn(BaseModel):
 
 
 async def _desk_silence(request: web.Request) -> tuple[Silence, list[OpenGroup]] | web.Response:
-    pipeline = request.app[PIPELINE]
     body = await read_body(request, DeskSilenceIn, what="silence")
-    if isinstance(body, web.Response):
-        return body
     key: ApiKey = request[KEY]
     try:
         given = SilenceIn.model_validate(
             {**body.model_dump(exclude_none=True), "author": key.name[:100]}
         )
     except ValueError as exc:
-        return problem(422, "Invalid silence", str(exc))
-    now = pipeline.clock()
-    silence, errors = _check(given, pipeline.rules.current, now)
+        raise ProblemError(422, "Invalid silence", str(exc)) from None
+    now = request.app[CLOCK]()
+    silence, errors = _check(given, request.app[RULES].current, now)
     if silence is None:
-        return problem(422, "Invalid silence", "nothing was stored", errors=errors)
+        raise ProblemError(422, "Invalid silence", "nothing was stored", errors=errors)
     held = views.silence_would_hold(
-        pipeline.rules.current, silence, await pipeline.store.open_groups()
+        request.app[RULES].current, silence, await request.app[GROUPS].open_groups()
     )
     return silence, held
 
@@ -307,7 +310,7 @@ async def preview_silence(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     silence, held = found
-    rules = request.app[PIPELINE].rules.current
+    rules = request.app[RULES].current
     now = request.app[PIPELINE].clock()
     return json_response(
         {
@@ -325,11 +328,10 @@ async def add_silence(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     silence, held = found
-    pipeline = request.app[PIPELINE]
     key: ApiKey = request[KEY]
-    await pipeline.store.add_silence(silence, key_name=key.name)
+    await request.app[SILENCES].add_silence(silence, key_name=key.name)
     return json_response(
-        {**silence_json(silence, pipeline.clock()), "holds": [og.group.id for og in held]},
+        {**silence_json(silence, request.app[CLOCK]()), "holds": [og.group.id for og in held]},
         status=201,
     )
 
@@ -417,9 +419,8 @@ async def rules_diff(request: web.Request, old: str, new: str) -> dict[str, Any]
     """Who gains and who loses alerts between two applied versions, replaying the last
     day's reports (as `dispatcher rules diff --reports`); `missing` names a version whose
     files were not kept."""
-    pipeline = request.app[PIPELINE]
-    store = pipeline.store
-    kept = {v: await store.rule_set_files(v) for v in (old, new)}
+    report_store, rule_set_store = request.app[REPORTS], request.app[RULE_SETS]
+    kept = {v: await rule_set_store.rule_set_files(v) for v in (old, new)}
     missing = [v for v, files in kept.items() if files is None]
     if missing:
         return {"missing": missing}
@@ -427,8 +428,8 @@ async def rules_diff(request: web.Request, old: str, new: str) -> dict[str, Any]
     for v, files in kept.items():
         assert files is not None
         rule_sets[v] = await asyncio.to_thread(_load_snapshot, files)
-    now = pipeline.clock()
-    reports = await store.reports_received_since(now - DIFF_WINDOW, DIFF_MAX_REPORTS)
+    now = request.app[CLOCK]()
+    reports = await report_store.reports_received_since(now - DIFF_WINDOW, DIFF_MAX_REPORTS)
     result = await asyncio.to_thread(
         diff,
         rule_sets[old],
@@ -443,10 +444,12 @@ async def rules_diff(request: web.Request, old: str, new: str) -> dict[str, Any]
 async def rules_diff_json(request: web.Request) -> web.Response:
     old, new = request.query.get("old", ""), request.query.get("new", "")
     if not old or not new:
-        return problem(400, "Bad query", errors=[FieldError("old", "give old= and new= versions")])
+        raise ProblemError(
+            400, "Bad query", errors=[FieldError("old", "give old= and new= versions")]
+        )
     result = await rules_diff(request, old, new)
     if "missing" in result:
-        return problem(
+        raise ProblemError(
             404, "Not Found", f"the files of version {', '.join(result['missing'])} were not kept"
         )
     return json_response(result)

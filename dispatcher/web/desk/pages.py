@@ -18,12 +18,14 @@ from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
 from dispatcher.settings import ApiKey
 from dispatcher.web.access import ACCESS
-from dispatcher.web.api import PIPELINE, _rules_status
+from dispatcher.web.api import PIPELINE
 from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.desk import i18n
 from dispatcher.web.desk.api import DESK, open_group_rows, rules_diff
 from dispatcher.web.desk.sessions import COOKIE, SESSION, key_for_sign_in, same_origin
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
+from dispatcher.web.rules import _rules_status
+from dispatcher.web.services import CLOCK, GROUPS, OUTBOX, RULE_SETS, RULES, SILENCES
 from dispatcher.web.silences import silence_json
 
 LANG_COOKIE = "desk_lang"
@@ -40,7 +42,7 @@ def locale_of(request: web.Request) -> str:
 
 def context(request: web.Request, page: str, **extra: Any) -> dict[str, Any]:
     locale = locale_of(request)
-    rules = request.app[PIPELINE].rules.current
+    rules = request.app[RULES].current
     key: ApiKey | None = request.get(KEY)
     session = request.get(SESSION)
     can_write = key is not None and "admin" in key.scopes
@@ -87,7 +89,7 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """A key typed in the form becomes a session cookie."""
     if not same_origin(request):
-        return problem(403, "Forbidden", "sign in from the desk's own page")
+        raise ProblemError(403, "Forbidden", "sign in from the desk's own page")
     form = await request.post()
     presented = form.get("key")
     desk = request.app[DESK]
@@ -159,13 +161,12 @@ async def groups_page(request: web.Request) -> web.Response:
 
 @requires("read")
 async def group_page(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    group = await pipeline.store.get_group(request.match_info["id"])
+    group = await request.app[GROUPS].get_group(request.match_info["id"])
     if group is None:
         raise web.HTTPNotFound(text="no alert group with that id")
-    rows = await pipeline.store.deliveries(group.id)
-    acks = await pipeline.store.acks(group.id)
-    rules = pipeline.rules.current
+    rows = await request.app[OUTBOX].deliveries(group.id)
+    acks = await request.app[GROUPS].acks(group.id)
+    rules = request.app[RULES].current
     deliveries = [
         {
             "seq": d.seq,
@@ -203,10 +204,9 @@ async def group_page(request: web.Request) -> web.Response:
 
 @requires("read")
 async def silences_page(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    now = pipeline.clock()
-    found = await pipeline.store.current_silences(ending_after=now)
-    rules = pipeline.rules.current
+    now = request.app[CLOCK]()
+    found = await request.app[SILENCES].current_silences(ending_after=now)
+    rules = request.app[RULES].current
     return aiohttp_jinja2.render_template(
         "silences.html",
         request,
@@ -222,9 +222,8 @@ async def silences_page(request: web.Request) -> web.Response:
 
 @requires("read")
 async def rules_page(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    status = _rules_status(pipeline)
-    history = await pipeline.store.rule_set_history(limit=50)
+    status = _rules_status(request.app[RULES])
+    history = await request.app[RULE_SETS].rule_set_history(limit=50)
     return aiohttp_jinja2.render_template(
         "rules.html",
         request,

@@ -20,7 +20,7 @@ from dispatcher.intake import ReportIn, parse_report, report_json, to_report
 from dispatcher.rules.explain import explain
 from dispatcher.rules.load import RuleSet
 from dispatcher.silence import Silence, first_muting
-from dispatcher.store.repo import IncidentRow, OpenGroup
+from dispatcher.store.rows import IncidentRow, OpenGroup
 
 # Outlines drawn on a map a few hundred pixels wide need no survey precision: ~100 m.
 SIMPLIFY_DEGREES = 0.001

@@ -1,0 +1,587 @@
+"""Alert groups and their updates: which groups are due, a flush's one read, writing an update
+with its notifications, settling or holding a group, acknowledgements, the hand-over to a
+route's new receiver.
+
+Writes are plain functions of a connection (they pickle for the SQLite writer process);
+`Store` runs them through the one write path.
+
+Longer than 400 lines, on purpose: a flush's read and an update's write are one
+transaction's two halves (they agree on `counted`, `told_seq` and the group's guard in
+`_as_read`), and a reader needs them side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    exists,
+    func,
+    select,
+    update,
+)
+
+from dispatcher.group import Counted, Timing
+from dispatcher.model import Report
+from dispatcher.store import writes
+from dispatcher.store.admin import _active_devices, _current_silences
+from dispatcher.store.mappers import _group_from_row, _json_list, _labels
+from dispatcher.store.outbox import INSERT_PUSH, _pending, _supersede
+from dispatcher.store.rows import (
+    Ack,
+    FlushReads,
+    GroupRow,
+    LastUpdate,
+    OutboxItem,
+    PendingPush,
+)
+from dispatcher.store.submit import Room
+from dispatcher.store.tables import (
+    alert_groups,
+    group_acks,
+    group_updates,
+    incidents,
+    notifications,
+    reports,
+)
+from dispatcher.surge import SurgeState
+
+
+class GroupRoom(Room):
+    """Alert groups and updates: the `GroupStore` protocol."""
+
+    async def due_groups(self, now: datetime, limit: int = 200) -> list[GroupRow]:
+        """Open groups with something due: an update, a reminder or their closing."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(alert_groups)
+                .where(alert_groups.c.next_flush_at <= now, alert_groups.c.closed_at.is_(None))
+                .order_by(alert_groups.c.next_flush_at)
+                .limit(limit)
+            )
+            return [_group_from_row(row) for row in rows]
+
+    async def hand_over_groups(
+        self, receivers: Mapping[str, tuple[str, Timing]], *, now: datetime, rules_version: str
+    ) -> list[HandOver]:
+        """Hand every open group whose route `receivers` gives another receiver over to it
+        (`writes.hand_over`): the old receiver hears nothing more, a new group holding all
+        the old one's reports tells the new one the whole state after the route's
+        group_wait. Groups of routes not in `receivers` are left alone. Run when a rule
+        set is applied, start-up included; safe with several instances at once."""
+        return await self._write(
+            partial(
+                _hand_over_groups, receivers=dict(receivers), now=now, rules_version=rules_version
+            )
+        )
+
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        return await self._read(lambda conn: _get_group(conn, group_id))
+
+    async def group_reports(self, group_id: str) -> list[Report]:
+        """Every revision of every report that joined the group."""
+        joined, _ = await self._read(lambda conn: _reports_joined(conn, group_id, None))
+        return [report for _, report in joined]
+
+    async def last_update(self, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
+        return await self._read(lambda conn: _last_update(conn, group_id))
+
+    async def flush_reads(
+        self,
+        group_id: str,
+        *,
+        leader_ids: Sequence[str],
+        silences_ending_after: datetime,
+        today: tuple[frozenset[str], datetime] | None,
+        counted: Counted | None = None,
+        told_seq: int | None = None,
+    ) -> FlushReads | None:
+        """What a flush of the group reads, in one read transaction: the group, the reports
+        that joined it (only those after the rows the caller has `counted` already, unless
+        those no longer add up), its last update, acknowledgements, current silences, the
+        receivers' phones and (for `today`: regions, since) the live incidents there. The
+        last update's state is left out if it is update `told_seq` and the reports were not
+        read whole. None if the group is gone."""
+
+        def read(conn: Connection) -> FlushReads | None:
+            group = _get_group(conn, group_id)
+            if group is None:
+                return None
+            joined, whole = _reports_joined(conn, group_id, counted)
+            return FlushReads(
+                group=group,
+                reports=joined,
+                whole=whole,
+                last=_flush_last(conn, group_id, None if whole else told_seq),
+                acks=_acks(conn, group_id),
+                silences=_current_silences(conn, silences_ending_after),
+                devices=_active_devices(conn, leader_ids),
+                today=_count_live_incidents(conn, *today) if today is not None else None,
+            )
+
+        return await self._read(read)
+
+    async def record_update(
+        self,
+        group: GroupRow,
+        *,
+        now: datetime,
+        summary: dict[str, Any],
+        outbox: Sequence[OutboxItem],
+        rules_version: str,
+        wakeup: datetime | None = None,
+        close: bool = False,
+        escalate: bool = False,
+    ) -> bool:
+        """Write update seq+1 of the group (a change, a reminder or, with `close`, its closing
+        summary) and queue its pushes, atomically; the group next wakes at `wakeup`.
+
+        The update is claimed with a conditional write on the group's sequence number, so two
+        flushers never send the same update twice. A report that joined since the group was
+        read is not passed over: the group stays pending, due a group_interval after this
+        update (at once for an immediate route). A closing or an escalation is written only
+        if nothing at all changed. Returns False if the group moved on; it is then looked at
+        again.
+        """
+        written = await self._write(
+            partial(
+                _record_update, group=group, now=now, summary=summary, outbox=outbox,
+                rules_version=rules_version, lease=None, wakeup=wakeup, close=close,
+                escalate=escalate,
+            )
+        )  # fmt: skip
+        return written is not None
+
+    async def record_update_and_claim(
+        self,
+        group: GroupRow,
+        *,
+        now: datetime,
+        summary: dict[str, Any],
+        outbox: Sequence[OutboxItem],
+        rules_version: str,
+        lease: timedelta,
+        wakeup: datetime | None = None,
+    ) -> list[PendingPush] | None:
+        """`record_update`, with its pushes claimed for the caller to send at once (an
+        immediate route): no wait for the next delivery round. None if not claimed."""
+        return await self._write(
+            partial(
+                _record_update, group=group, now=now, summary=summary, outbox=outbox,
+                rules_version=rules_version, lease=lease, wakeup=wakeup, close=False,
+                escalate=False,
+            )
+        )  # fmt: skip
+
+    async def record_surge(
+        self,
+        group: GroupRow,
+        *,
+        now: datetime,
+        summary: dict[str, Any],
+        outbox: Sequence[OutboxItem],
+        rules_version: str,
+        state: SurgeState,
+        wakeup: datetime | None,
+        close: bool = False,
+    ) -> bool:
+        """`record_update` for a surge group, with its surge state (open or not, the count
+        told) written in the same transaction; `close` closes the group (no pushes then)."""
+        written = await self._write(
+            partial(
+                _record_surge, group=group, now=now, summary=summary, outbox=outbox,
+                rules_version=rules_version, state=state, wakeup=wakeup, close=close,
+            )
+        )  # fmt: skip
+        return written is not None
+
+    async def settle(self, group: GroupRow, *, wakeup: datetime | None = None) -> bool:
+        """Clear a group's pending change that needs no update (nothing a leader would see);
+        the group next wakes at `wakeup` (a reminder or its closing)."""
+
+        return await self._write(partial(_settle, group=group, wakeup=wakeup))
+
+    async def acknowledge(
+        self, group_id: str, *, leader_id: str, at: datetime, responding: bool, note: str | None
+    ) -> GroupRow | None:
+        """Record a leader's acknowledgement and make it the group's next update (due now):
+        every leader of the team is told who acknowledged. Reminders stop from the first.
+        None if the group does not exist or has closed."""
+
+        return await self._write(
+            partial(
+                _ack,
+                group_id=group_id,
+                leader_id=leader_id,
+                at=at,
+                responding=responding,
+                note=note,
+            )
+        )
+
+    async def get_update(
+        self, group_id: str, seq: int, *, leader_id: str
+    ) -> tuple[datetime, dict[str, Any]] | None:
+        """Update `seq` of a group as recorded, if it was addressed to `leader_id`."""
+        async with self.engine.connect() as conn:
+            sent_to = exists().where(
+                notifications.c.group_id == group_id,
+                notifications.c.seq == seq,
+                notifications.c.leader_id == leader_id,
+            )
+            row = (
+                await conn.execute(
+                    select(group_updates.c.created_at, group_updates.c.summary).where(
+                        group_updates.c.group_id == group_id, group_updates.c.seq == seq, sent_to
+                    )
+                )
+            ).first()
+            return (row.created_at, dict(row.summary)) if row is not None else None
+
+    async def hold(self, group: GroupRow, *, until: datetime) -> bool:
+        """Put off what a group owes its leaders until `until` (a silence's end)."""
+
+        return await self._write(partial(_hold, group=group, until=until))
+
+    async def recent_pushes(
+        self, route_ids: Sequence[str], *, since: datetime
+    ) -> list[tuple[str, tuple[tuple[str, str], ...], datetime]]:
+        """(route, labels, last push) of the groups of these routes that pushed since
+        `since`."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    alert_groups.c.route_id, alert_groups.c.labels, alert_groups.c.last_flush_at
+                ).where(
+                    alert_groups.c.route_id.in_(list(route_ids)),
+                    alert_groups.c.last_flush_at >= since,
+                )
+            )
+            return [(r.route_id, _labels(r.labels), r.last_flush_at) for r in rows]
+
+    async def acks(self, group_id: str) -> list[Ack]:
+        return await self._read(lambda conn: _acks(conn, group_id))
+
+
+GROUP_REPORTS_UP_TO = (
+    "SELECT count(*), sum(report_pk) FROM group_reports "
+    "WHERE group_id = :group_id AND report_pk <= :top"
+)
+
+
+# Each in the incident it counts in (its own, or the one that was merged into).
+GROUP_REPORTS = (
+    f"SELECT {writes.COUNTED_REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
+    "JOIN group_reports ON group_reports.report_pk = reports.pk "
+    "WHERE group_reports.group_id = :group_id"
+)
+
+
+GROUP_REPORTS_AFTER = f"{GROUP_REPORTS} AND group_reports.report_pk > :top"
+
+
+class HandOver(NamedTuple):
+    """An open group handed over to its route's new receiver."""
+
+    old_id: str
+    new_id: str
+    route_id: str
+    old_receiver: str
+    new_receiver: str
+
+
+OPEN_GROUPS = (
+    "SELECT id, route_id, group_key, labels, receiver, last_report_at FROM alert_groups "
+    "WHERE closed_at IS NULL ORDER BY route_id, group_key"
+)
+
+
+def _hand_over_groups(
+    conn: Connection,
+    *,
+    receivers: dict[str, tuple[str, Timing]],
+    now: datetime,
+    rules_version: str,
+) -> list[HandOver]:
+    # In the write path's order of groups: two instances wait for each other, not deadlock.
+    sql = writes.Sql(conn)
+    moved = []
+    for group_id, route_id, group_key, labels, receiver, last_report_at in sql.rows(
+        OPEN_GROUPS, {}
+    ):
+        wanted = receivers.get(route_id)
+        if wanted is None or wanted[0] == receiver:
+            continue
+        new_receiver, timing = wanted
+        new_id = writes.hand_over(
+            sql, old_id=group_id, route_id=route_id, group_key=group_key,
+            labels=writes.labels_json(_labels(_json_list(labels))), receiver=new_receiver,
+            timing=timing, now=now, last_report_at=sql.time(last_report_at),
+            rules_version=rules_version,
+        )  # fmt: skip
+        if new_id is not None:  # else another instance handed it over first
+            moved.append(HandOver(group_id, new_id, route_id, receiver, new_receiver))
+    return moved
+
+
+def _get_group(conn: Connection, group_id: str) -> GroupRow | None:
+    row = conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).first()
+    return _group_from_row(row) if row is not None else None
+
+
+def _reports_joined(
+    conn: Connection, group_id: str, counted: Counted | None
+) -> tuple[list[tuple[int, Report]], bool]:
+    """The group's report rows after those `counted`, and whether that is all of them (when
+    nothing was counted, or the rows counted no longer add up: see `Counted`). Plain SQL,
+    as the write path: a busy group holds thousands of reports, and a flush that read them
+    all each time (an immediate route flushes at every critical report) grew with the surge.
+    The check runs over the group's primary key inside SQLite or PostgreSQL, not in Python."""
+    sql = writes.Sql(conn)
+    after: int | None = None  # the highest row counted, if the rows up to it add up
+    if counted is not None and counted.rows:
+        ((rows, pk_sum),) = sql.rows(
+            GROUP_REPORTS_UP_TO, {"group_id": group_id, "top": counted.top}
+        )
+        if (int(rows), int(pk_sum or 0)) == (counted.rows, counted.pk_sum):
+            after = counted.top
+    if after is None:
+        found = sql.rows(GROUP_REPORTS, {"group_id": group_id})
+    else:
+        found = sql.rows(GROUP_REPORTS_AFTER, {"group_id": group_id, "top": after})
+    stored = (writes.stored_from_row(sql, row) for row in found)
+    return [(pk, report) for report, pk, *_ in stored], after is None
+
+
+def _newest_update(conn: Connection, group_id: str, *columns: Any) -> Any:
+    """`columns` of the group's last update, or None."""
+    return conn.execute(
+        select(*columns)
+        .where(group_updates.c.group_id == group_id)
+        .order_by(group_updates.c.seq.desc())
+        .limit(1)
+    ).first()
+
+
+def _last_update(conn: Connection, group_id: str) -> tuple[datetime, dict[str, Any]] | None:
+    row = _newest_update(conn, group_id, group_updates.c.created_at, group_updates.c.summary)
+    return (row.created_at, dict(row.summary)) if row is not None else None
+
+
+def _flush_last(conn: Connection, group_id: str, told_seq: int | None) -> LastUpdate | None:
+    last = _newest_update(conn, group_id, group_updates.c.seq, group_updates.c.created_at)
+    if last is None:
+        return None
+    if last.seq == told_seq:
+        return LastUpdate(last.seq, last.created_at, None)
+    summary = conn.execute(
+        select(group_updates.c.summary).where(
+            group_updates.c.group_id == group_id, group_updates.c.seq == last.seq
+        )
+    ).scalar_one()
+    return LastUpdate(last.seq, last.created_at, dict(summary.get("state", {})))
+
+
+def _acks(conn: Connection, group_id: str) -> list[Ack]:
+    rows = conn.execute(
+        select(group_acks)
+        .where(group_acks.c.group_id == group_id)
+        .order_by(group_acks.c.at, group_acks.c.id)
+    )
+    return [Ack(r.leader_id, r.at, r.responding, r.note) for r in rows]
+
+
+def _count_live_incidents(conn: Connection, regions: frozenset[str], since: datetime) -> int:
+    """Incidents in `regions` that occurred since `since` and that some report still counts
+    (its latest revision is not a retraction), counted in the database."""
+    newer = reports.alias("newer")
+    merged = (
+        select(incidents.c.merged_into)
+        .where(incidents.c.id == reports.c.incident_id)
+        .scalar_subquery()
+    )
+    counted_in = func.coalesce(merged, reports.c.incident_id)
+    query = select(func.count(func.distinct(counted_in))).where(
+        reports.c.region.in_(sorted(regions)),
+        reports.c.occurred_at >= since,
+        reports.c.status != "retracted",
+        ~exists().where(
+            newer.c.source == reports.c.source,
+            newer.c.ext_id == reports.c.ext_id,
+            newer.c.revision > reports.c.revision,
+        ),
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _record_update(
+    conn: Connection,
+    group: GroupRow,
+    now: datetime,
+    summary: dict[str, Any],
+    outbox: Sequence[OutboxItem],
+    rules_version: str,
+    lease: timedelta | None,
+    wakeup: datetime | None,
+    close: bool,
+    escalate: bool,
+) -> list[PendingPush] | None:
+    """Write update seq+1 of a group and its outbox rows (claimed for `lease` if given);
+    None when the group moved on since it was read."""
+    seq = group.seq + 1
+    pending: Any
+    next_flush_at: Any
+    if close or escalate:
+        where, pending, next_flush_at = _as_read(group), False, None if close else wakeup
+    else:
+        # Not undone by a report that joined meanwhile: under a steady stream of reports
+        # every flush of a busy group would lose that race, and none would be sent.
+        joined = alert_groups.c.last_report_at.is_distinct_from(group.last_report_at)
+        where = and_(
+            alert_groups.c.id == group.id,
+            alert_groups.c.seq == group.seq,
+            alert_groups.c.closed_at.is_(None),
+        )
+        pending = case((joined, alert_groups.c.pending), else_=False)
+        next_flush_at = case((joined, now + group.group_interval), else_=wakeup)
+    claimed = conn.execute(
+        update(alert_groups)
+        .where(where)
+        .values(
+            seq=seq,
+            pending=pending,
+            # An escalation goes to another team: the receiving team's reminders keep time.
+            last_flush_at=group.last_flush_at if escalate else now,
+            next_flush_at=next_flush_at,
+            closed_at=now if close else None,
+            escalated_at=now if escalate else group.escalated_at,
+        )
+    )
+    if claimed.rowcount != 1:
+        return None
+    conn.execute(
+        group_updates.insert().values(
+            group_id=group.id,
+            seq=seq,
+            created_at=now,
+            summary=summary,
+            rules_version=rules_version,
+        )
+    )
+    if not outbox:
+        return []
+    _supersede(conn, group.id, seq, outbox)
+    sql = writes.Sql(conn)
+    claimed_until = sql.at(now + lease) if lease is not None else None
+    sql.run_many(
+        INSERT_PUSH,
+        [
+            {
+                "group_id": group.id,
+                "seq": seq,
+                "leader_id": item.leader_id,
+                "device_id": item.device_id,
+                "channel": item.channel,
+                "title": item.title,
+                "body": item.body,
+                "data": json.dumps(item.data, ensure_ascii=False),
+                "collapse_key": item.collapse_key,
+                "priority": item.priority,
+                "now": sql.at(now),
+                "expires_at": sql.at(item.expires_at) if item.expires_at else None,
+                "claimed_until": claimed_until,
+            }
+            for item in outbox
+        ],
+    )
+    if lease is None:
+        return []
+    return _pending(
+        sql, "n.group_id = :group_id AND n.seq = :seq", {"group_id": group.id, "seq": seq}
+    )
+
+
+def _record_surge(
+    conn: Connection,
+    group: GroupRow,
+    now: datetime,
+    summary: dict[str, Any],
+    outbox: Sequence[OutboxItem],
+    rules_version: str,
+    state: SurgeState,
+    wakeup: datetime | None,
+    close: bool,
+) -> list[PendingPush] | None:
+    written = _record_update(
+        conn, group, now, summary, outbox, rules_version, None, wakeup, close, False
+    )
+    if written is not None:
+        conn.execute(
+            update(alert_groups)
+            .where(alert_groups.c.id == group.id)
+            .values(surge_open_at=state.open_since, surge_told=state.told)
+        )
+    return written
+
+
+def _as_read(group: GroupRow) -> Any:
+    """The group is still as `group` read it: open, same update, same pending change, no
+    report since."""
+    return and_(
+        alert_groups.c.id == group.id,
+        alert_groups.c.seq == group.seq,
+        alert_groups.c.pending == group.pending,
+        alert_groups.c.closed_at.is_(None),
+        alert_groups.c.last_report_at.is_not_distinct_from(group.last_report_at),
+    )
+
+
+def _settle(conn: Connection, *, group: GroupRow, wakeup: datetime | None) -> bool:
+    result = conn.execute(
+        update(alert_groups).where(_as_read(group)).values(pending=False, next_flush_at=wakeup)
+    )
+    return result.rowcount == 1
+
+
+def _ack(
+    conn: Connection,
+    *,
+    group_id: str,
+    leader_id: str,
+    at: datetime,
+    responding: bool,
+    note: str | None,
+) -> GroupRow | None:
+    row = conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).first()
+    if row is None or row.closed_at is not None:
+        return None
+    conn.execute(
+        group_acks.insert().values(
+            group_id=group_id,
+            leader_id=leader_id,
+            at=at,
+            responding=responding,
+            note=note,
+        )
+    )
+    due = at if not row.pending or row.next_flush_at is None else min(row.next_flush_at, at)
+    conn.execute(
+        update(alert_groups)
+        .where(alert_groups.c.id == group_id)
+        .values(pending=True, next_flush_at=due, acked_at=row.acked_at or at)
+    )
+    return _group_from_row(
+        conn.execute(select(alert_groups).where(alert_groups.c.id == group_id)).one()
+    )
+
+
+def _hold(conn: Connection, *, group: GroupRow, until: datetime) -> bool:
+    result = conn.execute(update(alert_groups).where(_as_read(group)).values(next_flush_at=until))
+    return result.rowcount == 1
