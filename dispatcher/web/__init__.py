@@ -15,5 +15,6 @@ Conventions for a handler (follow them in new modules):
 - Domain decisions live in the domain, as pure functions with their tests: who may
   acknowledge a group is `dispatcher.acks`, which token a phone's registration retires is
   `dispatcher.devices`; the handler reads, asks, writes and answers.
-- Every handler declares its scope with `@requires(...)` (`web/auth.py`).
+- Every handler declares its scope with `@requires(...)` (`web/auth.py`) and describes
+  itself with `@documented(...)` for the OpenAPI document (`web/openapi.py`).
 """
