@@ -6,6 +6,8 @@ translation shows the English word rather than nothing.
 
 from __future__ import annotations
 
+from dispatcher.notify.render import KIND_NAMES as ALERT_KIND_NAMES
+
 LOCALES = ("en", "ar")
 DIRECTION = {"en": "ltr", "ar": "rtl"}
 
@@ -230,30 +232,8 @@ STRINGS: dict[str, dict[str, str]] = {
     },
 }
 
-KIND_NAMES: dict[str, dict[str, str]] = {
-    "en": {
-        "airstrike": "airstrike",
-        "shelling": "shelling",
-        "barrel_bomb": "barrel bomb",
-        "missile": "missile",
-        "explosion": "explosion",
-        "building_collapse": "building collapse",
-        "fire": "fire",
-        "chemical": "chemical",
-        "other": "other",
-    },
-    "ar": {
-        "airstrike": "غارة جوية",
-        "shelling": "قصف مدفعي",
-        "barrel_bomb": "برميل متفجر",
-        "missile": "صاروخ",
-        "explosion": "انفجار",
-        "building_collapse": "انهيار مبنى",
-        "fire": "حريق",
-        "chemical": "كيميائي",
-        "other": "أخرى",
-    },
-}
+# The kinds as the leaders' alerts name them, so that desk and phone use the same words.
+KIND_NAMES = ALERT_KIND_NAMES
 
 
 def choose(locale: str | None) -> str:
