@@ -64,6 +64,7 @@ from dispatcher.web.services import (
     SILENCES,
 )
 from dispatcher.web.silences import add_silence_routes
+from dispatcher.web.unavailable import unavailable_middleware
 
 log = logging.getLogger("dispatcher")
 
@@ -191,6 +192,7 @@ async def build(
         reader=db.create_reader(
             settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous
         ),
+        max_waiting_reports=settings.storage.max_waiting_reports,
     )
 
     async def record(ruleset: RuleSet, how: str, at: datetime) -> None:
@@ -273,6 +275,7 @@ def make_app(service: Service) -> web.Application:
         client_max_size=server.max_body_bytes,
         middlewares=[
             problem_middleware,
+            unavailable_middleware(service.pipeline.metrics),
             auth_middleware(ring, cookie_auth(ring, desk.sessions, pipeline.clock)),
         ],
     )

@@ -19,6 +19,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "dispatcher_refused_requests",
+            "Requests refused with 503/507 and Retry-After, nothing stored: overload (a "
+            "bounded queue was full) or store (the database or its disk unavailable)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.invalid_reports = Counter(
             "dispatcher_reports_invalid",
             "Reports refused as invalid (422), nothing stored",

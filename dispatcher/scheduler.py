@@ -20,6 +20,8 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from dispatcher.store.errors import unavailable
+
 log = logging.getLogger("dispatcher.scheduler")
 
 TICK_JOB = "tick"
@@ -58,15 +60,28 @@ class Scheduler:
         self._retention = retention
         self._scheduler: AsyncIOScheduler | None = None
         self._running = asyncio.Lock()
+        self._store_down_since: float | None = None  # monotonic time of the first failure
 
     async def _run_tick(self) -> None:
         async with self._running:
             started = time.monotonic()
             try:
                 await self._tick()
-            except Exception:
+            except Exception as exc:
                 # The next tick tries again; a crash here must not kill the job.
-                log.exception("scheduler tick failed")
+                down = unavailable(exc)
+                if down is None:
+                    log.exception("scheduler tick failed")
+                elif self._store_down_since is None:
+                    # Said once, not ten times a second for as long as the database is gone.
+                    self._store_down_since = started
+                    log.error("scheduler: %s (%s); ticks go on and resume when it is back",
+                              down.reason, exc)  # fmt: skip
+            else:
+                if self._store_down_since is not None:
+                    log.warning("scheduler: the store is back after %.1f s",
+                                started - self._store_down_since)  # fmt: skip
+                    self._store_down_since = None
             self._timed(time.monotonic() - started)
 
     def _timed(self, seconds: float) -> None:

@@ -82,6 +82,9 @@ class StorageSettings(_Section):
     # FULL: a 202 survives power loss, not only a process crash. NORMAL is faster and
     # survives a crash of the service (WAL), which may be enough behind a UPS.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Reports handed to the database and not yet committed, at most: past this, intake
+    # answers 503 with Retry-After instead of queueing without end (store/submit.py).
+    max_waiting_reports: int = Field(50_000, ge=1)
 
 
 class RulesSettings(_Section):

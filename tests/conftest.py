@@ -14,7 +14,7 @@ import pytest
 from dispatcher.testing.fcm_emulator import FcmEmulator
 from dispatcher.testing.webpush_emulator import WebPushEmulator
 
-pytest_plugins = ["tests.support.databases"]
+pytest_plugins = ["tests.support.databases", "tests.support.faults"]
 
 
 _real_getaddrinfo = socket.getaddrinfo

@@ -129,8 +129,11 @@ class Delivery:
         results = await asyncio.gather(
             *(self._send(self.channels[name], pushes) for name, pushes in by_channel.items())
         )
+        # A retry is timed from the answer, not from the start of the batch: a batch that
+        # waited on a slow send must not come back before the Retry-After FCM gave.
+        answered = self.clock()
         for result in (r for batch in results for r in batch):
-            outcome = self._outcome(by_ref[result.ref], result, now)
+            outcome = self._outcome(by_ref[result.ref], result, answered)
             outcomes.append(outcome)
         fallbacks = {}
         for o in outcomes:

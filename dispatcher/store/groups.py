@@ -32,6 +32,7 @@ from dispatcher.group import Counted, Timing
 from dispatcher.model import Report
 from dispatcher.store import writes
 from dispatcher.store.admin import _active_devices, _current_silences
+from dispatcher.store.claims import live_owners
 from dispatcher.store.mappers import _group_from_row, _json_list, _labels
 from dispatcher.store.outbox import INSERT_PUSH, _pending, _supersede
 from dispatcher.store.rows import (
@@ -172,11 +173,12 @@ class GroupRoom(Room):
     ) -> list[PendingPush] | None:
         """`record_update`, with its pushes claimed for the caller to send at once (an
         immediate route): no wait for the next delivery round. None if not claimed."""
+        owner = await self.claims.current() if self.claims is not None else None
         return await self._write(
             partial(
                 _record_update, group=group, now=now, summary=summary, outbox=outbox,
                 rules_version=rules_version, lease=lease, wakeup=wakeup, close=False,
-                escalate=False,
+                escalate=False, owner=owner,
             )
         )  # fmt: skip
 
@@ -432,6 +434,7 @@ def _record_update(
     wakeup: datetime | None,
     close: bool,
     escalate: bool,
+    owner: int | None = None,
 ) -> list[PendingPush] | None:
     """Write update seq+1 of a group and its outbox rows (claimed for `lease` if given);
     None when the group moved on since it was read."""
@@ -480,6 +483,8 @@ def _record_update(
     _supersede(conn, group.id, seq, outbox)
     sql = writes.Sql(conn)
     claimed_until = sql.at(now + lease) if lease is not None else None
+    if owner is not None and owner not in live_owners(conn):
+        owner = None  # its lock is gone: the claim holds by its lease alone
     sql.run_many(
         INSERT_PUSH,
         [
@@ -497,6 +502,7 @@ def _record_update(
                 "now": sql.at(now),
                 "expires_at": sql.at(item.expires_at) if item.expires_at else None,
                 "claimed_until": claimed_until,
+                "claimed_by": owner if lease is not None else None,
             }
             for item in outbox
         ],

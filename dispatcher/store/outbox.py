@@ -8,6 +8,7 @@ executemany, not a Core expression per row (docs/performance.md).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,6 +24,7 @@ from sqlalchemy import (
 )
 
 from dispatcher.store import access, writes
+from dispatcher.store.claims import OwnerLost, live_owners
 from dispatcher.store.mappers import _json_object
 from dispatcher.store.rows import (
     DeliveryRow,
@@ -36,6 +38,8 @@ from dispatcher.store.tables import (
     devices,
     notifications,
 )
+
+log = logging.getLogger("dispatcher.store")
 
 
 class OutboxRoom(Room):
@@ -56,8 +60,20 @@ class OutboxRoom(Room):
     ) -> list[PendingPush]:
         """Claim the pushes due now for `lease`: another sender (a second instance) skips
         them until the claim runs out, so no push goes out twice. Pushes past their time to
-        live are closed as expired instead."""
-        return await self._write(partial(_claim, now=now, lease=lease, limit=limit))
+        live are closed as expired instead. On PostgreSQL the claims are signed with this
+        instance's lock (store/claims.py): if the instance dies, others take them over at
+        once instead of after `lease`."""
+        if self.claims is None:
+            return await self._write(partial(_claim, now=now, lease=lease, limit=limit))
+        owner = await self.claims.current()
+        try:
+            return await self._write(partial(_claim, now=now, lease=lease, limit=limit,
+                                             owner=owner))  # fmt: skip
+        except OwnerLost:
+            log.warning("the claim lock's connection dropped; taking a new one")
+            owner = await self.claims.acquire(lost=owner)
+            return await self._write(partial(_claim, now=now, lease=lease, limit=limit,
+                                             owner=owner))  # fmt: skip
 
     async def deliveries(self, group_id: str) -> list[DeliveryRow]:
         """Every notification of a group, oldest first, with its device."""
@@ -116,8 +132,9 @@ class OutboxRoom(Room):
 INSERT_PUSH = (
     "INSERT INTO notifications (group_id, seq, leader_id, device_id, channel, title, body, "
     "data, collapse_key, priority, status, attempts, next_attempt_at, created_at, expires_at, "
-    "claimed_until) VALUES (:group_id, :seq, :leader_id, :device_id, :channel, :title, :body, "
-    ":data, :collapse_key, :priority, 'pending', 0, :now, :now, :expires_at, :claimed_until)"
+    "claimed_until, claimed_by) VALUES (:group_id, :seq, :leader_id, :device_id, :channel, "
+    ":title, :body, :data, :collapse_key, :priority, 'pending', 0, :now, :now, :expires_at, "
+    ":claimed_until, :claimed_by)"
 )
 
 
@@ -171,8 +188,20 @@ def _supersede(conn: Connection, group_id: str, seq: int, outbox: Sequence[Outbo
         )
 
 
-def _claim(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[PendingPush]:
+def _claim(
+    conn: Connection, now: datetime, lease: timedelta, limit: int, owner: int | None = None
+) -> list[PendingPush]:
+    """Claim up to `limit` pushes due now. A claim holds until its lease runs out or, on
+    PostgreSQL, until its owner's lock is gone (store/claims.py), whichever comes first."""
     unclaimed = or_(notifications.c.claimed_until.is_(None), notifications.c.claimed_until <= now)
+    if owner is not None:
+        alive = live_owners(conn)
+        if owner not in alive:
+            raise OwnerLost(f"the advisory lock of claim owner {owner} is gone")
+        unclaimed = or_(
+            unclaimed,
+            and_(notifications.c.claimed_by.is_not(None), notifications.c.claimed_by.not_in(alive)),
+        )
     access.stop_revoked(
         conn,
         due=and_(
@@ -205,7 +234,9 @@ def _claim(conn: Connection, now: datetime, lease: timedelta, limit: int) -> lis
     if not ids:
         return []
     conn.execute(
-        update(notifications).where(notifications.c.id.in_(ids)).values(claimed_until=now + lease)
+        update(notifications)
+        .where(notifications.c.id.in_(ids))
+        .values(claimed_until=now + lease, claimed_by=owner)
     )
     sql = writes.Sql(conn)
     marks = ", ".join(f":i{n}" for n in range(len(ids)))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.incidents import MergeRule
 from dispatcher.store.admin import AdminRoom
+from dispatcher.store.claims import ClaimOwner
 from dispatcher.store.desk import DeskRoom
 from dispatcher.store.groups import GroupRoom
 from dispatcher.store.leaders import LeaderRoom
@@ -62,11 +63,13 @@ class Store(ReportRoom, GroupRoom, LeaderRoom, DeskRoom, OutboxRoom, AdminRoom):
         merge: MergeRule | None = None,
         writer: WriterProcess | None = None,
         reader: Engine | None = None,
+        max_waiting_reports: int = 50_000,
     ) -> None:
         self.engine = engine
         self.merge = merge or MergeRule()
         self.reader = reader
-        self.writes = Writes(engine, self.merge, writer)
+        self.writes = Writes(engine, self.merge, writer, max_waiting_reports)
+        self.claims = ClaimOwner(engine) if engine.dialect.name == "postgresql" else None
 
     @property
     def writer(self) -> WriterProcess | None:
@@ -74,6 +77,8 @@ class Store(ReportRoom, GroupRoom, LeaderRoom, DeskRoom, OutboxRoom, AdminRoom):
         return self.writes.writer
 
     async def close(self) -> None:
+        if self.claims is not None:
+            await self.claims.release()
         await self.writes.close()  # answer what was accepted before closing
         await self.engine.dispose()
         if self.reader is not None:

@@ -5,7 +5,9 @@ function, so that it pickles) submitted with `Writes.call`, or a report write su
 `Writes.reports`. On SQLite both go to the writer process (store/writer.py); on PostgreSQL a
 function runs in a transaction of the async engine and report writes share transactions
 (store/group_commit.py). Either way what arrives together is committed together, or each
-alone if that fails (`commit_policy.together_or_alone`, one policy for both).
+alone if that fails (`commit_policy.together_or_alone`, one policy for both). Overload is
+refused, not absorbed: past `max_waiting_reports` handed over and not yet committed, a
+report write raises `Overloaded` (store/errors.py) before anything of it is written.
 
 `Room` is what each room of the store (`reports`, `groups`, `outbox`, `admin`) is built on.
 """
@@ -21,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.incidents import MergeRule
 from dispatcher.store import writes
+from dispatcher.store.claims import ClaimOwner
+from dispatcher.store.errors import Overloaded
 from dispatcher.store.group_commit import ReportCommits
 from dispatcher.store.writer import CALL, REPORTS, WriterProcess
 from dispatcher.store.writes import ReportWrite, SaveResult
@@ -31,12 +35,21 @@ T = TypeVar("T")
 class Writes:
     """Submits writes: to the SQLite writer process if there is one, else to the engine."""
 
-    def __init__(self, engine: AsyncEngine, merge: MergeRule, writer: WriterProcess | None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        merge: MergeRule,
+        writer: WriterProcess | None,
+        max_waiting_reports: int = 50_000,
+    ) -> None:
         self.engine = engine
         self.writer = writer  # SQLite: the process that makes every write (db.create_writer)
         if writer is not None:
             writer.merge = merge  # the merge rule it decides with, before its first write
         self._commits = ReportCommits(engine, merge) if writer is None else None
+        # Overload is refused, not absorbed: reports handed over and not yet committed.
+        self.max_waiting_reports = max_waiting_reports
+        self.waiting_reports = 0
 
     async def call(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a write transaction and return what it returns, once committed.
@@ -52,11 +65,21 @@ class Writes:
 
     async def reports(self, request: ReportWrite) -> list[SaveResult]:
         """Store a request's reports; their results once the transaction has committed."""
-        if self._commits is not None:
-            return await self._commits.save(request)
-        assert self.writer is not None
-        encoded = await self.writer.call(REPORTS, writes.encode_write(request))
-        return writes.decode_results(request, encoded)
+        count = len(request.items)
+        waiting = self.waiting_reports + count
+        if waiting > self.max_waiting_reports and self.waiting_reports:
+            # Refused before it is handed over: nothing of it is written (a request larger
+            # than the bound alone still goes through, when nothing else waits).
+            raise Overloaded(f"{self.waiting_reports} reports already wait for the database")
+        self.waiting_reports = waiting
+        try:
+            if self._commits is not None:
+                return await self._commits.save(request)
+            assert self.writer is not None
+            encoded = await self.writer.call(REPORTS, writes.encode_write(request))
+            return writes.decode_results(request, encoded)
+        finally:
+            self.waiting_reports -= count
 
     async def close(self) -> None:
         """Answer what was accepted, then stop taking writes."""
@@ -73,6 +96,8 @@ class Room:
     reader: Engine | None  # SQLite: a sync engine for a flush's reads (db.create_reader)
     merge: MergeRule
     writes: Writes
+    # PostgreSQL: this instance's id on its outbox claims, freed with its connection.
+    claims: ClaimOwner | None
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read transaction: on SQLite in a worker thread on the reader's

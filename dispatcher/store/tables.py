@@ -331,6 +331,8 @@ notifications = Table(
     Column("expires_at", Time, nullable=True),
     # A sender's claim: another instance leaves the row alone until then.
     Column("claimed_until", Time, nullable=True),
+    # PostgreSQL: the id of the instance that claimed it (store/claims.py); NULL on SQLite.
+    Column("claimed_by", Integer, nullable=True),
 )
 Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
 Index("ix_notifications_group_id", notifications.c.group_id)

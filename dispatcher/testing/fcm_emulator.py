@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import secrets
 import time
 from collections import deque
@@ -63,6 +64,38 @@ class ReceivedMessage:
     received_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One send that reached messages:send with a valid message, and how it was answered:
+    `status` 0 is a connection dropped without an answer. `at` and `answered_at` are
+    time.monotonic() seconds; a slow answer is answered long after it arrived."""
+
+    token: str
+    group_id: str | None
+    seq: str | None
+    collapse_key: str | None
+    at: float
+    answered_at: float
+    status: int
+    retry_after: float | None
+    delivered: bool  # the phone got it (a slow answer still delivers)
+
+
+@dataclass(frozen=True, slots=True)
+class Chaos:
+    """FCM having a bad minute: of the sends, `share` fail, in equal parts as 503 and 429
+    answers with Retry-After (whole seconds from `retry_after`), connections dropped
+    mid-request, and answers held `slow` seconds (past the client's timeout) after the
+    message was delivered. Which sends fail comes from `rng`, so a seed replays them; the
+    kinds take turns, each once per round in a random order."""
+
+    rng: random.Random
+    share: float = 0.3
+    retry_after: tuple[int, int] = (1, 3)
+    slow: float = 2.0
+    kinds: tuple[str, ...] = ("503", "429", "drop", "slow")
+
+
 @dataclass(slots=True)
 class _Fault:
     count: int
@@ -100,6 +133,7 @@ class FcmEmulator:
     delay: float = 0.0  # seconds added to every send, to play a slow network
     received: list[ReceivedMessage] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (status, error code)
+    attempts: list[Attempt] = field(default_factory=list)  # every valid send, however answered
     tokens_issued: int = 0
     access_tokens_granted: int = 0
 
@@ -124,6 +158,8 @@ class FcmEmulator:
         self._access_tokens: set[str] = set()
         self._faults: deque[_Fault] = deque()
         self._slow: dict[str, float] = {}
+        self._chaos: Chaos | None = None
+        self._chaos_round: list[str] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -215,6 +251,11 @@ class FcmEmulator:
     ) -> None:
         """Make the next `count` sends (to `token`, if given) fail like FCM under load."""
         self._faults.append(_Fault(count, status, error_code, retry_after, token))
+
+    def chaos(self, chaos: Chaos | None) -> None:
+        """From now on fail sends as `chaos` says; None ends it."""
+        self._chaos = chaos
+        self._chaos_round = []
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[ReceivedMessage]:
         """Wait until at least `count` messages have arrived; fail saying what did."""
@@ -314,16 +355,41 @@ class FcmEmulator:
                 "INVALID_ARGUMENT",
             )
         token = msg.get("token")
+        arrived = time.monotonic()
         if token in self._slow:
             await asyncio.sleep(self._slow[token])
         fault = self._fault_for(token)
         if fault is not None:
             headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else None
+            self._attempt(msg, arrived, fault.status, fault.retry_after, delivered=False)
             return self._reject(
                 _error(fault.status, f"emulated {fault.error_code}", code=fault.error_code,
                        headers=headers),
                 fault.error_code,
             )  # fmt: skip
+        chaos = self._chaos
+        kind = None
+        if chaos is not None and token in self._valid_tokens and chaos.rng.random() < chaos.share:
+            # Each kind once per round, in a seeded order: every kind shows within a few faults.
+            if not self._chaos_round:
+                self._chaos_round = chaos.rng.sample(chaos.kinds, len(chaos.kinds))
+            kind = self._chaos_round.pop()
+        if kind in ("503", "429"):
+            assert chaos is not None
+            wait = chaos.rng.randint(*chaos.retry_after)
+            status = int(kind)
+            code = "UNAVAILABLE" if status == 503 else "QUOTA_EXCEEDED"
+            self._attempt(msg, arrived, status, float(wait), delivered=False)
+            return self._reject(
+                _error(status, f"emulated {code}", code=code, headers={"Retry-After": str(wait)}),
+                code,
+            )
+        if kind == "drop":
+            self._attempt(msg, arrived, 0, None, delivered=False)
+            self.rejected.append((0, "CONNECTION_DROPPED"))
+            if request.transport is not None:
+                request.transport.abort()  # mid-request: no status line, no body
+            raise ConnectionResetError("emulated: connection dropped mid-request")
         if token is not None:
             if token in self._unregistered:
                 return self._reject(
@@ -359,7 +425,31 @@ class FcmEmulator:
                 self._changed.notify_all()
             if self.on_message is not None:
                 self.on_message(received)
+        if kind == "slow":
+            assert chaos is not None
+            await asyncio.sleep(chaos.slow)  # delivered, but the answer comes too late
+        self._attempt(msg, arrived, 200, None, delivered=not body.get("validate_only"))
         return web.json_response({"name": name})
+
+    def _attempt(
+        self, msg: dict[str, Any], at: float, status: int, retry_after: float | None,
+        *, delivered: bool,
+    ) -> None:  # fmt: skip
+        data = msg.get("data") or {}
+        android = msg.get("android") or {}
+        self.attempts.append(
+            Attempt(
+                token=str(msg.get("token") or ""),
+                group_id=data.get("group_id"),
+                seq=data.get("seq"),
+                collapse_key=android.get("collapse_key"),
+                at=at,
+                answered_at=time.monotonic(),
+                status=status,
+                retry_after=retry_after,
+                delivered=delivered,
+            )
+        )
 
     def _reject(self, response: web.Response, code: str) -> web.Response:
         self.rejected.append((response.status, code))

@@ -137,7 +137,9 @@ _REASONS = {
     413: "the body is larger than server.max_body_bytes",
     415: "another media type than the ones listed",
     422: "fields that fail validation, each named",
-    503: "the store does not answer",
+    503: "the store does not answer, or too many reports wait for it; send again after "
+    "Retry-After (web/unavailable.py)",
+    507: "the database's disk is full; send again after Retry-After",
 }
 
 
@@ -185,7 +187,7 @@ def _operation(path: str, handler: Handler, doc: Doc) -> Schema:
         content = {"application/json": {"schema": body_schema}}
         content.update({media: {"schema": s} for media, s in doc.body_media.items()})
         op["requestBody"] = {"required": doc.body_required, "content": content}
-        for status in (400, 413, 415, 422):
+        for status in (400, 413, 415, 422, 503, 507):
             statuses.setdefault(status, _REASONS[status])
     responses: Schema = {}
     for status in sorted(statuses):

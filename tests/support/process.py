@@ -22,6 +22,7 @@ class Served:
     url: str
     banner: list[str]
     proc: asyncio.subprocess.Process
+    spawned_at: float = 0.0  # the event loop's time when the process was started
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no flush; what a power cut or the OOM killer does."""
@@ -47,6 +48,7 @@ def serve_env(
 
 @asynccontextmanager
 async def serving(env: dict[str, str], cwd: Path) -> AsyncIterator[Served]:
+    spawned_at = asyncio.get_running_loop().time()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dispatcher", "serve", "--config", str(ROOT / "config.yaml"),
         cwd=cwd, env=env,
@@ -63,7 +65,7 @@ async def serving(env: dict[str, str], cwd: Path) -> AsyncIterator[Served]:
             banner.append(line.decode().rstrip())
         url = re.match(r"dispatcher listening on (https?://127\.0\.0\.1:\d+)$", banner[0])
         assert url is not None, banner
-        yield Served(url.group(1), banner, proc)
+        yield Served(url.group(1), banner, proc, spawned_at)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
