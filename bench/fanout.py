@@ -34,7 +34,6 @@ import time
 import warnings
 from pathlib import Path
 
-import aiohttp
 import firebase_admin
 import service
 from firebase_admin import credentials, messaging
@@ -126,41 +125,13 @@ async def whole_service(args: argparse.Namespace, url: str, creds: Path, tokens:
     }  # fmt: skip
     proc, api = service.start(env, tmp / "server.log")
     try:
-        async with aiohttp.ClientSession() as http:
-            limit = asyncio.Semaphore(32)
-
-            async def register(token: str) -> None:
-                body = {"token": token, "platform": "android", "locale": "en"}
-                headers = {"Authorization": f"Bearer {PHONE}"}
-                async with limit, http.post(f"{api}/v1/devices", json=body, headers=headers) as r:
-                    assert r.status == 201, await r.text()
-
-            phones = tokens[: args.pushes]
-            await asyncio.gather(*(register(t) for t in phones))
-            reader = {"Authorization": f"Bearer {WRITER}"}
-
-            async def sent() -> float:
-                async with http.get(f"{api}/metrics", headers=reader) as r:
-                    text = await r.text()
-                m = re.search(SENT, text)
-                return float(m.group(1)) if m else 0.0
-
-            report = {
-                "id": "fanout-1", "source": "bench", "kind": "airstrike",
-                "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "location": {"lat": 35.93, "lon": 36.63}, "casualties": {"killed": 12},
-            }  # fmt: skip
-            c0, e0, t0 = cpu_seconds(proc.pid), cpu_seconds(emu_pid), time.perf_counter()
-            async with http.post(f"{api}/v1/reports", json=report, headers=reader) as r:
-                assert r.status == 202, await r.text()
-            # The service is another process: its counter is polled.
-            while (done := await sent()) < len(phones) and time.perf_counter() < t0 + 120:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-            wall = time.perf_counter() - t0
-            print(f"the service, one immediate report to {len(phones)} phones: {done:.0f} sent "
-                  f"in {wall:.2f} s = {done / wall:.0f} pushes/s; service CPU "
-                  f"{(cpu_seconds(proc.pid) - c0) / wall:.0%}, emulator CPU "
-                  f"{(cpu_seconds(emu_pid) - e0) / wall:.0%}")  # fmt: skip
+        await service.fan_out(
+            api, service_pid=proc.pid, emulator_pid=emu_pid,
+            devices=[{"token": t, "platform": "android", "locale": "en"}
+                     for t in tokens[: args.pushes]],
+            phone_key=PHONE, writer_key=WRITER, sent_metric=SENT, report_id="fanout-1",
+            noun="phones", wait_at_most=120,
+        )  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(timeout=30)
