@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import ssl
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -26,12 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatcher import __version__, logs
-from dispatcher.settings import ConfigError, Settings, TlsSettings, load_settings
+from dispatcher.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from dispatcher.rules.load import RuleSet
     from dispatcher.store.access import KeyRow, Pairing
     from dispatcher.store.repo import Store
+    from dispatcher.web.tls import ServerCertificate
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -54,10 +54,11 @@ async def _serve(settings: Settings) -> None:
 
     from dispatcher.app import build, make_app
     from dispatcher.web.access import ACCESS
-    from dispatcher.web.tls import server_context
+    from dispatcher.web.tls import ServerCertificate
 
     tls = settings.server.tls
-    context = server_context(tls) if tls is not None else None
+    certificate = ServerCertificate(tls) if tls is not None else None
+    context = certificate.listening if certificate is not None else None
     logs.configure(settings.logging.format, settings.logging.level)
     json_lines = settings.logging.format == "json"
     banner = logging.getLogger("dispatcher")
@@ -98,8 +99,8 @@ async def _serve(settings: Settings) -> None:
             )
             reloads.add(task)
             task.add_done_callback(reloads.discard)
-            if context is not None and tls is not None:
-                cert = loop.create_task(_reload_tls(context, tls))
+            if certificate is not None:
+                cert = loop.create_task(_reload_tls(certificate))
                 reloads.add(cert)
                 cert.add_done_callback(reloads.discard)
 
@@ -111,15 +112,15 @@ async def _serve(settings: Settings) -> None:
         await service.close()
 
 
-async def _reload_tls(context: ssl.SSLContext, tls: TlsSettings) -> None:
-    from dispatcher.web.tls import reload
-
+async def _reload_tls(certificate: ServerCertificate) -> None:
     try:
-        await reload(context, tls)
+        await certificate.reload()
     except ConfigError as exc:
         logging.getLogger("dispatcher").error("%s; the old certificate keeps serving", exc)
     else:
-        logging.getLogger("dispatcher").info("certificate %s loaded again (SIGHUP)", tls.cert)
+        logging.getLogger("dispatcher").info(
+            "certificate %s loaded again (SIGHUP)", certificate.tls.cert
+        )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -204,6 +204,9 @@ async def test_https_from_the_configured_certificate_reloaded_on_sighup(tmp_path
         second = self_signed(renewed_dir / "cert.pem", renewed_dir / "key.pem", "second")
         (renewed_dir / "cert.pem").replace(cert)
         (renewed_dir / "key.pem").replace(key)
+        both = tmp_path / "both.pem"
+        both.write_bytes(trusted_first.read_bytes() + cert.read_bytes())
+        handshakes = asyncio.create_task(handshake_all_along(served.url, both))
         served.proc.send_signal(signal.SIGHUP)
         seen = await until(
             lambda: served_cert(served.url, cert), lambda c: c is not None,
@@ -211,3 +214,16 @@ async def test_https_from_the_configured_certificate_reloaded_on_sighup(tmp_path
         )  # fmt: skip
         assert seen == second
         assert (await served_cert(served.url, trusted_first)) is None
+        for _ in range(3):  # more renewals, each read while handshakes go on
+            served.proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.2)
+        if handshakes.done():
+            handshakes.result()  # raises what broke a handshake
+        handshakes.cancel()
+
+
+async def handshake_all_along(url: str, trusted: Path) -> None:
+    """Handshakes one after another until cancelled; a renewal must not reset any of them
+    (it would if the key were read into the live context after the certificate)."""
+    while True:
+        assert (await served_cert(url, trusted)) is not None
