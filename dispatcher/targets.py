@@ -59,6 +59,18 @@ def receivers_by_route(rules: RuleSet) -> dict[str, tuple[str, Timing]]:
     return {route.id: (route.receiver, timing_of(rules, route)) for route in rules.routes}
 
 
+def reaches_team(rules: RuleSet, report: Report, team: str) -> bool:
+    """Whether the rules send `report` to `team`: a route that alerts of it names the team,
+    or one of the team's leaders (surge routes, which count rather than alert, aside)."""
+    for route in rules.routes_for(report):
+        if route.receiver == team:
+            return True
+        leader = rules.leaders.get(route.receiver)
+        if leader is not None and leader.team == team:
+            return True
+    return False
+
+
 def route_report(rules: RuleSet, report: Report) -> Routed:
     """The routes `report` reaches and the group it joins on each (the tree walked)."""
     # The routes that alert of it, then the surge routes it counts toward.

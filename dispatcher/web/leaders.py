@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dispatcher.acks import receivers_for
 from dispatcher.counting import COUNT_FIELDS, count
 from dispatcher.group import latest_revisions
 from dispatcher.intake import FieldError, report_json_casualties
@@ -25,15 +26,6 @@ from dispatcher.web.services import CLOCK, GROUPS, RULES, device_leader, json_re
 
 LOCALES = ("ar", "en")
 MAX_INCIDENTS = 50  # per group: a surge holds thousands, a phone on a poor link wants few
-
-
-def receivers_for(rules: RuleSet, leader_id: str) -> tuple[list[str], list[str]]:
-    """(receivers whose groups the leader gets, teams whose groups reach the leader only
-    once escalated): their own team and themselves, and the teams that escalate to theirs.
-    The same leaders `POST /v1/groups/{id}/ack` accepts."""
-    leader = rules.leaders[leader_id]
-    escalating = sorted(t.id for t in rules.teams.values() if t.escalate_to == leader.team)
-    return [leader.team, leader.id], escalating
 
 
 def disagreement(summary: dict[str, Any]) -> dict[str, dict[str, int]]:

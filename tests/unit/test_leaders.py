@@ -1,16 +1,12 @@
-"""What a leader's app is told: whose groups reach them, and where sources disagree."""
+"""What a leader's app is told: where sources disagree."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dispatcher.rules.load import load_rules
-from dispatcher.web.leaders import disagreement, receivers_for
-
-E2E = Path(__file__).resolve().parents[1] / "testdata" / "rules-e2e"
+from dispatcher.web.leaders import disagreement
 
 
 @pytest.mark.parametrize(
@@ -28,10 +24,3 @@ def test_a_range_only_where_some_source_says_more(
     summary: dict[str, Any], ranges: dict[str, Any]
 ) -> None:
     assert disagreement(summary) == ranges
-
-
-def test_a_leader_receives_their_team_themselves_and_teams_escalating_to_theirs() -> None:
-    rules = load_rules(E2E)
-    assert receivers_for(rules, "idleb-lead-1") == (["idleb-center", "idleb-lead-1"],
-                                                    ["harim-center"])  # fmt: skip
-    assert receivers_for(rules, "harim-lead-1") == (["harim-center", "harim-lead-1"], [])
