@@ -37,17 +37,19 @@ from dispatcher.store.repo import Store
 from dispatcher.targets import receivers_by_route
 from dispatcher.web import request_ids
 from dispatcher.web.access import ACCESS, Access, add_access_routes, record_uses
-from dispatcher.web.api import PIPELINE, add_routes
 from dispatcher.web.auth import KeyRing, auth_middleware
 from dispatcher.web.desk import Desk, add_desk
 from dispatcher.web.desk.sessions import Sessions, cookie_auth
 from dispatcher.web.devices import add_device_routes
 from dispatcher.web.groups import add_group_routes
+from dispatcher.web.health import add_health_routes
+from dispatcher.web.incidents import add_incident_routes
 from dispatcher.web.leaders import add_leader_routes
 from dispatcher.web.openapi import add_openapi_route
 from dispatcher.web.operations import add_operation_routes
 from dispatcher.web.problems import problem_middleware
 from dispatcher.web.pwa import add_app_routes
+from dispatcher.web.reports import add_report_routes
 from dispatcher.web.rules import add_rules_routes
 from dispatcher.web.services import (
     CHANNELS,
@@ -55,6 +57,7 @@ from dispatcher.web.services import (
     DEVICES,
     GROUPS,
     HEALTH,
+    INTAKE,
     KEYS,
     METRICS,
     OUTBOX,
@@ -270,7 +273,7 @@ def make_app(service: Service) -> web.Application:
     ring = KeyRing(service.settings.auth.keys, service.store.key_by_hash)
     pipeline = service.pipeline
     hub = pipeline.feed if pipeline.feed is not None else FeedHub()
-    desk = Desk(keys=ring, sessions=Sessions(), hub=hub)
+    desk = Desk(keys=ring, sessions=Sessions(), hub=hub, tz=pipeline.display_tz)
     app = web.Application(
         client_max_size=server.max_body_bytes,
         middlewares=[
@@ -279,9 +282,9 @@ def make_app(service: Service) -> web.Application:
             auth_middleware(ring, cookie_auth(ring, desk.sessions, pipeline.clock)),
         ],
     )
-    app[PIPELINE] = pipeline  # for accepting reports, its own job
     # Each service on its own key (web/services.py): handlers take only what they use.
     store = service.store
+    app[INTAKE] = pipeline  # accepting reports: the one thing handlers ask the pipeline
     app[RULES] = service.rules
     app[CLOCK] = service.pipeline.clock
     app[METRICS] = service.pipeline.metrics
@@ -290,7 +293,9 @@ def make_app(service: Service) -> web.Application:
     app[OUTBOX] = app[DEVICES] = app[SILENCES] = app[RULE_SETS] = app[KEYS] = app[HEALTH] = store
     app[ACCESS] = Access(ring, server.base_url(), tuple(server.trusted_proxies))
     request_ids.install(app)
-    add_routes(app)
+    add_report_routes(app)
+    add_incident_routes(app)
+    add_health_routes(app)
     add_device_routes(app)
     add_rules_routes(app)
     add_operation_routes(app)

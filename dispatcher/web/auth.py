@@ -21,7 +21,7 @@ from aiohttp import web
 
 from dispatcher.settings import ApiKey
 from dispatcher.store.access import KeyRow
-from dispatcher.web.problems import Handler, problem
+from dispatcher.web.problems import Handler, ProblemError
 
 SCOPE_ATTR = "__dispatcher_scope__"
 KEY = web.RequestKey("api_key", ApiKey)
@@ -201,8 +201,8 @@ def allows(key: ApiKey, scope: str) -> bool:
     return scope in key.scopes or "admin" in key.scopes
 
 
-# The desk's session check: the key a request's session cookie stands for, or the answer.
-CookieAuth = Callable[[web.Request], Awaitable[ApiKey | web.StreamResponse]]
+# The desk's session check: the key a request's session cookie stands for (it raises if none).
+CookieAuth = Callable[[web.Request], Awaitable[ApiKey]]
 COOKIE_PREFIX = "/desk/"  # where sessions are the credential, not Bearer keys
 
 
@@ -215,14 +215,12 @@ def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any
             return await handler(request)
         if scope is None:
             # A handler that forgot to declare its scope is closed, not open.
-            return problem(403, "Forbidden", "this endpoint declares no scope")
+            raise ProblemError(403, "Forbidden", "this endpoint declares no scope")
         if cookie_auth is not None and request.path.startswith(COOKIE_PREFIX):
             # The desk: a session cookie (with its CSRF token on writes), never a Bearer key.
             found = await cookie_auth(request)
-            if not isinstance(found, ApiKey):
-                return found
             if not allows(found, scope):
-                return problem(
+                raise ProblemError(
                     403, "Forbidden", f"the key '{found.name}' lacks the scope '{scope}'"
                 )
             keys.used(found)
@@ -232,7 +230,7 @@ def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any
         scheme, _, presented = header.partition(" ")
         presented = presented.strip()
         if scheme.lower() != "bearer" or not presented:
-            return problem(
+            raise ProblemError(
                 401,
                 "Unauthorized",
                 "send an API key as 'Authorization: Bearer <key>'",
@@ -242,14 +240,14 @@ def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any
         if isinstance(key, _Miss):
             key = await keys.lookup(presented)
         if key is None:
-            return problem(
+            raise ProblemError(
                 401,
                 "Unauthorized",
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": 'Bearer realm="dispatcher", error="invalid_token"'},
             )
         if not allows(key, scope):
-            return problem(403, "Forbidden", f"the key '{key.name}' lacks the scope '{scope}'")
+            raise ProblemError(403, "Forbidden", f"the key '{key.name}' lacks the scope '{scope}'")
         keys.used(key)
         request[KEY] = key
         return await handler(request)

@@ -16,7 +16,7 @@ from dispatcher.web.problems import ProblemError
 from dispatcher.web.services import CLOCK, RULE_SETS, RULES, json_response
 
 
-def _rules_status(live: LiveRules) -> dict[str, Any]:
+def rules_status_json(live: LiveRules) -> dict[str, Any]:
     rules = live.current
     return {
         "version": rules.version,
@@ -36,7 +36,7 @@ def _rules_status(live: LiveRules) -> dict[str, Any]:
 async def rules_status(request: web.Request) -> web.Response:
     """The rules in force, why the last reload was refused if it was, and what was applied."""
     history = await request.app[RULE_SETS].rule_set_history()
-    return json_response({**_rules_status(request.app[RULES]), "history": history})
+    return json_response({**rules_status_json(request.app[RULES]), "history": history})
 
 
 @requires("admin")
@@ -49,7 +49,7 @@ async def rules_reload(request: web.Request) -> web.Response:
     live = request.app[RULES]
     key: ApiKey = request[KEY]
     applied = await live.reload(f"API by key '{key.name}'", request.app[CLOCK])
-    status = _rules_status(live)
+    status = rules_status_json(live)
     if not applied:
         raise ProblemError(
             422,

@@ -2,9 +2,9 @@
 from a request.
 
 The composition root (`app.make_app`) sets every key; a handler takes only the services it
-needs (`request.app[GROUPS]`, `request.app[RULES]` ...), each a small protocol of
-`store/ports.py`, so that a test can set a stand-in for one of them. The pipeline itself
-(`api.PIPELINE`) is for what only it does: accepting reports.
+needs (`request.app[GROUPS]`, `request.app[RULES]` ...), each a small protocol (the store's
+are in `store/ports.py`, `Intake` is here), so that a test can set a stand-in for one of
+them. No handler sees the whole pipeline: `INTAKE` is its one door for reports.
 
 Helpers here return plain values or raise `ProblemError` (the body reader, `read_body` and
 `read_json`, is web/body.py's, re-exported); see `dispatcher/web/__init__.py`.
@@ -12,15 +12,17 @@ Helpers here return plain values or raise `ProblemError` (the body reader, `read
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import pydantic_core
 from aiohttp import web
 
 from dispatcher.clock import Clock
+from dispatcher.intake import ReportIn
 from dispatcher.metrics import Metrics
 from dispatcher.notify.base import Channel
+from dispatcher.pipeline import Accepted
 from dispatcher.rules.live import LiveRules
 from dispatcher.settings import ApiKey
 from dispatcher.store.ports import (
@@ -37,6 +39,16 @@ from dispatcher.web.auth import KEY
 from dispatcher.web.body import read_body, read_json
 from dispatcher.web.problems import ProblemError
 
+
+class Intake(Protocol):
+    """Where reports go in: placed, routed and stored in one transaction (the pipeline)."""
+
+    async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
+        """Returns once committed, one `Accepted` per report, in order."""
+        ...
+
+
+INTAKE: web.AppKey[Intake] = web.AppKey("intake")
 RULES: web.AppKey[LiveRules] = web.AppKey("rules")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
@@ -50,8 +62,8 @@ KEYS: web.AppKey[KeyStore] = web.AppKey("keys")
 HEALTH: web.AppKey[Health] = web.AppKey("health")
 
 __all__ = [
-    "CHANNELS", "CLOCK", "DEVICES", "GROUPS", "HEALTH", "KEYS", "METRICS", "OUTBOX",
-    "REPORTS", "RULES", "RULE_SETS", "SILENCES", "device_leader", "json_response",
+    "CHANNELS", "CLOCK", "DEVICES", "GROUPS", "HEALTH", "INTAKE", "KEYS", "METRICS", "OUTBOX",
+    "REPORTS", "RULES", "RULE_SETS", "SILENCES", "Intake", "device_leader", "json_response",
     "read_body", "read_json",
 ]  # fmt: skip
 CHANNELS: web.AppKey[Mapping[str, Channel]] = web.AppKey("channels")  # by name

@@ -47,9 +47,11 @@ class SilenceIn(Wire):
     reason: Annotated[Text, Field(min_length=1, max_length=500)]
 
 
-def _check(
+def check_silence(
     body: SilenceIn, rules: RuleSet, now: datetime
 ) -> tuple[Silence | None, list[FieldError]]:
+    """The silence a person asked for, checked against the rules in force: the silence, or
+    None and every field that is wrong."""
     errors: list[FieldError] = []
     m = body.matchers
     if not (m.regions or m.receivers or m.routes or m.kinds):
@@ -137,7 +139,7 @@ def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
 async def add_silence(request: web.Request) -> web.Response:
     body = await read_body(request, SilenceIn, what="silence")
     now = request.app[CLOCK]()
-    silence, errors = _check(body, request.app[RULES].current, now)
+    silence, errors = check_silence(body, request.app[RULES].current, now)
     if silence is None:
         raise ProblemError(422, "Invalid silence", "nothing was stored", errors=errors)
     key: ApiKey = request[KEY]

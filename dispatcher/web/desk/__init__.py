@@ -14,7 +14,6 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from dispatcher.web.api import PIPELINE
 from dispatcher.web.auth import PUBLIC, requires
 from dispatcher.web.desk import api, pages
 from dispatcher.web.desk.api import DESK, Desk
@@ -82,4 +81,4 @@ def add_desk(app: web.Application, desk: Desk) -> None:
     app.on_shutdown.append(closing)
 
 
-__all__ = ["DESK", "PIPELINE", "Desk", "add_desk"]
+__all__ = ["DESK", "Desk", "add_desk"]

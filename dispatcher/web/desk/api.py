@@ -12,7 +12,7 @@ import asyncio
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,13 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.feed import FeedHub
 from dispatcher.intake import FieldError
-from dispatcher.model import KINDS, Casualties, Report
+from dispatcher.model import KINDS, Report
 from dispatcher.rules.diff import diff, diff_json
 from dispatcher.rules.load import RuleSet, load_rules
 from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
 from dispatcher.store.rows import OpenGroup
-from dispatcher.web.api import PIPELINE
+from dispatcher.targets import reaches_team
 from dispatcher.web.auth import KEY, KeyRing, requires
 from dispatcher.web.desk import views
 from dispatcher.web.desk.sessions import Sessions
@@ -43,7 +43,7 @@ from dispatcher.web.services import (
     json_response,
     read_body,
 )
-from dispatcher.web.silences import Names, SilenceIn, _check, silence_json
+from dispatcher.web.silences import Names, SilenceIn, check_silence, silence_json
 
 HEARTBEAT = 15.0  # seconds between comments on an idle feed (proxies close silent streams)
 DIFF_WINDOW = timedelta(days=1)
@@ -52,11 +52,13 @@ DIFF_MAX_REPORTS = 50_000
 
 @dataclass
 class Desk:
-    """The desk's state on the app: sessions, the feed, cached outlines."""
+    """The desk's state on the app: sessions, the feed, cached outlines, and the time zone
+    its "today" starts in (`alerts.timezone`)."""
 
     keys: KeyRing
     sessions: Sessions
     hub: FeedHub
+    tz: tzinfo = UTC
     heartbeat: float = HEARTBEAT
     outlines: dict[str, bytes] = field(default_factory=dict)  # rules version -> GeoJSON
 
@@ -69,41 +71,19 @@ def midnight(now: datetime, tz: Any) -> datetime:
     return datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
 
 
-def _since(request: web.Request, now: datetime) -> datetime | FieldError:
-    text = request.query.get("since", "today")
-    pipeline = request.app[PIPELINE]
+def since_of(text: str, now: datetime, tz: tzinfo) -> datetime | None:
+    """The start of the map's window: `today` (midnight in `tz`), `1h`, `6h`, `24h` or an
+    RFC 3339 time with an offset; None for anything else."""
     if text == "today":
-        return midnight(now, pipeline.display_tz)
+        return midnight(now, tz)
     hours = {"1h": 1, "6h": 6, "24h": 24}.get(text)
     if hours is not None:
         return now - timedelta(hours=hours)
     try:
         since = datetime.fromisoformat(text)
     except ValueError:
-        since = None
-    if since is None or since.tzinfo is None:
-        return FieldError("since", "today, 1h, 6h, 24h or an RFC 3339 time with an offset")
-    return since
-
-
-def reaches_team(rules: RuleSet, row: MapIncident, team: str) -> bool:
-    """Whether the rules in force send an incident like this one to `team`."""
-    report = Report(
-        source="desk",
-        id=row.id,
-        kind=row.kind,
-        occurred_at=row.occurred_at,
-        region=row.region,
-        casualties=Casualties(row.killed, row.injured, row.trapped, row.rescued),
-        status="confirmed" if row.confirmed else "unconfirmed",
-    )
-    for route in rules.routes_for(report):
-        if route.receiver == team:
-            return True
-        leader = rules.leaders.get(route.receiver)
-        if leader is not None and leader.team == team:
-            return True
-    return False
+        return None
+    return since if since.tzinfo is not None else None
 
 
 # One short list per incident (the names are sent once): time as POSIX seconds, places to
@@ -139,9 +119,9 @@ async def map_incidents(request: web.Request) -> web.Response:
     rules = request.app[RULES].current
     now = request.app[CLOCK]()
     errors = []
-    since = _since(request, now)
-    if isinstance(since, FieldError):
-        errors.append(since)
+    since = since_of(request.query.get("since", "today"), now, request.app[DESK].tz)
+    if since is None:
+        errors.append(FieldError("since", "today, 1h, 6h, 24h or an RFC 3339 time with an offset"))
     region = request.query.get("region") or None
     if region is not None:
         found = rules.resolve_region(region)
@@ -155,7 +135,7 @@ async def map_incidents(request: web.Request) -> web.Response:
     team = request.query.get("team") or None
     if team is not None and team not in rules.teams:
         errors.append(FieldError("team", f"unknown team {team!r}"))
-    if errors or isinstance(since, FieldError):
+    if errors or since is None:
         raise ProblemError(400, "Bad query", errors=errors)
     held = await request.app[REPORTS].map_incidents(
         since=since,
@@ -167,7 +147,7 @@ async def map_incidents(request: web.Request) -> web.Response:
     # Counted off the event loop (docs/performance.md, "The desk on a surge day").
     rows = await asyncio.to_thread(views.map_incidents, held[: views.MAP_CAP])
     if team is not None:
-        rows = [row for row in rows if reaches_team(rules, row, team)]
+        rows = [row for row in rows if reaches_team(rules, views.as_report(row), team)]
     response = json_response(
         {
             "columns": COLUMNS,
@@ -284,7 +264,8 @@ class DeskSilenceIn(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
-async def _desk_silence(request: web.Request) -> tuple[Silence, list[OpenGroup]] | web.Response:
+async def _desk_silence(request: web.Request) -> tuple[Silence, list[OpenGroup]]:
+    """The silence a desk form gives, checked, and the open groups it would hold."""
     body = await read_body(request, DeskSilenceIn, what="silence")
     key: ApiKey = request[KEY]
     try:
@@ -294,7 +275,7 @@ async def _desk_silence(request: web.Request) -> tuple[Silence, list[OpenGroup]]
     except ValueError as exc:
         raise ProblemError(422, "Invalid silence", str(exc)) from None
     now = request.app[CLOCK]()
-    silence, errors = _check(given, request.app[RULES].current, now)
+    silence, errors = check_silence(given, request.app[RULES].current, now)
     if silence is None:
         raise ProblemError(422, "Invalid silence", "nothing was stored", errors=errors)
     held = views.silence_would_hold(
@@ -306,12 +287,9 @@ async def _desk_silence(request: web.Request) -> tuple[Silence, list[OpenGroup]]
 @requires("admin")
 async def preview_silence(request: web.Request) -> web.Response:
     """The open groups a silence would hold, before it is saved."""
-    found = await _desk_silence(request)
-    if isinstance(found, web.Response):
-        return found
-    silence, held = found
+    silence, held = await _desk_silence(request)
     rules = request.app[RULES].current
-    now = request.app[PIPELINE].clock()
+    now = request.app[CLOCK]()
     return json_response(
         {
             "silence": silence_json(silence, now),
@@ -324,10 +302,7 @@ async def preview_silence(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def add_silence(request: web.Request) -> web.Response:
-    found = await _desk_silence(request)
-    if isinstance(found, web.Response):
-        return found
-    silence, held = found
+    silence, held = await _desk_silence(request)
     key: ApiKey = request[KEY]
     await request.app[SILENCES].add_silence(silence, key_name=key.name)
     return json_response(

@@ -18,13 +18,12 @@ from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
 from dispatcher.settings import ApiKey
 from dispatcher.web.access import ACCESS
-from dispatcher.web.api import PIPELINE
 from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.desk import i18n
 from dispatcher.web.desk.api import DESK, open_group_rows, rules_diff
 from dispatcher.web.desk.sessions import COOKIE, SESSION, key_for_sign_in, same_origin
 from dispatcher.web.problems import ProblemError
-from dispatcher.web.rules import _rules_status
+from dispatcher.web.rules import rules_status_json
 from dispatcher.web.services import CLOCK, GROUPS, OUTBOX, RULE_SETS, RULES, SILENCES
 from dispatcher.web.silences import silence_json
 
@@ -99,7 +98,7 @@ async def login(request: web.Request) -> web.Response:
             "login.html", request, context(request, "login", error="bad_key"), status=401
         )
         return response
-    session = desk.sessions.open(key, request.app[PIPELINE].clock())
+    session = desk.sessions.open(key, request.app[CLOCK]())
     response = web.HTTPSeeOther("/desk/")
     response.set_cookie(
         COOKIE,
@@ -222,7 +221,7 @@ async def silences_page(request: web.Request) -> web.Response:
 
 @requires("read")
 async def rules_page(request: web.Request) -> web.Response:
-    status = _rules_status(request.app[RULES])
+    status = rules_status_json(request.app[RULES])
     history = await request.app[RULE_SETS].rule_set_history(limit=50)
     return aiohttp_jinja2.render_template(
         "rules.html",

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from dispatcher.settings import ApiKey
 from dispatcher.web.auth import KeyRing
-from dispatcher.web.problems import problem
+from dispatcher.web.problems import ProblemError
 
 COOKIE = "desk_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -98,11 +98,12 @@ def same_origin(request: web.Request) -> bool:
 
 def cookie_auth(
     keys: KeyRing, sessions: Sessions, clock: Callable[[], datetime]
-) -> Callable[[web.Request], Awaitable[ApiKey | web.StreamResponse]]:
+) -> Callable[[web.Request], Awaitable[ApiKey]]:
     """The desk's check for the auth middleware: a live session of a key still configured,
-    and for a write its CSRF token from this site."""
+    and for a write its CSRF token from this site. It raises when there is none: a page
+    goes to the sign-in form, a call is answered 401 or 403."""
 
-    async def check(request: web.Request) -> ApiKey | web.StreamResponse:
+    async def check(request: web.Request) -> ApiKey:
         page = request.method in SAFE_METHODS and not request.path.startswith("/desk/api/")
         session = sessions.get(request.cookies.get(COOKIE, ""), clock())
         key = await keys.by_hash(session.key_sha256) if session is not None else None
@@ -111,13 +112,13 @@ def cookie_auth(
                 sessions.close(session.id)  # its key was revoked
             if page:
                 raise web.HTTPSeeOther("/desk/login")
-            return problem(401, "Unauthorized", "sign in at /desk/login")
+            raise ProblemError(401, "Unauthorized", "sign in at /desk/login")
         if request.method not in SAFE_METHODS:
             token = request.headers.get(CSRF_HEADER, "")
             if not same_origin(request):
-                return problem(403, "Forbidden", "a write from another site is refused")
+                raise ProblemError(403, "Forbidden", "a write from another site is refused")
             if not hmac.compare_digest(token.encode(), session.csrf.encode()):
-                return problem(403, "Forbidden", f"send the session's {CSRF_HEADER} header")
+                raise ProblemError(403, "Forbidden", f"send the session's {CSRF_HEADER} header")
         request[SESSION] = session
         return key
 

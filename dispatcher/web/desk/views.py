@@ -17,6 +17,7 @@ from shapely.geometry import mapping
 from dispatcher.counting import COUNT_FIELDS
 from dispatcher.group import count_incident
 from dispatcher.intake import ReportIn, parse_report, report_json, to_report
+from dispatcher.model import Casualties, Report
 from dispatcher.rules.explain import explain
 from dispatcher.rules.load import RuleSet
 from dispatcher.silence import Silence, first_muting
@@ -76,6 +77,20 @@ class MapIncident(NamedTuple):
     rescued: int
     confirmed: bool
     live_reports: int
+
+
+def as_report(row: MapIncident) -> Report:
+    """An incident on the map as one report with its figures in force, for asking the
+    rules where such a report goes."""
+    return Report(
+        source="desk",
+        id=row.id,
+        kind=row.kind,
+        occurred_at=row.occurred_at,
+        region=row.region,
+        casualties=Casualties(row.killed, row.injured, row.trapped, row.rescued),
+        status="confirmed" if row.confirmed else "unconfirmed",
+    )
 
 
 def map_incidents(rows: Iterable[IncidentRow]) -> list[MapIncident]:

@@ -1,23 +1,20 @@
-"""Reports and incidents over HTTP: reports in, incidents and a report's revisions out, and
-the health check. (Devices are web/devices.py, the rules web/rules.py, groups
-web/groups.py.)
+"""Reports over HTTP: reports in (one, or a batch of up to 1,000), and a report with every
+revision out.
 
-Handlers parse and answer; the pipeline does the work. A report is answered only after it
-is committed: 202 for a new report or revision, 200 for one already stored, 409 for a
-revision older than the stored one or for a stored revision sent again with other content.
+Handlers parse and answer; the pipeline does the work, behind `INTAKE` (web/services.py).
+A report is answered only after it is committed: 202 for a new report or revision, 200 for
+one already stored, 409 for a revision older than the stored one or for a stored revision
+sent again with other content.
 """
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from dispatcher.counting import COUNT_FIELDS
-from dispatcher.group import count_incident
 from dispatcher.intake import (
     FieldError,
     ReportIn,
@@ -25,28 +22,20 @@ from dispatcher.intake import (
     parse_batch_json,
     parse_report,
     parse_report_json,
-    parse_time,
     report_json,
-    report_json_casualties,
 )
-from dispatcher.model import KINDS
-from dispatcher.pipeline import Accepted, Pipeline
+from dispatcher.pipeline import Accepted
 from dispatcher.resend import conflict_detail
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
 from dispatcher.store.writes import SaveResult
-from dispatcher.web.auth import KEY, PUBLIC, requires
+from dispatcher.web.auth import KEY, requires
 from dispatcher.web.body import JSON_TYPES, NDJSON_TYPES, read_json
-from dispatcher.web.body import read_body as read_body  # the reader handlers import from here
-from dispatcher.web.openapi import Param, documented
+from dispatcher.web.openapi import documented
 from dispatcher.web.problems import ProblemError
-from dispatcher.web.services import CLOCK, HEALTH, METRICS, REPORTS, RULES, json_response
-
-PIPELINE = web.AppKey("pipeline", Pipeline)
+from dispatcher.web.services import CLOCK, INTAKE, METRICS, REPORTS, RULES, json_response
 
 MAX_BATCH = 1000
-MAX_PAGE = 500
-
 STATUS_WORD = {
     "created": "accepted", "duplicate": "duplicate", "stale": "stale", "conflict": "conflict"
 }  # fmt: skip
@@ -178,7 +167,6 @@ async def _fast_parse(
 )
 async def post_report(request: web.Request) -> web.Response:
     """One report (a JSON object) or a batch (a JSON array, or NDJSON) of up to 1,000."""
-    pipeline = request.app[PIPELINE]
     rules = request.app[RULES].current
     now = request.app[CLOCK]()
     fast = await _fast_parse(request, now, rules)
@@ -204,7 +192,9 @@ async def post_report(request: web.Request) -> web.Response:
     if len(valid) != len(parsed):
         request.app[METRICS].invalid_reports.inc(len(parsed) - len(valid))
     key: ApiKey = request[KEY]
-    accepted = iter(await pipeline.accept_many(valid, key_name=key.name) if valid else [])
+    accepted = iter(
+        await request.app[INTAKE].accept_many(valid, key_name=key.name) if valid else []
+    )
 
     if not batch:
         if isinstance(parsed[0], list):
@@ -267,134 +257,6 @@ async def get_report(request: web.Request) -> web.Response:
     )
 
 
-def _cursor(at: datetime, incident_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{incident_id}".encode()).decode()
-
-
-def _parse_cursor(text: str) -> tuple[datetime, str] | None:
-    try:
-        at, _, iid = base64.urlsafe_b64decode(text.encode()).decode().partition("|")
-        parsed = parse_time(at)
-    except ValueError:  # binascii.Error and UnicodeDecodeError too
-        return None
-    return (parsed, iid) if is_ident(iid) else None
-
-
-@requires("read")
-@documented(
-    "Incidents, newest first, with merged counts",
-    query=[
-        Param("region", {"type": "string"}, "a region id, name or alias, and its subregions"),
-        Param("kind", {"type": "string", "enum": sorted(KINDS)}),
-        Param("since", {"type": "string", "format": "date-time"}, "RFC 3339 with an offset"),
-        Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}),
-        Param("cursor", {"type": "string"}, "next_cursor of the page before"),
-    ],
-    responses={200: "a page of incidents"},
-    tags=["reports"],
-)
-async def list_incidents(request: web.Request) -> web.Response:
-    """Incidents with their merged counts, their reports and region path, newest first."""
-    rules = request.app[RULES].current
-    q = request.query
-    errors = []
-    region = q.get("region")
-    if region is not None:
-        found = rules.resolve_region(region)
-        if isinstance(found, str):
-            region = found
-        else:
-            errors.append(FieldError("region", f"unknown or ambiguous region {region!r}"))
-    kind = q.get("kind")
-    if kind is not None and kind not in KINDS:
-        errors.append(FieldError("kind", f"unknown kind {kind!r}"))
-    since = None
-    if "since" in q:
-        try:
-            since = parse_time(q["since"])
-        except ValueError as exc:
-            errors.append(FieldError("since", str(exc)))
-    try:
-        limit = int(q.get("limit", "50"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_PAGE:
-        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE}"))
-    before = _parse_cursor(q["cursor"]) if "cursor" in q else None
-    if "cursor" in q and before is None:
-        errors.append(FieldError("cursor", "not a cursor this API gave"))
-    if errors:
-        raise ProblemError(400, "Bad query", errors=errors)
-    rows = await request.app[REPORTS].list_incidents(
-        regions=rules.subtree(region) if region else None,
-        kind=kind,
-        since=since,
-        limit=limit,
-        before=before,
-    )
-    items = []
-    for row in rows:
-        latest, merged = count_incident(r.report for r in row.reports)
-        items.append(
-            {
-                "id": row.id,
-                "kind": merged.kind or row.kind,
-                "occurred_at": row.occurred_at.isoformat(),
-                "region": {
-                    "id": row.region,
-                    "path": list(rules.region_path(row.region)),
-                    "name": rules.region_name(row.region, "en"),
-                    "name_ar": rules.region_name(row.region, "ar"),
-                },
-                "location": (
-                    {"lat": row.location.lat, "lon": row.location.lon} if row.location else None
-                ),
-                "named": row.named,
-                "casualties": report_json_casualties(merged.casualties),
-                # Per field: the figure in force, the sources and tier that set it, and the
-                # lowest and highest figure any live report gives (docs/counting.md).
-                "counts": {
-                    name: {
-                        "value": f.value,
-                        "sources": list(f.sources),
-                        "tier": f.tier,
-                        "low": f.low,
-                        "high": f.high,
-                    }
-                    for name, f in zip(COUNT_FIELDS, merged.fields, strict=True)
-                },
-                "confirmed": merged.confirmed,
-                "live_reports": merged.live_reports,
-                "reports": [report_json(r) for r in latest],
-            }
-        )
-    body: dict[str, Any] = {"incidents": items}
-    if len(rows) == limit:
-        body["next_cursor"] = _cursor(rows[-1].occurred_at, rows[-1].id)
-    return json_response(body)
-
-
-@requires(PUBLIC)
-@documented(
-    "Health: the store answers and rules are loaded",
-    responses={200: "healthy", 503: ""},
-    json_statuses=[503],
-    tags=["operations"],
-)
-async def healthz(request: web.Request) -> web.Response:
-    try:
-        await request.app[HEALTH].ping()
-    except Exception as exc:
-        return json_response(
-            {"status": "unavailable", "store": f"error: {type(exc).__name__}"}, 503
-        )
-    return json_response(
-        {"status": "ok", "store": "ok", "rules_version": request.app[RULES].current.version}
-    )
-
-
-def add_routes(app: web.Application) -> None:
+def add_report_routes(app: web.Application) -> None:
     app.router.add_post("/v1/reports", post_report)
     app.router.add_get("/v1/reports/{source}/{id}", get_report)
-    app.router.add_get("/v1/incidents", list_incidents)
-    app.router.add_get("/healthz", healthz)
