@@ -20,8 +20,9 @@ import segno
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
+from dispatcher.guessing import FailureLimiter, Network, client_address
 from dispatcher.intake import FieldError, Text, Wire, is_ident
-from dispatcher.pairing import FailureLimiter, Network, client_address, digest, new_code, normal
+from dispatcher.pairing import digest, new_code, normal
 from dispatcher.pairing import shown as shown_code
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey, Scope

@@ -21,6 +21,8 @@ from dispatcher.feed import FeedHub
 from dispatcher.intake import parse_report, to_report
 from dispatcher.rules.explain import explain
 from dispatcher.settings import Settings
+from dispatcher.testing.clock import ManualClock
+from dispatcher.web.desk.api import SIGN_IN_FAILURES
 from tests.support.desk import CSRF_META, DeskClient, desk_client
 from tests.support.harness import TESTDATA, Keys, Running, running, settings_for
 
@@ -124,6 +126,52 @@ async def test_a_login_form_posted_from_another_site_is_refused(tmp_path: Path) 
     ):
         assert resp.status == 403
         assert "Set-Cookie" not in resp.headers
+
+
+async def sign_in_from(c: DeskClient, key: str, address: str) -> tuple[int, str, str]:
+    """(status, Retry-After, page) of a sign-in from `address`, as a trusted proxy says."""
+    async with c.http.post(
+        c.url + "/desk/login",
+        data={"key": key},
+        headers={"X-Forwarded-For": address},
+        allow_redirects=False,
+    ) as resp:
+        assert (resp.status == 303) == ("Set-Cookie" in resp.headers)
+        return resp.status, resp.headers.get("Retry-After", ""), await resp.text()
+
+
+async def test_wrong_keys_shut_their_address_out_of_sign_in_for_a_while(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(NOW)
+    k = keys()
+    viewer = k.plain["viewer"]
+    settings = settings_for(tmp_path, k, server={"trusted_proxies": ["127.0.0.1/32"]})
+    async with running(settings, k, clock=clock) as r, desk_client(r.url) as c:
+        guesser, colleague = "198.51.100.7", "203.0.113.5"
+        for n in range(SIGN_IN_FAILURES):
+            assert (await sign_in_from(c, f"guess-{n}", guesser))[0] == 401
+        status, wait, page = await sign_in_from(c, viewer, guesser)
+        assert (status, wait) == (429, "600"), "even the right key, once this address guessed"
+        assert "try again in 10 min" in page
+        assert (await sign_in_from(c, viewer, colleague))[0] == 303, "others sign in"
+        clock.advance(timedelta(minutes=4))
+        status, wait, _ = await sign_in_from(c, viewer, guesser)
+        assert (status, wait) == (429, "360")
+        clock.advance(timedelta(minutes=6))
+        assert (await sign_in_from(c, viewer, guesser))[0] == 303
+
+        # Signing in clears the address's failures: a mistyped key or two a day adds up to
+        # nothing, but the limit still holds within the window.
+        for n in range(SIGN_IN_FAILURES - 1):
+            assert (await sign_in_from(c, f"typo-{n}", colleague))[0] == 401
+        assert (await sign_in_from(c, viewer, colleague))[0] == 303
+        for n in range(SIGN_IN_FAILURES - 1):
+            assert (await sign_in_from(c, f"typo-{n}", colleague))[0] == 401
+        assert (await sign_in_from(c, viewer, colleague))[0] == 303
+        for n in range(SIGN_IN_FAILURES):
+            assert (await sign_in_from(c, f"typo-{n}", colleague))[0] == 401
+        assert (await sign_in_from(c, viewer, colleague))[0] == 429
 
 
 async def test_writes_need_the_csrf_token_and_the_same_origin(tmp_path: Path) -> None:

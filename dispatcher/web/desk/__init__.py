@@ -2,8 +2,9 @@
 
 Served by the dispatcher itself at /desk/: server-rendered pages (aiohttp-jinja2) with a
 little JavaScript, Leaflet vendored under static/vendor/ (no map tiles, nothing from the
-internet). Operators sign in with an API key (`read` or `admin`) and get a session cookie;
-the desk's JSON calls live under /desk/api/ and take that cookie, never a Bearer key.
+internet). Operators sign in with an API key (`read` or `admin`) and get a session cookie
+(wrong keys are limited per address: `SIGN_IN_FAILURES` in api.py); the desk's JSON calls
+live under /desk/api/ and take that cookie, never a Bearer key.
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@ refuse a `read` session's writes anyway.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from dispatcher.guessing import client_address
 from dispatcher.model import KINDS
 from dispatcher.notify.base import redact_token
 from dispatcher.settings import ApiKey
@@ -26,6 +29,8 @@ from dispatcher.web.problems import ProblemError
 from dispatcher.web.rules import rules_status_json
 from dispatcher.web.services import CLOCK, GROUPS, OUTBOX, RULE_SETS, RULES, SILENCES
 from dispatcher.web.silences import silence_json
+
+log = logging.getLogger("dispatcher.desk")
 
 LANG_COOKIE = "desk_lang"
 FEED_BACKLOG = 50
@@ -77,28 +82,59 @@ def _strings(locale: str) -> str:
     return json.dumps(words, ensure_ascii=False).replace("</", "<\\/")
 
 
+def _sign_in_page(
+    request: web.Request,
+    error: str,
+    status: int,
+    *,
+    headers: dict[str, str] | None = None,
+    **words: Any,
+) -> web.Response:
+    """The sign-in page again, saying why (an i18n string, formatted with `words`): a page
+    for a person, so returned as HTML rather than raised as a problem document."""
+    page = aiohttp_jinja2.render_template(
+        "login.html", request, context(request, "login", error=error, words=words), status=status
+    )
+    page.headers.update(headers or {})
+    return page
+
+
 @requires(PUBLIC)
 async def login_form(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template(
-        "login.html", request, context(request, "login", error=None)
+        "login.html", request, context(request, "login", error=None, words={})
     )
 
 
 @requires(PUBLIC)
 async def login(request: web.Request) -> web.Response:
-    """A key typed in the form becomes a session cookie."""
+    """A key typed in the form becomes a session cookie. After SIGN_IN_FAILURES wrong keys
+    from one address within SIGN_IN_WINDOW (desk/api.py), that address is answered 429 with
+    Retry-After, the key unread, until the oldest failure is that old; signing in clears
+    its failures."""
     if not same_origin(request):
         raise ProblemError(403, "Forbidden", "sign in from the desk's own page")
+    desk = request.app[DESK]
+    now = request.app[CLOCK]()
+    client = client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        request.app[ACCESS].trusted_proxies,
+    )
+    wait = desk.sign_ins.retry_after(client, now)
+    if wait is not None:
+        seconds = math.ceil(wait)
+        return _sign_in_page(request, "too_many_sign_ins", 429, minutes=math.ceil(seconds / 60),
+                             headers={"Retry-After": str(seconds)})  # fmt: skip
     form = await request.post()
     presented = form.get("key")
-    desk = request.app[DESK]
     key = await key_for_sign_in(desk.keys, presented) if isinstance(presented, str) else None
     if key is None:
-        response = aiohttp_jinja2.render_template(
-            "login.html", request, context(request, "login", error="bad_key"), status=401
-        )
-        return response
-    session = desk.sessions.open(key, request.app[CLOCK]())
+        desk.sign_ins.failed(client, now)
+        log.warning("a desk sign-in with a wrong key from %s", client)
+        return _sign_in_page(request, "bad_key", 401)
+    desk.sign_ins.succeeded(client)
+    session = desk.sessions.open(key, now)
     response = web.HTTPSeeOther("/desk/")
     response.set_cookie(
         COOKIE,

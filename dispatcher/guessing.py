@@ -1,0 +1,117 @@
+"""Limits on guessing a secret: failed tries per client address over a sliding window, and
+whose address a request came from. Pure: plain values and `now` in.
+
+Two doors use it: redeeming a phone's pairing code (`web/access.py`: 5 failures per address
+and 60 in all per 10 minutes, see `pairing.py`) and signing in at the desk
+(`web/desk/pages.py`: 10 failures per address per 10 minutes, no overall cap, a success
+clears the address). An IPv6 client is counted by its /64, which one machine or household
+usually holds whole, so that walking through its addresses does not buy more tries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass
+class FailureLimiter:
+    """Failed tries, per client address and in all, over a sliding window. A client that
+    reached its limit (or everyone, once the overall one is reached) is refused until its
+    oldest failure leaves the window; successes are not counted, and `succeeded` clears an
+    address. `overall=None` sets no overall limit."""
+
+    per_address: int = 5
+    overall: int | None = 60
+    window: timedelta = timedelta(minutes=10)
+    max_addresses: int = 100_000  # beyond this the oldest addresses are forgotten
+    _by_address: dict[str, deque[datetime]] = field(default_factory=dict)
+    _all: deque[datetime] = field(default_factory=deque)
+
+    def retry_after(self, address: str, now: datetime) -> float | None:
+        """Seconds until `address` may try again, or None if it may now."""
+        self._expire(now)
+        waits = []
+        mine = self._by_address.get(counted_as(address))
+        if mine is not None and len(mine) >= self.per_address:
+            waits.append(mine[0] + self.window - now)
+        if self.overall is not None and len(self._all) >= self.overall:
+            waits.append(self._all[0] + self.window - now)
+        if not waits:
+            return None
+        return max(1.0, max(w.total_seconds() for w in waits))
+
+    def failed(self, address: str, now: datetime) -> None:
+        self._expire(now)
+        key = counted_as(address)
+        mine = self._by_address.pop(key, None) or deque()
+        mine.append(now)
+        self._by_address[key] = mine  # most recent last, for forgetting the oldest
+        if self.overall is not None:
+            self._all.append(now)
+        while len(self._by_address) > self.max_addresses:
+            del self._by_address[next(iter(self._by_address))]
+
+    def succeeded(self, address: str) -> None:
+        """The address got in: its failures are forgotten (not the overall count's)."""
+        self._by_address.pop(counted_as(address), None)
+
+    def _expire(self, now: datetime) -> None:
+        start = now - self.window
+        while self._all and self._all[0] <= start:
+            self._all.popleft()
+        stale = []
+        for address, times in self._by_address.items():
+            while times and times[0] <= start:
+                times.popleft()
+            if not times:
+                stale.append(address)
+            if len(stale) > 1000:
+                break  # the rest next time: no long pause under a flood
+        for address in stale:
+            del self._by_address[address]
+
+
+def counted_as(address: str) -> str:
+    """What failures are counted against: an IPv4 address itself, an IPv6 address's /64
+    (one machine or home usually holds a whole /64), anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is 192.0.2.1
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(
+    remote: str | None, forwarded_for: Sequence[str], trusted: Iterable[Network]
+) -> str:
+    """The address a request came from. X-Forwarded-For is believed only when the peer is a
+    trusted proxy, and then read from the right: the first address that is not itself a
+    trusted proxy is the client (anything left of it the client could have written)."""
+    nets = tuple(trusted)
+    peer = remote or "unknown"
+    if not nets or not _within(peer, nets):
+        return peer
+    hops = [h.strip() for header in forwarded_for for h in header.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, nets):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _within(address: str, nets: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
