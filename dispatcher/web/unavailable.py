@@ -1,7 +1,7 @@
 """Requests the store cannot take just now are refused, not failed: 503 (507 for a full
 disk) with Retry-After as a problem document, counted in /metrics by reason.
 
-A report is answered 202 only once committed (web/api.py), so a refused request was never
+A report is answered 202 only once committed (web/reports.py), so a refused request was never
 acknowledged: the client sends it again after Retry-After (if a lost connection hid a
 commit, the report comes back as a duplicate, not a second count). What counts as "not
 now" is decided in store/errors.py. Like a handler, the middleware raises `ProblemError`
