@@ -22,7 +22,7 @@ from dispatcher.intake import parse_report, to_report
 from dispatcher.rules.explain import explain
 from dispatcher.settings import Settings
 from dispatcher.testing.clock import ManualClock
-from dispatcher.web.desk.api import SIGN_IN_FAILURES
+from dispatcher.web.desk.state import SIGN_IN_FAILURES
 from tests.support.desk import CSRF_META, DeskClient, desk_client
 from tests.support.harness import TESTDATA, Keys, Running, running, settings_for
 

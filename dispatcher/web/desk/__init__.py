@@ -3,7 +3,7 @@
 Served by the dispatcher itself at /desk/: server-rendered pages (aiohttp-jinja2) with a
 little JavaScript, Leaflet vendored under static/vendor/ (no map tiles, nothing from the
 internet). Operators sign in with an API key (`read` or `admin`) and get a session cookie
-(wrong keys are limited per address: `SIGN_IN_FAILURES` in api.py); the desk's JSON calls
+(wrong keys are limited per address: `SIGN_IN_FAILURES` in state.py); the desk's JSON calls
 live under /desk/api/ and take that cookie, never a Bearer key.
 """
 
@@ -16,8 +16,8 @@ import jinja2
 from aiohttp import web
 
 from dispatcher.web.auth import PUBLIC, requires
-from dispatcher.web.desk import api, pages
-from dispatcher.web.desk.api import DESK, Desk
+from dispatcher.web.desk import api, diff, live, pages
+from dispatcher.web.desk.state import DESK, Desk
 from dispatcher.web.operations import group_deliveries
 from dispatcher.web.rules import rules_reload
 from dispatcher.web.silences import expire_silence, list_silences
@@ -66,14 +66,14 @@ def add_desk(app: web.Application, desk: Desk) -> None:
     r.add_get("/desk/api/incidents/{id}", api.incident)
     r.add_get("/desk/api/regions.geojson", api.outlines)
     r.add_get("/desk/api/test", api.rule_test)
-    r.add_get("/desk/api/feed", api.feed)
+    r.add_get("/desk/api/feed", live.feed)
     r.add_get("/desk/api/groups", api.groups)
     r.add_get("/desk/api/groups/{id}/deliveries", group_deliveries)
     r.add_get("/desk/api/silences", list_silences)
     r.add_post("/desk/api/silences/preview", api.preview_silence)
     r.add_post("/desk/api/silences", api.add_silence)
     r.add_delete("/desk/api/silences/{id}", expire_silence)
-    r.add_get("/desk/api/rules/diff", api.rules_diff_json)
+    r.add_get("/desk/api/rules/diff", diff.rules_diff_json)
     r.add_post("/desk/api/rules/reload", rules_reload)
 
     async def closing(_app: web.Application) -> None:

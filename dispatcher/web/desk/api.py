@@ -1,80 +1,43 @@
-"""The desk's JSON calls and its live feed, under /desk/api/ (session cookie, not Bearer).
+"""The desk's JSON calls under /desk/api/ (session cookie, not Bearer): the map (its
+incidents, an incident, the region outlines, the rule tester), open groups and silences.
+The live feed is live.py's, the rules diff diff.py's.
 
 Reads need a session of a key with `read` (or `admin`); writes need `admin` and the
 session's CSRF token (see sessions.py). The map's incidents are one compact row each; the
-region outlines are cached per rules version; the feed is Server-Sent Events replayed from
-`Last-Event-ID`.
+region outlines are cached per rules version.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta, tzinfo
-from pathlib import Path
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.feed import FeedHub
-from dispatcher.guessing import FailureLimiter
 from dispatcher.intake import FieldError
-from dispatcher.model import KINDS, Report
-from dispatcher.rules.diff import diff, diff_json
-from dispatcher.rules.load import RuleSet, load_rules
+from dispatcher.model import KINDS
 from dispatcher.settings import ApiKey
 from dispatcher.silence import Silence
 from dispatcher.store.rows import OpenGroup
 from dispatcher.targets import reaches_team
-from dispatcher.web.auth import KEY, KeyRing, requires
+from dispatcher.web.auth import KEY, requires
 from dispatcher.web.desk import views
-from dispatcher.web.desk.sessions import Sessions
+from dispatcher.web.desk.state import DESK
 from dispatcher.web.desk.views import MapIncident
 from dispatcher.web.problems import ProblemError
 from dispatcher.web.services import (
     CLOCK,
     GROUPS,
     REPORTS,
-    RULE_SETS,
     RULES,
     SILENCES,
     json_response,
     read_body,
 )
 from dispatcher.web.silences import Names, SilenceIn, check_silence, silence_json
-
-HEARTBEAT = 15.0  # seconds between comments on an idle feed (proxies close silent streams)
-DIFF_WINDOW = timedelta(days=1)
-DIFF_MAX_REPORTS = 50_000
-# Failed sign-ins from one address (an IPv6 client's /64) before it must wait, and how long
-# each failure counts. No overall cap: anyone could then lock every operator out of the
-# desk in a crisis, and keys made by the service (256 random bits) cannot be guessed anyway.
-SIGN_IN_FAILURES = 10
-SIGN_IN_WINDOW = timedelta(minutes=10)
-
-
-def sign_in_limiter() -> FailureLimiter:
-    return FailureLimiter(per_address=SIGN_IN_FAILURES, overall=None, window=SIGN_IN_WINDOW)
-
-
-@dataclass
-class Desk:
-    """The desk's state on the app: sessions, failed sign-ins, the feed, cached outlines,
-    and the time zone its "today" starts in (`alerts.timezone`)."""
-
-    keys: KeyRing
-    sessions: Sessions
-    hub: FeedHub
-    tz: tzinfo = UTC
-    heartbeat: float = HEARTBEAT
-    sign_ins: FailureLimiter = field(default_factory=sign_in_limiter)
-    outlines: dict[str, bytes] = field(default_factory=dict)  # rules version -> GeoJSON
-
-
-DESK = web.AppKey("desk", Desk)
 
 
 def midnight(now: datetime, tz: Any) -> datetime:
@@ -320,122 +283,3 @@ async def add_silence(request: web.Request) -> web.Response:
         {**silence_json(silence, request.app[CLOCK]()), "holds": [og.group.id for og in held]},
         status=201,
     )
-
-
-@requires("read")
-async def feed(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: `report` events (id, data as dispatcher.feed.event_of), from the
-    one after `Last-Event-ID` (or `?after=`); a `reload` event when those have left the
-    ring; a comment every `heartbeat` seconds while nothing happens."""
-    desk = request.app[DESK]
-    hub = desk.hub
-    given = request.headers.get("Last-Event-ID") or request.query.get("after")
-    try:
-        after = int(given) if given else hub.last_id
-    except ValueError:
-        after = -1  # not one of ours: reload
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # nginx: pass events on as they come
-        }
-    )
-    await response.prepare(request)
-    try:
-        await response.write(b"retry: 2000\n\n")
-        while not hub.closed:
-            events = hub.since(after) if after >= 0 else None
-            if events is None:
-                after = hub.last_id
-                await response.write(
-                    f'id: {after}\nevent: reload\ndata: {{"last_id": {after}}}\n\n'.encode()
-                )
-                continue
-            if events:
-                chunk = "".join(
-                    f"id: {e.id}\nevent: report\ndata: "
-                    f"{json.dumps(e.data, ensure_ascii=False, separators=(',', ':'))}\n\n"
-                    for e in events
-                )
-                after = events[-1].id
-                await response.write(chunk.encode())
-                continue
-            if not await hub.wait(after, desk.heartbeat):
-                await response.write(b": heartbeat\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return response
-
-
-def _wire(report: Report) -> dict[str, Any]:
-    """A stored report as its reporter sent it, for replaying through other rules."""
-    c = report.casualties
-    out: dict[str, Any] = {
-        "id": report.id,
-        "source": report.source,
-        "kind": report.kind,
-        "occurred_at": report.occurred_at.isoformat(),
-        "status": report.status,
-        "revision": report.revision,
-        "casualties": {
-            "killed": c.killed, "injured": c.injured, "trapped": c.trapped, "rescued": c.rescued
-        },
-    }  # fmt: skip
-    if report.location is not None:
-        out["location"] = {"lat": report.location.lat, "lon": report.location.lon}
-    if report.given_region is not None:
-        out["region"] = report.given_region
-    return out
-
-
-def _load_snapshot(files: dict[str, str]) -> RuleSet:
-    with tempfile.TemporaryDirectory(prefix="dispatcher-rules-") as folder:
-        root = Path(folder)
-        for name, content in files.items():
-            path = (root / name).resolve()
-            if not path.is_relative_to(root.resolve()):
-                raise ValueError(f"a kept rule file lies outside the folder: {name}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8")
-        return load_rules(root)
-
-
-async def rules_diff(request: web.Request, old: str, new: str) -> dict[str, Any]:
-    """Who gains and who loses alerts between two applied versions, replaying the last
-    day's reports (as `dispatcher rules diff --reports`); `missing` names a version whose
-    files were not kept."""
-    report_store, rule_set_store = request.app[REPORTS], request.app[RULE_SETS]
-    kept = {v: await rule_set_store.rule_set_files(v) for v in (old, new)}
-    missing = [v for v, files in kept.items() if files is None]
-    if missing:
-        return {"missing": missing}
-    rule_sets = {}
-    for v, files in kept.items():
-        assert files is not None
-        rule_sets[v] = await asyncio.to_thread(_load_snapshot, files)
-    now = request.app[CLOCK]()
-    reports = await report_store.reports_received_since(now - DIFF_WINDOW, DIFF_MAX_REPORTS)
-    result = await asyncio.to_thread(
-        diff,
-        rule_sets[old],
-        rule_sets[new],
-        ((i + 1, _wire(r)) for i, r in enumerate(reports)),
-        now,
-    )
-    return {**diff_json(result), "window_hours": int(DIFF_WINDOW.total_seconds() // 3600)}
-
-
-@requires("read")
-async def rules_diff_json(request: web.Request) -> web.Response:
-    old, new = request.query.get("old", ""), request.query.get("new", "")
-    if not old or not new:
-        raise ProblemError(
-            400, "Bad query", errors=[FieldError("old", "give old= and new= versions")]
-        )
-    result = await rules_diff(request, old, new)
-    if "missing" in result:
-        raise ProblemError(
-            404, "Not Found", f"the files of version {', '.join(result['missing'])} were not kept"
-        )
-    return json_response(result)

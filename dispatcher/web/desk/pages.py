@@ -23,8 +23,10 @@ from dispatcher.settings import ApiKey
 from dispatcher.web.access import ACCESS
 from dispatcher.web.auth import KEY, PUBLIC, requires
 from dispatcher.web.desk import i18n
-from dispatcher.web.desk.api import DESK, open_group_rows, rules_diff
+from dispatcher.web.desk.api import open_group_rows
+from dispatcher.web.desk.diff import rules_diff
 from dispatcher.web.desk.sessions import COOKIE, SESSION, key_for_sign_in, same_origin
+from dispatcher.web.desk.state import DESK
 from dispatcher.web.problems import ProblemError
 from dispatcher.web.rules import rules_status_json
 from dispatcher.web.services import CLOCK, GROUPS, OUTBOX, RULE_SETS, RULES, SILENCES
@@ -109,7 +111,7 @@ async def login_form(request: web.Request) -> web.Response:
 @requires(PUBLIC)
 async def login(request: web.Request) -> web.Response:
     """A key typed in the form becomes a session cookie. After SIGN_IN_FAILURES wrong keys
-    from one address within SIGN_IN_WINDOW (desk/api.py), that address is answered 429 with
+    from one address within SIGN_IN_WINDOW (desk/state.py), that address is answered 429 with
     Retry-After, the key unread, until the oldest failure is that old; signing in clears
     its failures."""
     if not same_origin(request):
