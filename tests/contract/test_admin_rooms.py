@@ -3,55 +3,17 @@ devices, silences and the rule-set history behave alike whichever stands behind 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Protocol
-
-import pytest
 
 from dispatcher.silence import Silence
-from dispatcher.store import db
-from dispatcher.store.ports import DeviceStore, RuleSetStore, SilenceStore
-from dispatcher.store.repo import Store
-from dispatcher.testing.memory_store import MemoryAdmin
-from tests.support.databases import BACKENDS, _create_pg_database, _drop_pg_database, postgres_url
+from tests.contract.conftest import Rooms
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 TOKEN = "tok-" + "a" * 40
 OTHER = "tok-" + "b" * 40
 
 
-class AdminRooms(DeviceStore, SilenceStore, RuleSetStore, Protocol):
-    pass
-
-
-@pytest.fixture(params=[pytest.param("memory", id="memory"), *BACKENDS])
-async def rooms(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AdminRooms]:
-    if request.param == "memory":
-        yield MemoryAdmin()
-        return
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'dispatcher.db'}"
-    else:
-        base = postgres_url()
-        assert base is not None
-        url, name = await _create_pg_database(base)
-    engine = db.create_engine(url)
-    await db.upgrade(engine)
-    store = Store(engine, writer=db.create_writer(url), reader=db.create_reader(url))
-    try:
-        yield store
-    finally:
-        await store.close()
-        if name is not None:
-            base = postgres_url()
-            assert base is not None
-            await _drop_pg_database(base, name)
-
-
-async def test_a_phone_registers_once_and_moves_with_its_token(rooms: AdminRooms) -> None:
+async def test_a_phone_registers_once_and_moves_with_its_token(rooms: Rooms) -> None:
     first, created = await rooms.register_device(
         leader_id="a", token=TOKEN, platform="android", locale="ar", now=T0
     )
@@ -77,7 +39,7 @@ async def test_a_phone_registers_once_and_moves_with_its_token(rooms: AdminRooms
 
 
 async def test_a_removed_phone_is_not_pushed_to_until_it_registers_again(
-    rooms: AdminRooms,
+    rooms: Rooms,
 ) -> None:
     phone, _ = await rooms.register_device(
         leader_id="a", token=TOKEN, platform="android", locale="ar", now=T0
@@ -103,7 +65,7 @@ def silence(sid: str, starts: timedelta, ends: timedelta) -> Silence:
     )  # fmt: skip
 
 
-async def test_silences_are_listed_while_they_last_and_expire_at_once(rooms: AdminRooms) -> None:
+async def test_silences_are_listed_while_they_last_and_expire_at_once(rooms: Rooms) -> None:
     later = silence("s2", timedelta(hours=1), timedelta(hours=3))
     now_on = silence("s1", timedelta(0), timedelta(hours=2))
     over = silence("s0", -timedelta(hours=2), -timedelta(hours=1))
@@ -120,7 +82,7 @@ async def test_silences_are_listed_while_they_last_and_expire_at_once(rooms: Adm
     assert await rooms.expire_silence("nope", now=T0) is None
 
 
-async def test_rule_sets_are_remembered_newest_first(rooms: AdminRooms) -> None:
+async def test_rule_sets_are_remembered_newest_first(rooms: Rooms) -> None:
     for n in range(12):
         await rooms.record_rule_set(
             version=f"v{n}", sha256="0" * 64, applied_at=T0 + timedelta(minutes=n),

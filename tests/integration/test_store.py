@@ -13,11 +13,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
-from dispatcher.group import Counted, GroupTally, GroupTarget, Timing
+from dispatcher.group import GroupTarget, Timing
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db, writes
-from dispatcher.store.repo import LastUpdate, OutboxItem, Outcome, Store
+from dispatcher.store.repo import OutboxItem, Store
 from dispatcher.store.tables import include_object, metadata
 from dispatcher.store.writes import ReportWrite, SaveResult
 from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
@@ -71,97 +71,6 @@ async def test_upgrade_twice_is_a_no_op(store: Store) -> None:
     assert before == after
 
 
-async def test_revisions_duplicates_and_stale(store: Store) -> None:
-    first = await save(store, report())
-    assert first.outcome == "created"
-    again = await save(store, report())
-    assert again.outcome == "duplicate"
-    assert again.stored.pk == first.stored.pk
-    newer = await save(store, report(revision=2, killed=3), T0 + S)
-    assert newer.outcome == "created"
-    late_retry = await save(store, report(revision=1))
-    assert late_retry.outcome == "duplicate", "a delayed retry of a held revision"
-    assert late_retry.stored.report.revision == 1
-    await save(store, report(revision=4, killed=4), T0 + 2 * S)
-    stale = await save(store, report(revision=3, killed=7))
-    assert stale.outcome == "stale", "a revision older than the newest, never seen"
-    assert stale.stored.report.revision == 4
-    revisions = await store.report_revisions("obs", "r1")
-    assert [(r.report.revision, r.report.casualties.killed) for r in revisions] == [
-        (1, 1),
-        (2, 3),
-        (4, 4),
-    ]
-    assert revisions[0].received_at == T0
-    assert await store.count_reports() == 3
-
-
-async def test_a_group_waits_then_sends_once_per_interval(store: Store) -> None:
-    created = await save(store, report("a"))
-    (group_id,) = created.group_ids
-    assert await store.due_groups(T0 + 29 * S) == []
-    (due,) = await store.due_groups(T0 + 30 * S)
-    assert due.id == group_id
-    assert due.labels == (("region", "SY07"),)
-    item = OutboxItem("lead", None, "console", "t", "b", {"group_id": group_id}, group_id, "normal")
-    assert await store.record_update(
-        due, now=T0 + 30 * S, summary={"n": 1}, outbox=[item], rules_version="v1"
-    )
-    assert not await store.record_update(
-        due, now=T0 + 30 * S, summary={"n": 1}, outbox=[item], rules_version="v1"
-    ), "the same update cannot be claimed twice"
-    second = await save(store, report("b"), T0 + 40 * S)
-    assert second.group_ids == (group_id,), "the open group takes the next report"
-    assert await store.due_groups(T0 + 149 * S) == []
-    (due,) = await store.due_groups(T0 + 150 * S)
-    assert due.seq == 1
-    assert len(await store.group_reports(group_id)) == 2
-    last = await store.last_update(group_id)
-    assert last is not None
-    assert last[0] == T0 + 30 * S
-
-
-async def test_devices_move_between_leaders_and_outbox_records_outcomes(store: Store) -> None:
-    dev, created = await store.register_device(
-        leader_id="a", token="tok-" + "x" * 30, platform="android", locale="ar", now=T0
-    )
-    assert created
-    moved, created = await store.register_device(
-        leader_id="b", token="tok-" + "x" * 30, platform="ios", locale="en", now=T0 + S
-    )
-    assert not created
-    assert moved.id == dev.id
-    assert [d.leader_id for d in await store.active_devices(["a", "b"])] == ["b"]
-
-    created_report = await save(store, report())
-    (group,) = await store.due_groups(T0 + 30 * S)
-    item = OutboxItem("b", dev.id, "fcm", "t", "b", {"k": "v"}, group.id, "normal")
-    await store.record_update(group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1")
-    (pending,) = await store.claim_pushes(T0 + 30 * S, lease=60 * S)
-    assert pending.token == "tok-" + "x" * 30
-    assert pending.group_id == created_report.group_ids[0]
-    await store.record_outcomes(
-        [Outcome(pending.id, "failed", error="UNREGISTERED: gone", disable_device=True)],
-        now=T0 + 31 * S,
-        device_of={pending.id: dev.id},
-    )
-    assert await store.claim_pushes(T0 + 40 * S, lease=60 * S) == []
-    assert await store.active_devices(["b"]) == [], "a dead token is disabled"
-    assert await store.notification_counts() == {"failed": 1}
-
-
-async def test_a_web_push_subscription_s_keys_reach_the_sender(store: Store) -> None:
-    endpoint = "https://updates.push.services.mozilla.com/wpush/v2/" + "x" * 40
-    dev, _ = await store.register_device(leader_id="b", token=endpoint, platform="web",
-                                         locale="en", now=T0, p256dh="BPk", auth="au")  # fmt: skip
-    assert (dev.p256dh, dev.auth) == ("BPk", "au")
-    await save(store, report())
-    (group,) = await store.due_groups(T0 + 30 * S)
-    item = OutboxItem("b", dev.id, "webpush", "t", "b", {"k": "v"}, group.id, "high")
-    await store.record_update(group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1")
-    (pending,) = await store.claim_pushes(T0 + 30 * S, lease=60 * S)
-    assert (pending.channel, pending.platform, pending.token) == ("webpush", "web", endpoint)
-    assert (pending.p256dh, pending.auth) == ("BPk", "au")
 
 
 async def test_a_service_key_once_kept_is_never_replaced(store: Store) -> None:
@@ -186,54 +95,6 @@ def sighting(
     return Report(**fields)  # type: ignore[arg-type]
 
 
-async def test_reports_of_one_strike_share_an_incident(store: Store) -> None:
-    first = await save(store, sighting("o-1", "observatory", killed=3))
-    assert first.stored.report.incident is not None
-    assert not first.merged
-    second = await save(store, sighting("s-9", "spotter", lat=35.932, killed=2))
-    assert second.merged, "another source, 220 m away, same time: the same strike"
-    assert second.stored.report.incident == first.stored.report.incident
-    same_source = await save(store, sighting("o-2", "observatory"))
-    assert same_source.stored.report.incident != first.stored.report.incident
-    far = await save(store, sighting("f-1", "field-app", lat=35.95))
-    assert far.stored.report.incident not in {
-        first.stored.report.incident,
-        same_source.stored.report.incident,
-    }, "2 km away is another strike"
-    revised = await save(store, sighting("s-9", "spotter", revision=2, lat=35.99))
-    assert revised.stored.report.incident == first.stored.report.incident, "a revision stays"
-    named = await save(store, sighting("n-1", "hospital", incident="idleb-market-strike"))
-    again = await save(store, sighting("n-2", "radio", lat=36.2, incident="idleb-market-strike"))
-    assert named.stored.report.incident == again.stored.report.incident == "idleb-market-strike"
-    assert again.merged
-
-
-async def test_a_batch_merges_with_stored_strikes_and_with_its_own(store: Store) -> None:
-    """The merge rule for a batch is the one for reports sent one by one: against strikes
-    already stored (looked up for the whole batch at once on PostgreSQL) and against the
-    batch's own earlier reports."""
-
-    async def batch(*items: Report) -> list[str | None]:
-        saved = await store.save_reports(
-            [(r, [TARGET]) for r in items], now=T0, key_name="k", rules_version="v1"
-        )
-        return [s.stored.report.incident for s in saved]
-
-    north, south = await batch(sighting("a-1", "spotter", lat=35.93),
-                               sighting("b-1", "spotter", lat=35.80))  # fmt: skip
-    assert north != south
-    joined, same_source, fresh, fresh_again, shelled = await batch(
-        sighting("a-2", "radio", lat=35.931),  # 110 m from a-1
-        sighting("a-3", "spotter", lat=35.932),  # a-1's source again: another strike
-        sighting("c-1", "radio", lat=36.10),
-        sighting("c-2", "hospital", lat=36.101),  # joins c-1, made in this batch
-        sighting("b-2", "radio", lat=35.80, kind="shelling"),  # another kind
-    )
-    assert joined == north
-    assert same_source not in {north, south}
-    assert fresh_again == fresh, "two sources of a strike new in the batch"
-    assert fresh not in {north, south}
-    assert shelled not in {north, south, fresh}
 
 
 async def test_requests_committed_together_fail_alone(store: Store) -> None:
@@ -274,48 +135,6 @@ async def test_a_strike_seen_in_a_failed_transaction_is_merged_with_as_committed
     assert second.stored.report.incident == first.stored.report.incident
 
 
-async def test_a_held_revision_sent_with_other_content_is_a_conflict(store: Store) -> None:
-    """The same (source, id, revision) with other counts is refused, alone or within a
-    batch, and nothing is written; what the service derived (the placed region) is not
-    content, so a resend placed elsewhere by edited rules is still a retry."""
-    first = await save(store, report(killed=3))
-    conflict = await save(store, report(killed=5))
-    assert conflict.outcome == "conflict"
-    assert [(d.field, d.stored, d.sent) for d in conflict.differences] == [
-        ("casualties.killed", "3", "5")
-    ]
-    assert conflict.stored.pk == first.stored.pk
-    assert conflict.stored.report.casualties.killed == 3, "the stored revision is unchanged"
-    assert conflict.newest == 1
-    placed_elsewhere = await save(store, report(killed=3)._replace(region="SY0700"))
-    assert placed_elsewhere.outcome == "duplicate"
-    moved = await save(store, report(killed=3)._replace(occurred_at=T0 - 59 * S))
-    assert moved.outcome == "conflict"
-    assert [d.field for d in moved.differences] == ["occurred_at"]
-
-    results = await store.save_reports(
-        [
-            (report("b1", killed=1), [TARGET]),
-            (report("b1", killed=2), [TARGET]),  # the same revision, otherwise, in one batch
-            (report("b1", killed=1), [TARGET]),
-            (report(killed=3, revision=2), [TARGET]),
-            (report(killed=4), [TARGET]),  # revision 1 again, other counts
-        ],
-        now=T0 + S,
-        key_name="k",
-        rules_version="v1",
-    )
-    assert [r.outcome for r in results] == ["created", "conflict", "duplicate", "created",
-                                            "conflict"]  # fmt: skip
-    assert results[1].stored.report.casualties.killed == 1
-    assert results[4].newest == 2, "the newest revision held, to send a correction after"
-    assert await store.count_reports() == 3
-    assert [r.report.casualties.killed for r in await store.report_revisions("obs", "r1")] == [
-        3, 3
-    ]  # fmt: skip
-    joined = await store.group_reports(results[0].group_ids[0])
-    assert sorted((r.id, r.revision) for r in joined) == [("b1", 1), ("r1", 1), ("r1", 2)]
-
 
 async def test_a_write_handed_over_is_committed_though_its_caller_goes_away(
     store: Store,
@@ -349,30 +168,6 @@ async def pending_update(store: Store, device_id: int, now: datetime, **item: ob
     return group.id
 
 
-async def test_a_newer_update_supersedes_the_pending_one_and_stale_pushes_expire(
-    store: Store,
-) -> None:
-    dev, _ = await store.register_device(
-        leader_id="b", token="tok-" + "y" * 30, platform="android", locale="en", now=T0
-    )
-    await save(store, report("a"))
-    group_id = await pending_update(store, dev.id, T0 + 30 * S, expires_at=T0 + 3600 * S)
-    await save(store, report("b"), T0 + 100 * S)
-    await pending_update(store, dev.id, T0 + 150 * S, expires_at=T0 + 3750 * S)
-    (due,) = await store.claim_pushes(T0 + 150 * S, lease=60 * S)
-    assert due.seq == 2, "only the latest update of the group goes to the phone"
-    older, newer = await store.deliveries(group_id)
-    assert (older.status, older.last_error) == ("superseded", "superseded by update 2")
-    assert newer.status == "pending"
-
-    # The claim ran out with nothing recorded (the sender died): the push is due again,
-    # but not after its time to live.
-    (again,) = await store.claim_pushes(T0 + 211 * S, lease=60 * S)
-    assert again.id == due.id
-    assert await store.claim_pushes(T0 + 3800 * S, lease=60 * S) == []
-    (_, expired) = await store.deliveries(group_id)
-    assert (expired.status, expired.last_error) == ("expired", "not sent within its time to live")
-
 
 async def test_two_senders_never_claim_one_push(db_url: str, store: Store) -> None:
     devices = [
@@ -397,121 +192,7 @@ async def test_two_senders_never_claim_one_push(db_url: str, store: Store) -> No
     assert len(ids) == 40
 
 
-async def test_a_report_that_joins_during_a_flush_is_not_passed_over(store: Store) -> None:
-    await save(store, report("a"))
-    (read,) = await store.due_groups(T0 + 30 * S)  # a flusher reads the group ...
-    await save(store, report("b"), T0 + 31 * S)  # ... a report joins before it writes
-    assert await store.record_update(
-        read, now=T0 + 32 * S, summary={}, outbox=[], rules_version="v1"
-    ), "the update of what was read goes out: a stream of reports cannot starve a group"
-    assert not await store.record_update(
-        read, now=T0 + 32 * S, summary={}, outbox=[], rules_version="v1"
-    ), "a second flusher that read the same group cannot send the same update"
-    assert await store.due_groups(T0 + 151 * S) == [], "not within the group_interval"
-    (again,) = await store.due_groups(T0 + 152 * S)
-    assert (again.pending, again.seq) == (True, 1), "then due again, for the report that joined"
-    assert await store.record_update(
-        again, now=T0 + 152 * S, summary={}, outbox=[], rules_version="v1"
-    )
-    assert await store.due_groups(T0 + 1000 * S) == [], "nothing left to send"
 
-
-async def test_retention_forgets_old_delivery_records_and_dead_phones_only(store: Store) -> None:
-    dev, _ = await store.register_device(
-        leader_id="b", token="tok-" + "r" * 30, platform="android", locale="en", now=T0
-    )
-    live, _ = await store.register_device(
-        leader_id="b", token="tok-" + "l" * 30, platform="android", locale="en", now=T0
-    )
-    await save(store, report("a"))
-    group_id = await pending_update(store, dev.id, T0 + 30 * S)
-    (push,) = await store.claim_pushes(T0 + 30 * S, lease=60 * S)
-    await store.record_outcomes(
-        [Outcome(push.id, "failed", error="UNREGISTERED: gone", disable_device=True)],
-        now=T0 + 31 * S,
-        device_of={push.id: dev.id},
-    )
-    group = await store.get_group(group_id)
-    assert group is not None
-    assert await store.record_update(
-        group, now=T0 + 40 * S, summary={}, outbox=[], rules_version="v1", close=True
-    )
-    assert await store.forget(closed_before=T0, disabled_before=T0) == (0, 0), "too recent"
-    assert await store.forget(closed_before=T0 + 3600 * S, disabled_before=T0 + 3600 * S) == (
-        1,
-        1,
-    )
-    assert await store.deliveries(group_id) == []
-    assert [d.id for d in await store.active_devices(["b"])] == [live.id], "live phones stay"
-    assert len(await store.report_revisions("obs", "a")) == 1, "reports are kept for good"
-
-
-async def test_a_flush_reads_only_the_reports_that_joined_since_it_last_counted(
-    store: Store,
-) -> None:
-    await save(store, report("a"))
-    await save(store, report("b"))
-    (group,) = await store.due_groups(T0 + 30 * S)
-    first = await store.flush_reads(group.id, leader_ids=[], silences_ending_after=T0, today=None)
-    assert first is not None
-    assert first.whole
-    assert sorted(r.id for _, r in first.reports) == ["a", "b"]
-    await save(store, report("a", revision=2, killed=4), T0 + 40 * S)
-    tally = GroupTally()
-    tally.add(first.reports)
-    counted = tally.counted
-    later = await store.flush_reads(
-        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=counted
-    )
-    assert later is not None
-    assert not later.whole
-    assert [(r.id, r.revision, r.casualties.killed) for _, r in later.reports] == [("a", 2, 4)]
-    gone = counted._replace(rows=counted.rows + 1, pk_sum=counted.pk_sum + 10**9)
-    stale = await store.flush_reads(
-        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=gone
-    )
-    assert stale is not None
-    assert stale.whole, "a row it counted is gone: read them all again"
-    assert len(stale.reports) == 3
-    # On PostgreSQL a row with a lower id can commit after one with a higher id was counted.
-    (low, _), (high, _) = sorted(first.reports)
-    late = GroupTally()
-    late.add([(pk, r) for pk, r in first.reports if pk == high])
-    behind = await store.flush_reads(
-        group.id, leader_ids=[], silences_ending_after=T0, today=None, counted=late.counted
-    )
-    assert behind is not None
-    assert behind.whole, "a row below the highest counted was not counted: read them all"
-    assert low in {pk for pk, _ in behind.reports}
-
-
-async def test_a_flush_reads_the_last_update_s_state_unless_its_tally_was_told_of_it(
-    store: Store,
-) -> None:
-    await save(store, report("a"))
-    (group,) = await store.due_groups(T0 + 30 * S)
-    state = {"inc-a": [1, 2, 0, 0, 0]}
-    assert await store.record_update(
-        group, now=T0 + 30 * S, summary={"state": state}, outbox=[], rules_version="v1"
-    )
-    first = await store.flush_reads(group.id, leader_ids=[], silences_ending_after=T0, today=None)
-    assert first is not None
-    assert first.last == (1, T0 + 30 * S, state), "no tally yet: the state is read"
-    tally = GroupTally()
-    tally.add(first.reports)
-
-    async def last(told_seq: int, counted: Counted) -> LastUpdate | None:
-        read = await store.flush_reads(
-            group.id, leader_ids=[], silences_ending_after=T0, today=None,
-            counted=counted, told_seq=told_seq,
-        )  # fmt: skip
-        assert read is not None
-        return read.last
-
-    assert await last(1, tally.counted) == (1, T0 + 30 * S, None), "the tally holds it"
-    assert await last(0, tally.counted) == (1, T0 + 30 * S, state), "told of an older one"
-    gone = tally.counted._replace(rows=2)
-    assert await last(1, gone) == (1, T0 + 30 * S, state), "read whole: a new tally needs it"
 
 
 async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
@@ -531,93 +212,7 @@ async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
 M325 = 325 / 111_195  # degrees of latitude
 
 
-@pytest.mark.parametrize("hours_ago", [0, 7], ids=["in-memory", "from-the-table"])
-@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "one-batch"])
-async def test_our_team_between_two_observers_gathers_their_incidents(
-    store: Store, hours_ago: int, together: bool
-) -> None:
-    """Two observers 650 m apart made two incidents; our team's report between them joins
-    one and the other is merged into it: its reports count there, the groups holding them
-    count again, and the incident is listed once with every report."""
-    at = T0 - timedelta(hours=hours_ago)
-    observers = [
-        sighting("o-1", "observatory", lat=35.93 + M325, killed=5, occurred_at=at, tier="trusted"),
-        sighting("w-1", "witness", lat=35.93 - M325, killed=2, occurred_at=at),
-    ]
-    team = sighting("t-1", "civil-defence", lat=35.9301, killed=4, occurred_at=at, tier="own")
-    if together:
-        saved = await store.save_reports(
-            [(r, [TARGET]) for r in (*observers, team)], now=T0, key_name="k", rules_version="v1"
-        )
-    else:
-        saved = [await save(store, r) for r in (*observers, team)]
-    north, south, ours = (s.stored.report.incident for s in saved)
-    assert north != south
-    assert ours in {north, south}
-    group_id = saved[0].group_ids[0]
-    counted_in = {r.source: r.incident for r in await store.group_reports(group_id)}
-    assert counted_in == {"observatory": ours, "witness": ours, "civil-defence": ours}
-    (listed,) = await store.list_incidents(
-        regions=None, kind=None, since=None, limit=10, before=None
-    )
-    assert listed.id == ours
-    assert {r.report.source for r in listed.reports} == {"observatory", "witness", "civil-defence"}
-    group = await store.get_group(group_id)
-    assert group is not None
-    assert group.recount == (0 if together else 1), "its reports were counted apart before"
-    # A fourth observer near where the absorbed incident was joins the team's incident.
-    late = await save(store, sighting("r-1", "radio", lat=35.93 - M325, occurred_at=at))
-    assert late.stored.report.incident == ours
 
-
-async def test_our_team_does_not_gather_another_team_s_incident_or_a_source_s_second(
-    store: Store,
-) -> None:
-    """Two of our teams 1.3 km apart saw two strikes, and one observer reporting twice,
-    650 m apart, saw two events: a team between them gathers neither."""
-    a = await save(store, sighting("a-1", "civil-defence-a", lat=35.93 + 2 * M325, tier="own"))
-    b = await save(store, sighting("b-1", "civil-defence-b", lat=35.93 - 2 * M325, tier="own"))
-    c = await save(store, sighting("c-1", "civil-defence-c", lat=35.9301, tier="own"))
-    assert c.stored.report.incident == a.stored.report.incident, "the nearest anchor"
-    listed = await store.list_incidents(regions=None, kind=None, since=None, limit=10, before=None)
-    assert {i.id for i in listed} == {a.stored.report.incident, b.stored.report.incident}
-
-    later = T0 + 20 * timedelta(minutes=1)
-    w1 = await save(store, sighting("w-1", "witness", lat=35.93 + M325, occurred_at=later))
-    w2 = await save(store, sighting("w-2", "witness", lat=35.93 - M325, occurred_at=later))
-    team = await save(store, sighting("t-1", "civil-defence-d", lat=35.9301, occurred_at=later,
-                                      tier="own"))  # fmt: skip
-    assert team.stored.report.incident == w1.stored.report.incident
-    listed = await store.list_incidents(regions=None, kind=None, since=later, limit=10, before=None)
-    assert {i.id for i in listed} == {w1.stored.report.incident, w2.stored.report.incident}
-
-
-async def test_one_batch_revises_and_merges_within_its_own_transaction(store: Store) -> None:
-    """A batch holding a report, its correction and a second sighting of the same strike:
-    each sees the ones before it, though none is committed yet."""
-    results = await store.save_reports(
-        [
-            (sighting("o-1", "observatory", killed=2), [TARGET]),
-            (sighting("o-1", "observatory", killed=5, revision=2), [TARGET]),
-            (sighting("s-1", "spotter", lat=35.931, killed=4), [TARGET]),
-            (sighting("s-2", "spotter", lat=35.9305), [TARGET]),
-            (sighting("o-1", "observatory", killed=2), [TARGET]),
-        ],
-        now=T0,
-        key_name="k",
-        rules_version="v1",
-    )
-    first, revised, second, same_source, retry = results
-    assert [r.outcome for r in results] == ["created", "created", "created", "created",
-                                            "duplicate"]  # fmt: skip
-    assert revised.stored.report.incident == first.stored.report.incident
-    assert second.merged
-    assert second.stored.report.incident == first.stored.report.incident
-    assert same_source.stored.report.incident != first.stored.report.incident
-    assert retry.stored.report.revision == 1
-    assert retry.stored.pk == first.stored.pk
-    assert len({r.group_ids for r in results[:4]}) == 1, "one group for all of them"
-    assert await store.count_reports() == 4
 
 
 async def test_incidents_another_instance_wrote_are_seen(db_url: str, store: Store) -> None:
@@ -695,95 +290,6 @@ async def test_batches_opening_and_joining_the_same_groups_at_once_all_commit(
 HARIM = GroupTarget("root", (("region", "SY07"),), "harim-center", TIMING)
 
 
-async def test_a_report_routed_to_another_receiver_hands_the_open_group_over(
-    store: Store,
-) -> None:
-    """The rules moved the route to Harim's team: the next report closes Idleb's group
-    without a word (its push not yet sent is superseded) and a new group for Harim holds
-    every report, due a group_wait later; reports after it join that group."""
-    dev, _ = await store.register_device(
-        leader_id="b", token="tok-" + "h" * 30, platform="android", locale="en", now=T0
-    )
-    first = await save(store, report("r1", killed=2))
-    await save(store, report("r2", killed=1))
-    (old_id,) = first.group_ids
-    assert await pending_update(store, dev.id, T0 + 30 * S) == old_id
-
-    later = T0 + 40 * S
-    moved = await store.save_report(
-        report("r3", killed=4), targets=[HARIM], now=later, key_name="k", rules_version="v2"
-    )
-    (new_id,) = moved.group_ids
-    assert new_id != old_id
-    old, new = await store.get_group(old_id), await store.get_group(new_id)
-    assert old is not None
-    assert new is not None
-    assert (old.receiver, old.closed_at, old.closed_reason, old.handed_over_to) == (
-        "idleb-center", later, "receiver changed to harim-center", new_id,
-    )  # fmt: skip
-    assert old.seq == 1, "no closing update: the old team is told nothing"
-    assert (new.receiver, new.took_over_from, new.seq, new.pending) == (
-        "harim-center", old_id, 0, True,
-    )  # fmt: skip
-    assert new.next_flush_at == later + TIMING.group_wait
-    assert new.created_at == later
-    assert sorted(r.id for r in await store.group_reports(new_id)) == ["r1", "r2", "r3"]
-    assert sorted(r.id for r in await store.group_reports(old_id)) == ["r1", "r2"]
-    (push,) = await store.deliveries(old_id)
-    assert (push.status, push.last_error) == (
-        "superseded",
-        "receiver changed to harim-center: not sent",
-    )
-    assert [g.id for g in await store.due_groups(later + TIMING.group_wait)] == [new_id]
-
-    joined = await store.save_report(
-        report("r4"), targets=[HARIM], now=later + S, key_name="k", rules_version="v2"
-    )
-    assert joined.group_ids == (new_id,), "the next report joins the new group"
-    back = await save(store, report("r5"), later + 2 * S)
-    assert back.group_ids not in ((old_id,), (new_id,)), "moved back: handed over again"
-    assert sorted(r.id for r in await store.group_reports(back.group_ids[0])) == [
-        "r1", "r2", "r3", "r4", "r5",
-    ]  # fmt: skip
-
-
-async def test_applying_rules_hands_over_the_groups_of_routes_given_another_receiver(
-    store: Store,
-) -> None:
-    """When a rule set is applied: the open groups of a route with another receiver move,
-    those whose receiver is unchanged and those of routes gone from the rules stay; on
-    SQLite the writer then forgets the groups it remembered, so the next report joins the
-    new group."""
-    gone = GroupTarget("gone", (("region", "SY07"),), "idleb-center", TIMING)
-    kept = GroupTarget("kept", (("region", "SY07"),), "idleb-center", TIMING)
-    (old_id, gone_id, kept_id) = (await store.save_reports(
-        [(report("r1", killed=2), [TARGET, gone, kept])], now=T0, key_name="k",
-        rules_version="v1",
-    ))[0].group_ids  # fmt: skip
-    later = T0 + 100 * S
-    new_timing = Timing(group_wait=10 * S, group_interval=60 * S, repeat_interval=600 * S)
-    receivers = {"root": ("harim-center", new_timing), "kept": ("idleb-center", TIMING)}
-    (moved,) = await store.hand_over_groups(receivers, now=later, rules_version="v2")
-    assert (moved.old_id, moved.route_id, moved.old_receiver, moved.new_receiver) == (
-        old_id, "root", "idleb-center", "harim-center",
-    )  # fmt: skip
-    assert await store.hand_over_groups(receivers, now=later, rules_version="v2") == [], (
-        "applied again: nothing more moves"
-    )
-    new = await store.get_group(moved.new_id)
-    assert new is not None
-    assert new.labels == (("region", "SY07"),)
-    assert new.last_report_at == T0, "its reports came when they came"
-    assert (new.next_flush_at, new.group_interval) == (later + 10 * S, 60 * S)
-    assert [r.id for r in await store.group_reports(moved.new_id)] == ["r1"]
-    for still in (gone_id, kept_id):
-        group = await store.get_group(still)
-        assert group is not None
-        assert group.closed_at is None
-    after = await store.save_report(
-        report("r2"), targets=[HARIM], now=later + S, key_name="k", rules_version="v2"
-    )
-    assert after.group_ids == (moved.new_id,)
 
 
 async def test_instances_handing_one_group_over_at_once_open_one_new_group(

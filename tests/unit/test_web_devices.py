@@ -17,7 +17,7 @@ from dispatcher.rules.live import LiveRules
 from dispatcher.rules.load import load_rules
 from dispatcher.settings import ApiKey
 from dispatcher.testing.clock import ManualClock
-from dispatcher.testing.memory_store import MemoryAdmin
+from dispatcher.testing.memory import MemoryAdmin
 from dispatcher.web.auth import KeyRing, auth_middleware, hash_key
 from dispatcher.web.devices import add_device_routes
 from dispatcher.web.problems import problem_middleware
