@@ -11,6 +11,7 @@ from tests.contract.conftest import Rooms
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 TOKEN = "tok-" + "a" * 40
 OTHER = "tok-" + "b" * 40
+S = timedelta(seconds=1)
 
 
 async def test_a_phone_registers_once_and_moves_with_its_token(rooms: Rooms) -> None:
@@ -99,3 +100,24 @@ async def test_rule_sets_are_remembered_newest_first(rooms: Rooms) -> None:
                                 files={"routes.yaml": "route: {}\n"})  # fmt: skip
     assert (await rooms.rule_set_history(limit=1))[0]["files_kept"] is True
     assert await rooms.rule_set_files("v12") == {"routes.yaml": "route: {}\n"}
+
+
+async def test_rule_files_are_kept_once_and_given_back_by_version(rooms: Rooms) -> None:
+    outline = '{"type": "FeatureCollection", "features": []}'
+    first = {"routes.yaml": "route: 1\n", "boundaries/a.geojson": outline}
+    second = {"routes.yaml": "route: 2\n", "boundaries/a.geojson": outline}
+    await rooms.record_rule_set(version="v1", sha256="1" * 64, applied_at=T0, how="start-up",
+                                files=first)  # fmt: skip
+    await rooms.record_rule_set(version="v2", sha256="2" * 64, applied_at=T0 + S, how="edit",
+                                files=second)  # fmt: skip
+    await rooms.record_rule_set(version="v0", sha256="0" * 64, applied_at=T0 + 2 * S, how="x")
+    assert await rooms.rule_set_files("v1") == first
+    assert await rooms.rule_set_files("v2") == second
+    assert await rooms.rule_set_files("v0") is None
+    assert await rooms.rule_set_files("never") is None
+    history = await rooms.rule_set_history()
+    assert [(h["version"], h["files_kept"]) for h in history] == [
+        ("v0", False),
+        ("v2", True),
+        ("v1", True),
+    ]

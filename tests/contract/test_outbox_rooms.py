@@ -105,3 +105,73 @@ async def test_retention_forgets_old_delivery_records_and_dead_phones_only(rooms
     assert await rooms.deliveries(group_id) == []
     assert [d.id for d in await rooms.active_devices(["b"])] == [live.id], "live phones stay"
     assert len(await rooms.report_revisions("obs", "a")) == 1, "reports are kept for good"
+
+
+async def test_an_immediate_update_s_pushes_are_claimed_with_it(rooms: Rooms) -> None:
+    dev, _ = await rooms.register_device(
+        leader_id="b", token="tok-" + "i" * 30, platform="android", locale="en", now=T0
+    )
+    await save(rooms, report("a"))
+    (group,) = await rooms.due_groups(T0 + 30 * S)
+    item = OutboxItem("b", dev.id, "fcm", "t", "b", {"seq": "1"}, group.id, "high")
+    claimed = await rooms.record_update_and_claim(
+        group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1", lease=60 * S
+    )
+    assert claimed is not None
+    (push,) = claimed
+    assert (push.seq, push.device_id, push.token, push.data, push.priority) == (
+        1, dev.id, "tok-" + "i" * 30, {"seq": "1"}, "high",
+    )  # fmt: skip
+    assert await rooms.claim_pushes(T0 + 31 * S, lease=60 * S) == [], "claimed already"
+    again = await rooms.record_update_and_claim(
+        group, now=T0 + 30 * S, summary={}, outbox=[item], rules_version="v1", lease=60 * S
+    )
+    assert again is None, "the update was written once"
+    (retry,) = await rooms.claim_pushes(T0 + 90 * S, lease=60 * S)
+    assert retry.id == push.id, "its sender died: due again when the lease runs out"
+
+
+async def test_a_failed_push_is_retried_then_falls_back_once_per_leader(rooms: Rooms) -> None:
+    phones = [
+        (await rooms.register_device(leader_id="b", token=f"tok-{n}" + "f" * 30,
+                                     platform="android", locale="en", now=T0))[0]
+        for n in range(2)
+    ]  # fmt: skip
+    await save(rooms, report("a"))
+    (group,) = await rooms.due_groups(T0 + 30 * S)
+    items = [OutboxItem("b", d.id, "fcm", "t", "b", {}, group.id, "high") for d in phones]
+    await rooms.record_update(group, now=T0 + 30 * S, summary={}, outbox=items,
+                              rules_version="v1")  # fmt: skip
+    first = await rooms.claim_pushes(T0 + 30 * S, lease=60 * S)
+    assert len(first) == 2
+    await rooms.record_outcomes(
+        [Outcome(p.id, "pending", error="UNAVAILABLE", next_attempt_at=T0 + 45 * S)
+         for p in first],
+        now=T0 + 31 * S, device_of={p.id: p.device_id for p in first},
+    )  # fmt: skip
+    assert await rooms.claim_pushes(T0 + 44 * S, lease=60 * S) == [], "not before its retry"
+    second = await rooms.claim_pushes(T0 + 45 * S, lease=60 * S)
+    assert [p.attempts for p in second] == [1, 1]
+    await rooms.record_outcomes(
+        [Outcome(p.id, "failed", error="UNREGISTERED", disable_device=True) for p in second],
+        now=T0 + 46 * S,
+        device_of={p.id: p.device_id for p in second},
+        fallbacks={p.id: "sms" for p in second},
+    )
+    (sms,) = await rooms.claim_pushes(T0 + 46 * S, lease=60 * S)
+    assert (sms.channel, sms.leader_id, sms.device_id, sms.token, sms.seq) == (
+        "sms", "b", None, None, 1,
+    ), "one text message for a leader whose two phones failed"  # fmt: skip
+    await rooms.record_outcomes(
+        [Outcome(sms.id, "sent", message_name="sms-1")], now=T0 + 47 * S, device_of={}
+    )
+    rows = await rooms.deliveries(group.id)
+    assert [(r.channel, r.status, r.attempts) for r in rows] == [
+        ("fcm", "failed", 2), ("fcm", "failed", 2), ("sms", "sent", 1),
+    ]  # fmt: skip
+    assert (rows[2].message_name, rows[2].sent_at, rows[2].last_error) == (
+        "sms-1", T0 + 47 * S, None,
+    )  # fmt: skip
+    assert (rows[0].message_name, rows[0].sent_at) == (None, None)
+    assert await rooms.notification_counts() == {"failed": 2, "sent": 1}
+    assert await rooms.active_devices(["b"]) == [], "both tokens are dead"

@@ -218,3 +218,65 @@ async def test_our_team_does_not_gather_another_team_s_incident_or_a_source_s_se
     assert team.stored.report.incident == w1.stored.report.incident
     listed = await rooms.list_incidents(regions=None, kind=None, since=later, limit=10, before=None)
     assert {i.id for i in listed} == {w1.stored.report.incident, w2.stored.report.incident}
+
+
+async def test_incidents_are_listed_newest_first_a_page_at_a_time(rooms: Rooms) -> None:
+    saved = [
+        await save(rooms, sighting(f"o-{n}", "observatory", lat=35.0 + n / 10,
+                                   occurred_at=T0 + n * 60 * S, kind=kind))
+        for n, kind in enumerate(["airstrike", "shelling", "airstrike", "airstrike"])
+    ]  # fmt: skip
+    ids = [s.stored.report.incident for s in saved]
+    first = await rooms.list_incidents(regions=None, kind=None, since=None, limit=2, before=None)
+    assert [i.id for i in first] == [ids[3], ids[2]]
+    last = first[-1]
+    rest = await rooms.list_incidents(
+        regions=None, kind=None, since=None, limit=2, before=(last.occurred_at, last.id)
+    )
+    assert [i.id for i in rest] == [ids[1], ids[0]]
+    strikes = await rooms.list_incidents(
+        regions=frozenset({"SY0700"}), kind="airstrike", since=T0 + 60 * S, limit=10, before=None
+    )
+    assert [i.id for i in strikes] == [ids[3], ids[2]]
+    assert (
+        await rooms.list_incidents(
+            regions=frozenset({"SY0200"}), kind=None, since=None, limit=10, before=None
+        )
+        == []
+    )
+    (one,) = strikes[1].reports
+    assert (one.report.id, one.report.incident, one.received_at) == ("o-2", ids[2], T0)
+    assert one.report.received_at == T0
+
+
+async def test_an_incident_merged_into_another_is_that_other_one(rooms: Rooms) -> None:
+    north = await save(rooms, sighting("o-1", "observatory", lat=35.93 + M325, tier="trusted"))
+    south = await save(rooms, sighting("w-1", "witness", lat=35.93 - M325))
+    team = await save(rooms, sighting("t-1", "civil-defence", lat=35.9301, tier="own"))
+    ours = team.stored.report.incident
+    assert ours is not None
+    gone = ({north.stored.report.incident, south.stored.report.incident} - {ours}).pop()
+    assert gone is not None
+    merged = await rooms.get_incident(gone)
+    assert merged is not None
+    assert merged.id == ours
+    assert {s.report.id for s in merged.reports} == {"o-1", "w-1", "t-1"}
+    (kept,) = [s for s in merged.reports if s.report.incident == gone]
+    assert kept.report.id in {"o-1", "w-1"}, "a report keeps its own incident; reads count it"
+    (mapped,) = await rooms.map_incidents(since=T0, regions=None, kind=None, limit=10)
+    assert mapped == merged
+    assert await rooms.get_incident("nothing") is None
+
+
+async def test_a_rules_diff_replays_the_newest_revision_of_each_report_received(
+    rooms: Rooms,
+) -> None:
+    await save(rooms, report("a"), T0)
+    await save(rooms, report("b"), T0 + S)
+    await save(rooms, report("a", revision=2, killed=4), T0 + 2 * S)
+    await save(rooms, report("c"), T0 + 3 * S)
+    replayed = await rooms.reports_received_since(T0 + S, 10)
+    assert [(r.id, r.revision) for r in replayed] == [("b", 1), ("a", 2), ("c", 1)]
+    assert replayed[1].received_at == T0 + 2 * S
+    newest = await rooms.reports_received_since(T0, 2)
+    assert [(r.id, r.revision) for r in newest] == [("a", 2), ("c", 1)]

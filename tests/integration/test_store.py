@@ -1,44 +1,29 @@
-"""The store on real SQLite files and a real PostgreSQL: revisions, groups, the outbox."""
+"""The store on real SQLite files and a real PostgreSQL: what only a database shows (its
+schema, the write path's transactions, several instances at once). What a caller sees of
+each room is the contract suite's (tests/contract/), run on memory too."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
-from dispatcher.group import GroupTarget, Timing
+from dispatcher.group import GroupTarget
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store import db, writes
 from dispatcher.store.repo import OutboxItem, Store
 from dispatcher.store.tables import include_object, metadata
-from dispatcher.store.writes import ReportWrite, SaveResult
+from dispatcher.store.writes import ReportWrite
+from tests.contract.strikes import HARIM, T0, TIMING, S, report, save, sighting
 from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
 from tests.support.waiting import until
-
-T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-S = timedelta(seconds=1)
-TIMING = Timing(group_wait=30 * S, group_interval=120 * S, repeat_interval=3600 * S)
-TARGET = GroupTarget("root", (("region", "SY07"),), "idleb-center", TIMING)
-
-
-def report(rid: str = "r1", *, revision: int = 1, killed: int = 1) -> Report:
-    return Report(
-        source="obs",
-        id=rid,
-        kind="airstrike",
-        occurred_at=T0 - 60 * S,
-        region="SY0703",
-        casualties=Casualties(killed=killed),
-        revision=revision,
-    )
 
 
 @pytest.fixture
@@ -48,10 +33,6 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     s = Store(engine, writer=db.create_writer(db_url), reader=db.create_reader(db_url))
     yield s
     await s.close()
-
-
-async def save(store: Store, r: Report, now: datetime = T0) -> SaveResult:
-    return await store.save_report(r, targets=[TARGET], now=now, key_name="k", rules_version="v1")
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -71,30 +52,10 @@ async def test_upgrade_twice_is_a_no_op(store: Store) -> None:
     assert before == after
 
 
-
-
 async def test_a_service_key_once_kept_is_never_replaced(store: Store) -> None:
     assert await store.keep_service_key("vapid", "first", now=T0) == "first"
     assert await store.keep_service_key("vapid", "second", now=T0 + S) == "first"
     assert await store.keep_service_key("other", "x", now=T0) == "x"
-
-
-def sighting(
-    rid: str, source: str, *, lat: float = 35.93, killed: int = 0, **more: object
-) -> Report:
-    fields: dict[str, object] = {
-        "source": source,
-        "id": rid,
-        "kind": "airstrike",
-        "occurred_at": T0,
-        "region": "SY0700",
-        "casualties": Casualties(killed=killed),
-        "location": Point(lat, 36.63),
-    }
-    fields.update(more)
-    return Report(**fields)  # type: ignore[arg-type]
-
-
 
 
 async def test_requests_committed_together_fail_alone(store: Store) -> None:
@@ -135,7 +96,6 @@ async def test_a_strike_seen_in_a_failed_transaction_is_merged_with_as_committed
     assert second.stored.report.incident == first.stored.report.incident
 
 
-
 async def test_a_write_handed_over_is_committed_though_its_caller_goes_away(
     store: Store,
 ) -> None:
@@ -148,25 +108,6 @@ async def test_a_write_handed_over_is_committed_though_its_caller_goes_away(
     assert await until(store.count_reports, lambda n: n == 2, what="the report stored") == 2
     again = await save(store, report("dropped"))
     assert again.outcome == "duplicate"
-
-
-async def pending_update(store: Store, device_id: int, now: datetime, **item: object) -> str:
-    """Record the group's next update with one push to `device_id`; its group id."""
-    (group,) = await store.due_groups(now)
-    fields: dict[str, Any] = {
-        "leader_id": "b", "device_id": device_id, "channel": "fcm", "title": "t", "body": "b",
-        "data": {}, "collapse_key": group.id, "priority": "normal",
-    }  # fmt: skip
-    fields.update(item)
-    assert await store.record_update(
-        group,
-        now=now,
-        summary={},
-        outbox=[OutboxItem(**fields)],
-        rules_version="v1",
-    )
-    return group.id
-
 
 
 async def test_two_senders_never_claim_one_push(db_url: str, store: Store) -> None:
@@ -192,9 +133,6 @@ async def test_two_senders_never_claim_one_push(db_url: str, store: Store) -> No
     assert len(ids) == 40
 
 
-
-
-
 async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
     store: Store,
 ) -> None:
@@ -207,12 +145,6 @@ async def test_a_strike_older_than_the_writers_memory_is_merged_from_the_table(
     assert second.stored.report.incident == first.stored.report.incident
     again = await save(store, sighting("s-2", "spotter", lat=35.9305, occurred_at=long_ago))
     assert again.stored.report.incident != first.stored.report.incident, "spotter joined it"
-
-
-M325 = 325 / 111_195  # degrees of latitude
-
-
-
 
 
 async def test_incidents_another_instance_wrote_are_seen(db_url: str, store: Store) -> None:
@@ -285,11 +217,6 @@ async def test_batches_opening_and_joining_the_same_groups_at_once_all_commit(
     finally:
         for other in instances[1:]:
             await other.close()
-
-
-HARIM = GroupTarget("root", (("region", "SY07"),), "harim-center", TIMING)
-
-
 
 
 async def test_instances_handing_one_group_over_at_once_open_one_new_group(
