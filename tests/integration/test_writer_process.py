@@ -20,7 +20,7 @@ from dispatcher.model import Report
 from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.store.writer import CALL, WriterGone, WriterProcess
-from tests.integration.test_store import T0, TARGET
+from tests.contract.strikes import T0, TARGET
 
 pytestmark = pytest.mark.timeout(60)
 
