@@ -1,5 +1,6 @@
 """One contract for the admin rooms, kept by the in-memory store, SQLite and PostgreSQL:
-devices, silences and the rule-set history behave alike whichever stands behind them."""
+devices, silences, the rule-set history and the service's own keys behave alike whichever
+stands behind them."""
 
 from __future__ import annotations
 
@@ -121,3 +122,9 @@ async def test_rule_files_are_kept_once_and_given_back_by_version(rooms: Rooms) 
         ("v2", True),
         ("v1", True),
     ]
+
+
+async def test_a_service_key_once_kept_is_never_replaced(rooms: Rooms) -> None:
+    assert await rooms.keep_service_key("vapid", "first", now=T0) == "first"
+    assert await rooms.keep_service_key("vapid", "second", now=T0 + timedelta(seconds=1)) == "first"
+    assert await rooms.keep_service_key("other", "x", now=T0) == "x"

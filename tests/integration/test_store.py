@@ -52,12 +52,6 @@ async def test_upgrade_twice_is_a_no_op(store: Store) -> None:
     assert before == after
 
 
-async def test_a_service_key_once_kept_is_never_replaced(store: Store) -> None:
-    assert await store.keep_service_key("vapid", "first", now=T0) == "first"
-    assert await store.keep_service_key("vapid", "second", now=T0 + S) == "first"
-    assert await store.keep_service_key("other", "x", now=T0) == "x"
-
-
 async def test_requests_committed_together_fail_alone(store: Store) -> None:
     broken = Report(
         source="obs",
