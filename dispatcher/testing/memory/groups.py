@@ -31,7 +31,7 @@ from dispatcher.surge import SurgeState
 from dispatcher.testing.memory.admin import Room, active_devices, current_silences
 from dispatcher.testing.memory.outbox import pending, queue, supersede
 from dispatcher.testing.memory.reports import hand_over, incident_row
-from dispatcher.testing.memory.tables import Tables, Update
+from dispatcher.testing.memory.tables import Tables, Update, aware
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
@@ -294,6 +294,7 @@ def _record(
     when the group moved on since it was read."""
     held = t.groups.get(group.id)
     seq = group.seq + 1
+    aware(now)
     if close or escalate:
         if not _as_read(t, group):
             return None

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from dispatcher.store.access import KEY_REVOKED
 from dispatcher.store.rows import DeliveryRow, OutboxItem, Outcome, PendingPush
 from dispatcher.testing.memory.admin import Room
-from dispatcher.testing.memory.tables import Push, Tables
+from dispatcher.testing.memory.tables import Push, Tables, aware
 
 
 class MemoryOutbox(Room):
@@ -26,6 +26,7 @@ class MemoryOutbox(Room):
         self, now: datetime, *, lease: timedelta, limit: int = 500
     ) -> list[PendingPush]:
         t = self.t
+        aware(now)
         unclaimed = [p for p in t.pushes.values() if p.status == "pending"
                      and (p.claimed_until is None or p.claimed_until <= now)]  # fmt: skip
         for p in unclaimed:
@@ -55,7 +56,9 @@ class MemoryOutbox(Room):
     ) -> None:
         t = self.t
         for o in outcomes:
-            p = t.pushes[o.id]
+            p = t.pushes.get(o.id)
+            if p is None:
+                continue  # forgotten since it was claimed: nothing to record
             p.status, p.claimed_until, p.attempts = o.status, None, p.attempts + 1
             p.next_attempt_at, p.last_error = o.next_attempt_at, o.error
             p.message_name = o.message_name if o.status == "sent" else None

@@ -24,7 +24,7 @@ from dispatcher.resend import resend_differences
 from dispatcher.store.rows import GroupRow, IncidentRow
 from dispatcher.store.writes import SaveResult, StoredReport
 from dispatcher.testing.memory.admin import Room
-from dispatcher.testing.memory.tables import Incident, Tables
+from dispatcher.testing.memory.tables import Incident, Tables, aware
 
 
 class MemoryReports(Room):
@@ -39,6 +39,7 @@ class MemoryReports(Room):
         rules_version: str,
     ) -> list[SaveResult]:
         t = self.t
+        aware(now)
         # A merge recounts the groups of reports stored before this request, not its own.
         made: set[str] = set()  # incidents made by this request
         start = max(t.reports, default=0) + 1
@@ -53,9 +54,8 @@ class MemoryReports(Room):
                     out.append(SaveResult("stale", _held(newest)))
                     continue
                 same = t.reports[same_pk]
-                if resend_differences(report, same.report, same.report.incident):
-                    differences = tuple(resend_differences(report, same.report,
-                                                           same.report.incident))  # fmt: skip
+                differences = tuple(resend_differences(report, same.report, same.report.incident))
+                if differences:
                     out.append(SaveResult("conflict", _held(same), differences=differences,
                                           newest=newest.report.revision))  # fmt: skip
                 else:

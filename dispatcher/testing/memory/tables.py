@@ -18,6 +18,14 @@ from dispatcher.store.rows import Ack, DeviceRow, GroupRow
 from dispatcher.store.writes import StoredReport
 
 
+def aware(at: datetime) -> datetime:
+    """`at`, refused if naive (as the write path refuses it on SQLite): a test that passes
+    here must not fail there for its times."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC time")
+    return at
+
+
 @dataclass
 class Device:
     row: DeviceRow
