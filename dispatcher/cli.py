@@ -477,16 +477,15 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
     reports: list[tuple[int, object]] = []
     bad: list[str] = []
     try:
-        text = args.reports.read_text(encoding="utf-8")
+        raw = args.reports.read_bytes()
     except OSError as exc:
         return _fail([str(exc)], header=f"dispatcher: cannot read {args.reports}:")
-    # Lines end at "\n" only: U+2028 and friends inside a JSON string are not line ends.
-    for n, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                reports.append((n, strictjson.loads(line.removesuffix("\r"))))
-            except strictjson.NotJson as exc:
-                bad.append(f"line {n}: not JSON ({exc})")
+    # Split as the API splits NDJSON: U+2028 and friends inside a JSON string are text.
+    for n, line in strictjson.numbered_lines(raw):
+        try:
+            reports.append((n, strictjson.loads(line)))
+        except strictjson.NotJson as exc:
+            bad.append(f"line {n}: not JSON ({exc})")
     result = diff(old, new, reports, datetime.now(UTC))
     result.invalid[:0] = bad
     if args.json:

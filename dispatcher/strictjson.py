@@ -65,10 +65,16 @@ def loads(text: str | bytes) -> Any:
 def ndjson_lines(raw: bytes) -> list[bytes]:
     """The lines of an NDJSON body: split on LF only, a trailing CR dropped, blank lines
     skipped."""
+    return [line for _, line in numbered_lines(raw)]
+
+
+def numbered_lines(raw: bytes) -> list[tuple[int, bytes]]:
+    """`ndjson_lines` with each line's number (from 1, blank lines counted), for messages
+    that name the line of a file."""
     lines = []
-    for line in raw.split(b"\n"):
+    for n, line in enumerate(raw.split(b"\n"), start=1):
         if line.endswith(b"\r"):
             line = line[:-1]
         if line.strip():
-            lines.append(line)
+            lines.append((n, line))
     return lines

@@ -197,11 +197,14 @@ def test_rules_diff_tells_who_would_gain_or_lose_which_alerts(tmp_path: Path) ->
     lines = [
         {"id": "r1", "source": "obs", "kind": "airstrike", "occurred_at": at,
          "location": {"lat": 36.12, "lon": 36.52}, "casualties": {"killed": 6}},
-        {"id": "r2", "source": "obs", "kind": "fire", "occurred_at": at, "region": "idleb"},
+        {"id": "r2", "source": "obs", "kind": "fire", "occurred_at": at, "region": "idleb",
+         "notes": "a\u2028b\u2029c\u0085d"},  # text, not line ends: still one line
         {"id": "r3", "source": "obs", "kind": "flood", "occurred_at": at, "region": "SY07"},
     ]  # fmt: skip
     reports = tmp_path / "reports.ndjson"
-    reports.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+    ndjson = "\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n{broken\n"
+    assert len(ndjson.splitlines()) > 4, "what splitting on every line break would break"
+    reports.write_text(ndjson, encoding="utf-8")
 
     done = run("rules", "diff", str(old), str(new), "--reports", str(reports), "--json")
     assert done.returncode == 0, done.stderr

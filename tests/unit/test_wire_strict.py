@@ -17,7 +17,7 @@ from dispatcher.intake import (
     parse_time,
 )
 from dispatcher.rules.durations import parse_duration
-from dispatcher.strictjson import NotJson, loads, ndjson_lines
+from dispatcher.strictjson import NotJson, loads, ndjson_lines, numbered_lines
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -160,6 +160,12 @@ def test_ndjson_splits_on_line_feeds_only() -> None:
     assert len(lines) == 2, "U+2028, U+2029 and U+0085 are text, not line ends"
     assert loads(lines[0]) == {"notes": "a\u2028b\u2029c\u0085d"}
     assert str.splitlines(inside) != [inside], "what splitlines() would have broken"
+
+
+def test_ndjson_lines_keep_their_numbers_for_messages() -> None:
+    inside = '{"notes": "a\u2028b\u2029c\u0085d"}'
+    raw = ("\n" + inside + "\r\n\n{broken\n" + inside).encode()
+    assert numbered_lines(raw) == [(2, inside.encode()), (4, b"{broken"), (5, inside.encode())]
 
 
 @pytest.mark.parametrize(
