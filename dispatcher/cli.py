@@ -80,7 +80,7 @@ async def _serve(settings: Settings) -> None:
         await site.start()
         # What start-up built (modules, rules, SQLAlchemy's caches) lives as long as the
         # process: keep the cyclic GC from walking it again in every full collection, which
-        # a 4,000-phone fan-out triggers several times (~15% of its time).
+        # a big fan-out triggers several times (docs/performance.md, "Figures behind the code").
         gc.freeze()
         port = runner.addresses[0][1]  # the real one when the config asks for port 0
         app[ACCESS].public_url = settings.server.base_url(port)

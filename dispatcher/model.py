@@ -63,8 +63,8 @@ class Report(NamedTuple):
 
     `region` is the region the report was placed in (a rules region id, or UNASSIGNED);
     `given_region` is what the reporter sent, if anything. A named tuple, not a dataclass:
-    a surge builds tens of thousands a second, and a frozen dataclass costs five times as
-    much to build.
+    a surge builds tens of thousands a second, and a frozen dataclass costs several times
+    as much to build (docs/performance.md, "Figures behind the code").
     """
 
     source: str

@@ -3,14 +3,13 @@
 firebase-admin gives us what it does well: the service-account credentials (refreshed in a
 worker thread, so the event loop never blocks on google-auth's `requests` calls) and the
 message model with its encoding, which validates what it builds. Sending is ours, because
-firebase-admin's async path cannot carry a fan-out (bench/fanout.py, docs/performance.md):
-through httpx it spends a whole core on a few hundred messages a second, it does not retry
-429, ignores Retry-After on 503,
-and one non-string data value fails the whole batch. Here each message is one POST to
-`{endpoint}/v1/projects/{project}/messages:send` (FCM v1 has no batch endpoint since 2024),
-`connections` of them in flight at once on keep-alive connections (notify/http1.py: aiohttp's
-client cost more CPU than everything else in a fan-out), each with its own timeout, so one
-slow device holds up nothing but its own slot.
+firebase-admin's async path cannot carry a fan-out: through httpx it costs too much CPU a
+message (bench/fanout.py; figures in docs/performance.md), it does not retry 429, ignores
+Retry-After on 503, and one non-string data value fails the whole batch. Here each message
+is one POST to `{endpoint}/v1/projects/{project}/messages:send` (FCM v1 has no batch
+endpoint since 2024), `connections` of them in flight at once on keep-alive connections
+(notify/http1.py: aiohttp's client cost more CPU than everything else in a fan-out), each
+with its own timeout, so one slow device holds up nothing but its own slot.
 
 FCM answers a failure with a google.rpc.Status whose details may carry an FcmError code
 (https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode); `result_for` maps each

@@ -1,10 +1,12 @@
 """Delivery: send what the outbox holds, record what became of each push, retry the rest.
 
-The outbox rows were written with the update that caused them; this stage only moves them
-from pending to sent or failed, with exponential backoff and equal jitter between attempts
-(`backoff`). A token the service rejects for good disables its device; a push that cannot
-reach a leader's phone goes to the leader's fallback channel, if one is set. A push is never
-dropped silently: it ends as sent or as failed with a reason.
+The outbox rows were written with the update that caused them (which also marked older
+pending updates of the group for the same devices superseded); this stage claims the rows
+due, closes those past their time to live as expired, and moves the rest from pending to
+sent or failed, with exponential backoff and equal jitter between attempts (`backoff`). A
+token the service rejects for good disables its device; a push that cannot reach a leader's
+phone goes to the leader's fallback channel, if one is set. A push is never dropped
+silently: it ends as sent, superseded, expired, or failed with a reason.
 """
 
 from __future__ import annotations
