@@ -21,12 +21,16 @@ from dispatcher.store import db
 from dispatcher.store.repo import Store
 from dispatcher.store.writer import CALL, WriterGone, WriterProcess
 from tests.contract.strikes import T0, TARGET
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def slow_note(conn: Connection, *, seconds: float, how: str) -> None:
-    """A write that takes its time (run in the writer process)."""
+def slow_note(conn: Connection, *, seconds: float, how: str, started: Path | None = None) -> None:
+    """A write that takes its time (run in the writer process); `started` is created when
+    it begins, so a test can see it is under way."""
+    if started is not None:
+        started.touch()
     time.sleep(seconds)
     conn.execute(
         text(
@@ -61,15 +65,18 @@ async def notes(store: Store) -> list[str]:
 
 
 async def test_a_dead_writer_fails_what_it_held_and_the_next_write_starts_another(
-    store: Store, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     await save(store, "before")
     writer = store.writer
     assert isinstance(writer, WriterProcess)
     pid = writer.pid
     assert pid is not None
-    held = asyncio.create_task(writer.call(CALL, partial(slow_note, seconds=5, how="held")))
-    await asyncio.sleep(0.5)  # it is sleeping in its transaction
+    started = tmp_path / "started"
+    held = asyncio.create_task(
+        writer.call(CALL, partial(slow_note, seconds=5, how="held", started=started))
+    )
+    await until(started.exists, what="the writer in its slow transaction")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WriterGone):
         await held
