@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -50,8 +50,11 @@ class Scheduler:
         watch: Callable[[], Awaitable[object]] | None = None,
         retention: tuple[Callable[[], Awaitable[object]], timedelta] | None = None,
         observe: Callable[[float], object] | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`timer` measures ticks and spaces the warnings (seconds; a test passes its own)."""
         self._tick = tick
+        self._timer = timer
         self._every = every
         self._observe = observe
         self._slow: list[float] = []  # durations of slow ticks not yet reported
@@ -64,7 +67,7 @@ class Scheduler:
 
     async def _run_tick(self) -> None:
         async with self._running:
-            started = time.monotonic()
+            started = self._timer()
             try:
                 await self._tick()
             except Exception as exc:
@@ -82,7 +85,7 @@ class Scheduler:
                     log.warning("scheduler: the store is back after %.1f s",
                                 started - self._store_down_since)  # fmt: skip
                     self._store_down_since = None
-            self._timed(time.monotonic() - started)
+            self._timed(self._timer() - started)
 
     def _timed(self, seconds: float) -> None:
         if self._observe is not None:
@@ -91,7 +94,7 @@ class Scheduler:
         if seconds <= every:
             return
         self._slow.append(seconds)
-        now = time.monotonic()
+        now = self._timer()
         if self._slow_said_at is not None and now - self._slow_said_at < SLOW_TICKS_SAID_EVERY:
             return
         slow, self._slow, self._slow_said_at = self._slow, [], now
@@ -100,6 +103,12 @@ class Scheduler:
             "updates and pushes went out up to that late",
             len(slow), every, max(slow),
         )  # fmt: skip
+
+    def next_tick_at(self) -> datetime | None:
+        """When APScheduler next starts the tick; None when not running. While a tick runs
+        long, the runs it skips move this on."""
+        job = self._scheduler.get_job(TICK_JOB) if self._scheduler is not None else None
+        return None if job is None else job.next_run_time
 
     def start(self) -> None:
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
