@@ -102,12 +102,17 @@ FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_marked(text: str, file: str, problems: Problems) -> Y | None:
-    """Parse one YAML document; syntax errors go to `problems` with their line."""
+    """Parse one YAML document; syntax errors go to `problems` with their line. A large
+    file is parsed in pieces when it splits cleanly, else whole: the result is the same."""
     if len(text) >= CHUNKED_MIN_CHARS:
-        with _CHUNKS_LOCK:
-            chunked = _load_chunked(text, file)
+        chunked = load_in_pieces(text, file)
         if chunked is not None:
             return chunked
+    return load_whole(text, file, problems)
+
+
+def load_whole(text: str, file: str, problems: Problems) -> Y | None:
+    """Parse one YAML document in one go (what `load_marked` does with a small file)."""
     try:
         # libyaml's composer is several times faster (docs/performance.md) and keeps the
         # marks; on a syntax error the pure Python one runs again, for its clearer message.
@@ -152,6 +157,14 @@ _ITEM = re.compile(r"^( *)- ")
 _UNSAFE = re.compile(r"(^|[\s\[{,])[&*!][^\s]|<<|\t|^---|^\.\.\.", re.M)
 _CHUNKS: dict[tuple[str, str], tuple[Y, int]] = {}  # (file, text) -> (item, its first line)
 _CHUNKS_LOCK = threading.Lock()
+
+
+def load_in_pieces(text: str, file: str) -> Y | None:
+    """The document from its outermost list items parsed one by one (reusing items whose
+    text is unchanged since an earlier parse), or None when the file does not split
+    cleanly."""
+    with _CHUNKS_LOCK:
+        return _load_chunked(text, file)
 
 
 def _load_chunked(text: str, file: str) -> Y | None:

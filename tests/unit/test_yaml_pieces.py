@@ -6,17 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
 from dispatcher.rules import yamlmarks
 from dispatcher.rules.errors import Problems
-from dispatcher.rules.yamlmarks import Y, load_marked
+from dispatcher.rules.yamlmarks import Y, load_in_pieces, load_marked, load_whole
 
 
 def whole(text: str) -> Y:
-    node = yaml.compose(text, Loader=yamlmarks.FAST_LOADER)
-    assert node is not None
-    return yamlmarks._Builder("f.yaml", Problems()).build(node)
+    problems = Problems()
+    got = load_whole(text, "f.yaml", problems)
+    assert got is not None, problems.items
+    return got
 
 
 def marks(y: Y) -> Any:
@@ -57,7 +57,7 @@ def big_file(n: int = 300) -> str:
 def test_a_large_file_is_parsed_in_pieces_as_a_whole_parse_would() -> None:
     text = big_file()
     assert len(text) > yamlmarks.CHUNKED_MIN_CHARS
-    assert yamlmarks._load_chunked(text, "f.yaml") is not None, "it does split"
+    assert load_in_pieces(text, "f.yaml") is not None, "it does split"
     got = load_marked(text, "f.yaml", Problems())
     assert got is not None
     assert marks(got) == marks(whole(text))
@@ -85,7 +85,7 @@ def test_pieces_reused_after_an_edit_carry_their_new_lines(edit: Any) -> None:
 
 def test_files_that_do_not_split_cleanly_are_parsed_whole() -> None:
     anchored = big_file().replace("group_by: [region]", "group_by: &g [region]")
-    assert yamlmarks._load_chunked(anchored, "f.yaml") is None
+    assert load_in_pieces(anchored, "f.yaml") is None
     broken = big_file().replace("receiver: t7 ", "receiver: [t7 ", 1)
     problems = Problems()
     assert load_marked(broken, "f.yaml", problems) is None
