@@ -11,19 +11,29 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from dispatcher.store.repo import Store
 from dispatcher.testing.fcm_emulator import FcmEmulator
 from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
 from tests.support.harness import Keys, fcm_push, running, settings_for
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.skipif(
     postgres_url() is None, reason="needs DISPATCHER_TEST_POSTGRES_URL (two instances share it)"
 )
 
 PLACES = [(36.12, 36.52), (35.93, 36.63), (36.2, 36.6), (35.8, 36.3)]  # Idleb districts
+
+
+async def settled(store: Store) -> tuple[int, int]:
+    """(open groups with an update due, pushes pending)."""
+    groups = await store.open_groups()
+    counts = await store.notification_counts()
+    return sum(g.group.pending for g in groups), counts.get("pending", 0)
 
 
 async def test_two_instances_never_send_an_update_twice(
@@ -60,7 +70,11 @@ async def test_two_instances_never_send_an_update_twice(
                 )
                 assert status == 202
                 await asyncio.sleep(0.25)  # updates go out while reports come in
-            await asyncio.sleep(4)  # more than a group_interval: the last updates
+            # The last updates: every group has told what it holds, every push is done.
+            await until(
+                partial(settled, one.service.store), lambda left: left == (0, 0), within=30,
+                what="every group told and every push done",
+            )  # fmt: skip
     finally:
         await _drop_pg_database(base, name)
 
