@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from dispatcher.notify import http1
 from dispatcher.notify.http1 import Origin
+from tests.support.waiting import until
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -102,10 +103,17 @@ async def test_connection_close_is_honoured() -> None:
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_replaced() -> None:
-    async for url, ports in serve(echo, keepalive_timeout=0.1):
+    served: list[asyncio.BaseTransport] = []
+
+    async def echo_noting(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        served.append(request.transport)
+        return await echo(request)
+
+    async for url, ports in serve(echo_noting, keepalive_timeout=0.1):
         origin = Origin(url, timeout=5)
         assert (await origin.post(origin.head("/x", {}), b"1")).body == b"1"
-        await asyncio.sleep(0.4)  # the server closes the idle connection
+        await until(served[0].is_closing, what="the server closing the idle connection")
         assert (await origin.post(origin.head("/x", {}), b"2")).body == b"2"
         origin.close()
         assert len(set(ports)) == 2
