@@ -118,7 +118,13 @@ async def test_a_revision_sent_again_with_other_counts_is_refused(service: Runni
 
 
 async def test_ndjson_batches_are_accepted(service: Running) -> None:
-    lines = "\n".join(json.dumps(report(f"n{i}")) for i in range(50)) + '\n{"id": "cut-off\n'
+    # Lines end at LF only: U+2028, U+2029 and U+0085 inside a string are text.
+    odd = "a\u2028b\u2029c\u0085d"
+    lines = (
+        "\n".join(json.dumps(report(f"n{i}", notes=odd), ensure_ascii=False) for i in range(50))
+        + '\n{"id": "cut-off\n'
+    )
+    assert len(lines.splitlines()) > 51, "what splitting on every line break would break"
 
     async with service.http.post(
         service.url + "/v1/reports",
@@ -134,6 +140,8 @@ async def test_ndjson_batches_are_accepted(service: Running) -> None:
     assert body["invalid"] == 1, "a line cut off by a bad link fails alone"
     assert body["results"][50]["errors"][0]["field"] == "(line)"
     assert await service.service.store.count_reports() == 50
+    _, held = await service.get("/v1/reports/spotter-7/n7", key="reader")
+    assert held["revisions"][0]["notes"] == odd
 
 
 async def raw(service: Running, data: bytes, ctype: str) -> tuple[int, str, Any]:
