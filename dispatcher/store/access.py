@@ -1,5 +1,6 @@
 """Who may call the service: API keys kept in the database, and the one-time codes that pair
-a leader's phone. Queries only; `Store` (repo.py) runs them, writes in its writer.
+a leader's phone. Queries only; the admin room (`store/admin.py`) runs them, the writes
+through the one write path (`store/submit.py`).
 
 Only SHA-256 digests are stored, of keys and of codes; nothing here ever sees either in the
 clear. Revoking a key disables the phones it registered and stops their pending pushes.
