@@ -204,13 +204,14 @@ def test_rules_diff_tells_who_would_gain_or_lose_which_alerts(tmp_path: Path) ->
     reports = tmp_path / "reports.ndjson"
     ndjson = "\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n{broken\n"
     assert len(ndjson.splitlines()) > 4, "what splitting on every line break would break"
-    reports.write_text(ndjson, encoding="utf-8")
+    reports.write_bytes(ndjson.encode() + b'{"id": "\xff"}\n')  # a line that is not UTF-8
 
     done = run("rules", "diff", str(old), str(new), "--reports", str(reports), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["replayed"] == 2
-    assert [why.split(":")[0] for why in result["invalid"]] == ["line 4", "line 3"]
+    assert [why.split(":")[0] for why in result["invalid"]] == ["line 4", "line 5", "line 3"]
+    assert "not UTF-8" in result["invalid"][1]
     assert result["leaders"] == {
         "harim-lead-1": {"lost": ["obs/r1"]},
         "idleb-lead-2": {"now immediate": ["obs/r1"]},
