@@ -45,6 +45,9 @@ async def test_json_logs_carry_request_report_and_group_ids(tmp_path: Path) -> N
         ],
         DISPATCHER_LOGGING__FORMAT="json",
         DISPATCHER_RULES__WATCH="false",
+        # The immediate push carries the report's request id; a tick that wins the race for
+        # the group sends it too, rightly without one. Only the immediate path sends here.
+        DISPATCHER_SCHEDULER__TICK="1h",
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dispatcher", "serve", "--config", str(ROOT / "config.yaml"),
