@@ -12,7 +12,7 @@ and `document(app)` walks `app.router`: every route's method and path, its path 
 none for `public`), the request body's JSON Schema from the model, and the answers, with
 the problem+json ones every endpoint can give (401 and 403 with a scope; 400, 413, 415 and
 422 with a body) added by themselves. A route whose handler was not `@documented` is left
-out, and `tests/unit/test_openapi.py` fails naming it: a new endpoint is documented before
+out, and `tests/acceptance/test_openapi.py` fails naming it: a new endpoint is documented before
 it lands. HEAD routes are GET's shadows (aiohttp adds one per GET) and are not listed.
 """
 
