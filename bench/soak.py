@@ -7,7 +7,11 @@ shipped rules, posts `--rate` single reports a second for `--minutes`, and sampl
 of the service and of its writer (from /proc) every `--every` seconds. It prints the
 samples, the answers, and the growth from the first minute to the last.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--rate 50] [--postgres URL]
+`--trace` runs both processes under tracemalloc (slower: keep the rate modest) and, after
+the warm-up and at the end, has each dump a snapshot; it prints what grew in between, by
+the line that allocated it, in the service and in the writer.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--rate 50] [--postgres URL] [--trace]
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import hashlib
 import json
 import os
 import random
+import signal
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +35,23 @@ import service
 
 KEY = "soak-key"
 PLACES = [(35.93, 36.63), (36.2, 36.6), (36.12, 36.52), (35.8, 36.3)]  # Idleb governorate
+
+
+# Put on the PYTHONPATH of the service under --trace: tracemalloc from the start (the
+# forkserver and the writer it forks inherit it), and a snapshot written on SIGUSR1.
+TRACER = """
+import os, signal, tracemalloc
+_dir = os.environ.get("SOAK_TRACE_DIR")
+if _dir:
+    tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "8")))
+    def _dump(signum, frame):
+        snapshot = tracemalloc.take_snapshot()
+        mine = f"{os.getpid()}-"
+        n = len([f for f in os.listdir(_dir) if f.startswith(mine) and f.endswith(".snap")])
+        snapshot.dump(os.path.join(_dir, f"{os.getpid()}-{n}.snap"))
+        open(os.path.join(_dir, f"{os.getpid()}-{n}.done"), "w").close()
+    signal.signal(signal.SIGUSR1, _dump)
+"""
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -59,10 +82,65 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-async def soak(url: str, pid: int, minutes: float, rate: float, every: float) -> None:
+def _writer(pid: int) -> int | None:
+    """The writer: the process the forkserver (the service's child) forked."""
+    grandchildren = [g for c in _children(pid) for g in _children(c)]
+    return grandchildren[0] if grandchildren else None
+
+
+def _snapshot(trace: Path, pids: dict[str, int]) -> dict[str, Path]:
+    """Have each process dump a tracemalloc snapshot; their files once written (blocks: run
+    it in a thread)."""
+    taken = {}
+    for role, pid in pids.items():
+        n = len(list(trace.glob(f"{pid}-*.snap")))
+        os.kill(pid, signal.SIGUSR1)
+        done = trace / f"{pid}-{n}.done"
+        while not done.exists():
+            time.sleep(0.2)
+        taken[role] = trace / f"{pid}-{n}.snap"
+    return taken
+
+
+def grown(before: Path, after: Path, top: int = 12) -> list[str]:
+    """What grew between two snapshots of one process, by the line that allocated it."""
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen *>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+    old = tracemalloc.Snapshot.load(str(before)).filter_traces(ignore)
+    new = tracemalloc.Snapshot.load(str(after)).filter_traces(ignore)
+    total = sum(s.size_diff for s in new.compare_to(old, "filename"))
+    lines = [f"  {total / 2**20:+.2f} MB traced in all"]
+    for stat in new.compare_to(old, "traceback")[:top]:
+        if stat.size_diff <= 0:
+            break
+        frames = [f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback]
+        lines.append(f"  {stat.size_diff / 2**10:+9.1f} KB {stat.count_diff:+7d} blocks  "
+                     f"{' < '.join(reversed(frames[-5:]))}")  # fmt: skip
+    return lines
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares growth of (seconds, MB) points, in MB a minute."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mm = sum(m for _, m in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return 60 * sum((t - mt) * (m - mm) for t, m in points) / var if var else 0.0
+
+
+async def soak(
+    url: str, pid: int, minutes: float, rate: float, every: float, warmup: float,
+    trace: Path | None,
+) -> None:  # fmt: skip
     headers = {"Authorization": f"Bearer {KEY}"}
     answers: Counter[int] = Counter()
     samples: list[tuple[float, tuple[float, float]]] = []
+    snapshots: list[dict[str, Path]] = []
     rng = random.Random(7)
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -90,6 +168,12 @@ async def soak(url: str, pid: int, minutes: float, rate: float, every: float) ->
                       f"{children:6.1f} MB writer  answers {dict(answers)}",
                       flush=True)  # fmt: skip
                 next_sample += every
+            if trace is not None and not snapshots and now - start >= warmup:
+                writer = _writer(pid)
+                assert writer is not None, "no writer process"
+                snapshots.append(
+                    await asyncio.to_thread(_snapshot, trace, {"service": pid, "writer": writer})
+                )
             due = int((now - start) * rate)
             while sent < due:
                 sent += 1
@@ -101,11 +185,20 @@ async def soak(url: str, pid: int, minutes: float, rate: float, every: float) ->
     samples.append((loop.time() - start, rss_mb(pid)))
     print(f"\n{sent} reports in {minutes:g} min at {rate:g}/s; answers {dict(answers)}")
     for part, name in ((0, "service"), (1, "writer")):
-        first = [mb[part] for t, mb in samples if t <= 60]
-        last = [mb[part] for t, mb in samples if t >= samples[-1][0] - 60]
-        print(f"RSS of the {name}: first minute {min(first):.1f}-{max(first):.1f} MB, "
-              f"last minute {min(last):.1f}-{max(last):.1f} MB, "
-              f"growth {sum(last) / len(last) - sum(first) / len(first):+.1f} MB")  # fmt: skip
+        after = [(t, mb[part]) for t, mb in samples if t >= warmup]
+        warm = after[0] if after else samples[-1]
+        print(f"RSS of the {name}: {samples[0][1][part]:.1f} MB at the start, "
+              f"{warm[1]:.1f} MB after the warm-up ({warm[0]:.0f} s), "
+              f"{samples[-1][1][part]:.1f} MB at the end; "
+              f"after the warm-up {slope(after):+.2f} MB a minute "
+              f"({len(after)} samples)")  # fmt: skip
+    if trace is not None and snapshots:
+        writer = _writer(pid)
+        assert writer is not None, "no writer process"
+        last = await asyncio.to_thread(_snapshot, trace, {"service": pid, "writer": writer})
+        for role in ("service", "writer"):
+            print(f"\nGrown in the {role} from {warmup:g} s to the end (tracemalloc):")
+            print("\n".join(grown(snapshots[0][role], last[role])))
 
 
 def main() -> None:
@@ -113,6 +206,17 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--rate", type=float, default=50, help="reports a second")
     p.add_argument("--every", type=float, default=10, help="seconds between RSS samples")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=120,
+        help="seconds before the growth is measured (caches fill to their bound)",
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="tracemalloc snapshots of service and writer after the warm-up and at the end",
+    )
     p.add_argument("--postgres", help="a PostgreSQL URL (a database of its own) instead of SQLite")
     p.add_argument(
         "--merge-window",
@@ -131,10 +235,19 @@ def main() -> None:
             "DISPATCHER_AUTH__KEYS": json.dumps([key]),
             "DISPATCHER_INCIDENTS__MERGE_WINDOW": args.merge_window,
         }
+        trace = None
+        if args.trace:
+            trace = Path(tmp) / "trace"
+            trace.mkdir()
+            (trace / "sitecustomize.py").write_text(TRACER)
+            path = os.pathsep.join(filter(None, [str(trace), os.environ.get("PYTHONPATH")]))
+            env |= {"SOAK_TRACE_DIR": str(trace), "PYTHONPATH": path}
         proc, url = service.start(env, Path(tmp) / "service.log", cwd=Path(tmp))
         try:
             time.sleep(1)  # the writer process starts at the first write
-            asyncio.run(soak(url, proc.pid, args.minutes, args.rate, args.every))
+            asyncio.run(
+                soak(url, proc.pid, args.minutes, args.rate, args.every, args.warmup, trace)
+            )
         finally:
             proc.terminate()
             proc.wait(30)
