@@ -248,6 +248,8 @@ async def build(
         clock=clock,
         display_tz=ZoneInfo(settings.alerts.timezone),
         feed=FeedHub(),
+        # Past twice the merge window a report that occurred when it arrives joins no incident.
+        settle_after=2 * settings.incidents.merge_window,
     )
     scheduler = Scheduler(
         pipeline.tick,

@@ -11,7 +11,7 @@ notion of a group's state; split apart, the invariant between them would span tw
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -293,13 +293,27 @@ class GroupTally:
     update comes after none), the tally also compares only the incidents touched since
     against what that update said, and keeps the totals, kinds and regions up to date as
     incidents change: a digest of a group of tens of thousands of incidents costs what
-    changed, not the whole group."""
+    changed, not the whole group.
+
+    A group under a steady stream stays open for hours, so the tally keeps reports only as
+    long as they may still change what it counts cheaply: `settle` lets go of the reports of
+    incidents nothing has touched for a while (and of the row ids added before then),
+    keeping each incident's count. Rows that touch what it let go of (a correction of an old
+    report, a late report joining an old incident) are not added (`add` says False): the
+    group is then counted whole again, so every count stays exact."""
 
     def __init__(self) -> None:
-        self.seen: set[int] = set()  # stored report rows (pk) already added
+        self.seen: set[int] = set()  # stored report rows (pk) added and not let go of
+        self._rows = 0
         self._pk_sum = 0
         self._top = 0
-        self._latest: dict[str, Report] = {}  # report key -> latest revision
+        self._floor = 0  # the highest row id let go of: a row at or below it is not known
+        self._let_go = 0  # reports let go of
+        # Row ids by when they were added; incidents by when a report last touched them (when
+        # it was stored), about oldest first.
+        self._added: deque[tuple[float, list[int]]] = deque()
+        self._touched_at: OrderedDict[str, float] = OrderedDict()
+        self._latest: dict[str, Report] = {}  # report key -> latest revision (held ones)
         self._members: dict[str, dict[str, Report]] = {}  # incident -> key -> report
         self._tallies: dict[str, Tally] = {}
         # The live incidents' counts and what they add up to, kept as incidents change.
@@ -320,13 +334,22 @@ class GroupTally:
         # theirs is merged into another, which a report already counted here cannot show.
         self.recount = 0
 
-    def add(self, rows: Iterable[tuple[int, Report]]) -> None:
+    def add(self, rows: Iterable[tuple[int, Report]], at: float = 0.0) -> bool:
+        """Count stored report rows (row id, report) in, read at `at` (a POSIX time, for
+        the rows without a `received_at`). False, with nothing added, if they touch reports
+        the tally let go of: the group must then be counted whole (a new tally)."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        if (self._let_go or self._floor) and not self._holds_what(rows):
+            return False
         # In the order reports joined, mostly the order shown: sorting it is then cheap.
-        touched: dict[str, None] = {}
+        touched: dict[str, datetime | None] = {}  # incident -> when its report was stored
+        added: list[int] = []
         for pk, report in rows:
             if pk in self.seen:
                 continue
             self.seen.add(pk)
+            added.append(pk)
+            self._rows += 1
             self._pk_sum += pk
             self._top = max(self._top, pk)
             key = report_key(report)
@@ -337,14 +360,18 @@ class GroupTally:
             if old is not None:
                 moved_from = _incident_of(old)
                 self._members[moved_from].pop(key, None)
-                touched[moved_from] = None
+                touched[moved_from] = report.received_at
             incident = _incident_of(report)
             self._members.setdefault(incident, {})[key] = report
-            touched[incident] = None
+            touched[incident] = report.received_at
+        if added:
+            self._added.append((at, added))
         if not touched:
-            return
+            return True
         self._adds += 1
-        for incident in touched:
+        touched_at = self._touched_at
+        stamps: list[tuple[float, str]] = []
+        for incident, stored_at in touched.items():
             self._touched[incident] = self._adds
             self._count_in(self._tallies.get(incident), -1)
             members = self._members.get(incident)
@@ -352,7 +379,9 @@ class GroupTally:
                 self._members.pop(incident, None)
                 self._tallies.pop(incident, None)
                 self._state.pop(incident, None)
+                touched_at.pop(incident, None)
                 continue
+            stamps.append((at if stored_at is None else stored_at.timestamp(), incident))
             ordered = list(members.values())
             if len(ordered) > 1:
                 ordered.sort(key=lambda r: (r.occurred_at, report_key(r)))
@@ -362,6 +391,60 @@ class GroupTally:
                 self._state.pop(incident, None)
             else:
                 self._state[incident] = tally.count.as_list()
+        # Oldest first (a whole group's rows touch an old incident with a new correction).
+        stamps.sort()
+        for stamp, incident in stamps:
+            touched_at[incident] = stamp
+            touched_at.move_to_end(incident)
+        return True
+
+    def _holds_what(self, rows: list[tuple[int, Report]]) -> bool:
+        """Whether adding `rows` needs nothing the tally let go of: no row it may have
+        added before (at or below the row ids let go of), no new revision of a report it let
+        go of, no report of an incident whose reports it let go of."""
+        keys: set[str] = set()
+        for pk, report in rows:
+            if pk in self.seen:
+                continue
+            if pk <= self._floor:
+                return False
+            key = report_key(report)
+            # A later revision of a report not held: maybe one let go of (or one that moved
+            # here from another group: counting whole is then only slower).
+            if report.revision > 1 and key not in self._latest and key not in keys:
+                return False
+            incident = _incident_of(report)
+            if incident in self._tallies and incident not in self._members:
+                return False
+            keys.add(key)
+        return True
+
+    def settle(self, before: float) -> int:
+        """Let go of the reports of the incidents whose latest report was stored before
+        `before` (a POSIX time; their counts stay) and of the row ids added before it. How
+        many reports."""
+        let_go = 0
+        touched_at = self._touched_at
+        while touched_at:
+            incident, at = next(iter(touched_at.items()))
+            if at >= before:
+                break
+            del touched_at[incident]
+            for key in self._members.pop(incident, {}):
+                del self._latest[key]
+                let_go += 1
+        added = self._added
+        while added and added[0][0] < before:
+            _, pks = added.popleft()
+            self.seen.difference_update(pks)
+            self._floor = max(self._floor, *pks)
+        self._let_go += let_go
+        return let_go
+
+    @property
+    def held(self) -> int:
+        """Reports the tally holds (their latest revisions)."""
+        return len(self._latest)
 
     def _count_in(self, tally: Tally | None, sign: int = 1) -> None:
         if tally is None or tally.count is None:
@@ -385,7 +468,7 @@ class GroupTally:
 
     @property
     def counted(self) -> Counted:
-        return Counted(rows=len(self.seen), pk_sum=self._pk_sum, top=self._top)
+        return Counted(rows=self._rows, pk_sum=self._pk_sum, top=self._top)
 
     def summary(
         self, *, previous: Mapping[str, Sequence[int]] | None, previous_at: datetime | None

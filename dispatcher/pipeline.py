@@ -5,7 +5,7 @@ This is where the stages meet. Web handlers call `accept`; the scheduler calls `
 Decisions stay in the pure modules (a flush's is `flush.py`); this one sequences them and
 does the I/O through the store's rooms (`store/ports.py`).
 
-Just over 400 lines: a surge group's flush (`_flush_surge`) is still carried out here; its
+About 500 lines: a surge group's flush (`_flush_surge`) is still carried out here; its
 decision is already `surge.decide`.
 """
 
@@ -43,8 +43,11 @@ from dispatcher.targets import Router
 
 log = logging.getLogger("dispatcher.pipeline")
 
-MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes (~1 KB each)
+MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes
 COUNT_IN_THREAD = 2000  # reports, counted into a new tally off the event loop
+# How long a tally keeps the reports of an incident nothing touches (then only its count):
+# twice the merge window, past which a report that occurred when it arrives cannot join it.
+SETTLE_AFTER = 2 * timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class Pipeline:
         display_tz: tzinfo,
         metrics: Metrics,
         feed: FeedHub | None = None,
+        settle_after: timedelta = SETTLE_AFTER,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -77,7 +81,7 @@ class Pipeline:
         self.feed = feed
         self._background: set[asyncio.Task[None]] = set()
         self._router: Router | None = None  # routing remembered for the rules in force
-        self.tallies = Tallies()
+        self.tallies = Tallies(settle_after=settle_after)
         # One immediate flush per group at a time (see push_now); a lock lives while in use.
         self._flushing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -226,7 +230,19 @@ class Pipeline:
             )
         if read is None or flush.lost(planned, read) is not None:
             return False
-        tally = await self.tallies.count(group.id, read.reports, whole=read.whole)
+        fresh = await self.tallies.count(group.id, read.reports, whole=read.whole, now=now)
+        if fresh is None:  # they touch reports the tally let go of: count the group whole
+            read = await self.store.flush_reads(
+                group.id,
+                leader_ids=planned.leader_ids,
+                silences_ending_after=now,
+                today=planned.today,
+            )
+            if read is None or flush.lost(planned, read) is not None:
+                return False
+            fresh = await self.tallies.count(group.id, read.reports, whole=True, now=now)
+        assert fresh is not None  # a whole count needs nothing let go of
+        tally = fresh
         tally.recount = read.group.recount
         last = read.last
         # None: the tally holds what the last update said (a new tally: that there was none),
@@ -321,8 +337,20 @@ class Pipeline:
         )
         if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
             return False  # another flusher got there first
+        fresh = await self.tallies.count(group.id, read.reports, whole=read.whole, now=now)
+        if fresh is None:  # they touch reports the tally let go of: count the group whole
+            read = await self.store.flush_reads(
+                group.id,
+                leader_ids=[leader.id for leader in leaders],
+                silences_ending_after=now,
+                today=None,
+            )
+            if read is None or read.group.seq != group.seq or read.group.closed_at is not None:
+                return False
+            fresh = await self.tallies.count(group.id, read.reports, whole=True, now=now)
+        assert fresh is not None  # a whole count needs nothing let go of
+        tally = fresh
         group = read.group
-        tally = await self.tallies.count(group.id, read.reports, whole=read.whole)
         # Only incidents near the window are looked at (a surge's group holds thousands);
         # `decide` draws the window's edge exactly.
         start = (now - rule.within).timestamp() - 1.0
@@ -415,11 +443,19 @@ class Pipeline:
 
 class Tallies:
     """Each open group's reports as counted so far, so that a flush reads and counts only
-    what joined since (the most recently flushed groups; rebuilt from the store)."""
+    what joined since (the most recently flushed groups; rebuilt from the store). Each
+    keeps the reports of the incidents touched in the last `settle_after`, and the counts of
+    all of them: a group under a steady stream keeps a bounded tally."""
 
-    def __init__(self, most: int = MAX_TALLIES, in_thread_above: int = COUNT_IN_THREAD) -> None:
+    def __init__(
+        self,
+        most: int = MAX_TALLIES,
+        in_thread_above: int = COUNT_IN_THREAD,
+        settle_after: timedelta = SETTLE_AFTER,
+    ) -> None:
         self.most = most
         self.in_thread_above = in_thread_above
+        self.settle_after = settle_after
         self._tallies: OrderedDict[str, GroupTally] = OrderedDict()
 
     def get(self, group_id: str) -> GroupTally | None:
@@ -428,10 +464,18 @@ class Tallies:
     def forget(self, group_id: str) -> None:
         self._tallies.pop(group_id, None)
 
+    @property
+    def held(self) -> int:
+        """Reports held by every tally."""
+        return sum(tally.held for tally in self._tallies.values())
+
     async def count(
-        self, group_id: str, joined: list[tuple[int, Report]], *, whole: bool
-    ) -> GroupTally:
-        """The group's tally with `joined` added (a new one if `whole`: they are all of it)."""
+        self, group_id: str, joined: list[tuple[int, Report]], *, whole: bool, now: datetime
+    ) -> GroupTally | None:
+        """The group's tally with `joined` (read at `now`) added (a new one if `whole`: they
+        are all of it). None, and the tally forgotten, if they touch reports it let go of:
+        the group is then to be read and counted whole."""
+        at = now.timestamp()
         tally = self._tallies.get(group_id)
         if tally is None or whole:
             tally = GroupTally()
@@ -439,9 +483,12 @@ class Tallies:
                 # A big group's first flush here (or after a restart): hundreds of ms of
                 # counting. In a thread the event loop keeps taking turns on the interpreter
                 # lock (every few ms) instead of stalling; the tally is not shared yet.
-                await asyncio.to_thread(tally.add, joined)
+                await asyncio.to_thread(tally.add, joined, at)
                 joined = []
-        tally.add(joined)
+        if not tally.add(joined, at):
+            self.forget(group_id)
+            return None
+        tally.settle(before=at - self.settle_after.total_seconds())
         self._tallies[group_id] = tally
         self._tallies.move_to_end(group_id)
         while len(self._tallies) > self.most:

@@ -251,3 +251,95 @@ def test_a_growing_group_counts_as_if_summed_up_whole(seed: int) -> None:
         tally.add(rows[late:])
         tally.told(seq, written)
         previous, previous_at, told = dict(whole.state), at + timedelta(minutes=seq), True
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_a_tally_that_lets_go_of_old_reports_still_counts_exactly(seed: int) -> None:
+    """A group under a steady stream: every minute reports join, most of them new
+    incidents, some joining a recent one, now and then a correction or a late report of an
+    old one, or rows read twice. The tally lets go of the reports of incidents untouched for
+    ten minutes; when rows need what it let go of it refuses them and the group is counted
+    whole. After every flush it says what summarize says of every report, and it holds
+    only the reports of the last ten minutes' incidents."""
+    rng = random.Random(seed)
+    rows: list[tuple[int, Report]] = []
+    revisions: dict[str, int] = {}
+    incidents: list[str] = []
+    horizon = 600.0
+
+    def join(minute: int) -> None:
+        stored = T0 + timedelta(minutes=minute)
+        for _ in range(rng.randint(1, 6)):
+            roll = rng.random()
+            if roll < 0.08 and revisions:  # a correction or retraction of any report
+                rid = rng.choice(sorted(revisions))
+            else:
+                rid = f"r{len(revisions)}"
+            revisions[rid] = revisions.get(rid, 0) + 1
+            if roll < 0.5 or not incidents:
+                incidents.append(f"inc-{len(incidents)}")
+                incident = incidents[-1]
+            elif roll < 0.9:
+                incident = rng.choice(incidents[-5:])  # joins a recent incident
+            else:
+                incident = rng.choice(incidents)  # a late report of any incident
+            report = Report(
+                source=rng.choice(["obs", "spotter", "team"]),
+                id=rid,
+                kind="airstrike",
+                occurred_at=stored - timedelta(seconds=rng.randint(0, 300)),
+                region=rng.choice(["SY0703", "SY02"]),
+                casualties=Casualties(*(rng.randint(0, n) for n in (9, 9, 3, 2))),
+                status=rng.choice(["unconfirmed", "confirmed", "confirmed", "retracted"]),
+                revision=revisions[rid],
+                incident=incident,
+                received_at=stored,
+            )
+            rows.append((len(rows) + 1, report))
+
+    tally = GroupTally()
+    counted_whole = 0
+    previous: dict[str, list[int]] = {}
+    previous_at = None
+    told = True
+    for minute in range(90):
+        now = (T0 + timedelta(minutes=minute)).timestamp()
+        join(minute)
+        top = tally.counted.top
+        # What a flush reads: the rows after those counted (a few seen before, now and then).
+        after = max(0, top - rng.choice([0, 0, 0, 3]))
+        if not tally.add(rows[after:], now):
+            tally, told = GroupTally(), False
+            assert tally.add(rows, now)
+            counted_whole += 1
+        tally.settle(now - horizon)
+        whole = summarize([r for _, r in rows], previous=previous, previous_at=previous_at)
+        assert tally.summary(previous=previous, previous_at=previous_at) == whole
+        if told:
+            assert tally.summary(previous=None, previous_at=previous_at) == whole
+        assert tally.held == held_after(rows, now - horizon), "the last ten minutes' only"
+        assert tally.counted.rows == len(rows)
+        written = tally.summary(previous=None if told else previous, previous_at=previous_at)
+        tally.told(minute, written)
+        previous, previous_at, told = dict(whole.state), T0 + timedelta(minutes=minute), True
+    assert len(rows) > 150
+    assert tally.held < len(revisions) / 4, "it let go of most of them"
+    # Counted whole when needed (and the counts were the same), yet mostly only what joined.
+    assert 0 < counted_whole < 45
+
+
+def held_after(rows: list[tuple[int, Report]], before: float) -> int:
+    """The reports a tally of `rows` holds once it let go of those of the incidents that no
+    row stored at or after `before` touched (joined, or left for another incident)."""
+    latest: dict[str, Report] = {}
+    recent: set[str] = set()
+    for _, r in rows:
+        key = f"{r.source}/{r.id}"
+        old = latest.get(key)
+        latest[key] = r
+        assert r.received_at is not None
+        if r.received_at.timestamp() >= before:
+            recent.add(r.incident or "")
+            if old is not None:
+                recent.add(old.incident or "")
+    return sum(1 for r in latest.values() if r.incident in recent)
