@@ -17,7 +17,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from dispatcher.counting import COUNT_FIELDS, IncidentCount, changed, count, single
+from dispatcher.counting import (
+    COUNT_FIELDS,
+    FieldCount,
+    IncidentCount,
+    changed,
+    count,
+    single,
+)
 from dispatcher.model import Casualties, Report
 
 
@@ -313,6 +320,7 @@ class GroupTally:
         # it was stored), about oldest first.
         self._added: deque[tuple[float, list[int]]] = deque()
         self._touched_at: OrderedDict[str, float] = OrderedDict()
+        self._shared: dict[Any, Any] = {}  # values settled incidents' tallies share
         self._latest: dict[str, Report] = {}  # report key -> latest revision (held ones)
         self._members: dict[str, dict[str, Report]] = {}  # incident -> key -> report
         self._tallies: dict[str, Tally] = {}
@@ -433,6 +441,9 @@ class GroupTally:
             for key in self._members.pop(incident, {}):
                 del self._latest[key]
                 let_go += 1
+            tally = self._tallies.get(incident)
+            if tally is not None:
+                self._tallies[incident] = self._slim(tally)
         added = self._added
         while added and added[0][0] < before:
             _, pks = added.popleft()
@@ -440,6 +451,19 @@ class GroupTally:
             self._floor = max(self._floor, *pks)
         self._let_go += let_go
         return let_go
+
+    def _slim(self, tally: Tally) -> Tally:
+        """An incident's tally as a summary reads it once its reports are let go of: of each
+        count the figure and the highest reported, values shared with other incidents'."""
+        shared = self._shared
+        kind, region, c = shared.setdefault(tally.kind, tally.kind), tally.region, tally.count
+        region = shared.setdefault(region, region)
+        if c is not None:
+            fields = tuple(FieldCount(f.value, high=max(f.value, f.high)) for f in c.fields)
+            c_kind = shared.setdefault(c.kind, c.kind)
+            c = IncidentCount(c.casualties, c.confirmed, c.live_reports, c_kind, fields)
+            c = shared.setdefault(c, c)
+        return Tally(tally.first, c, kind, region)
 
     @property
     def held(self) -> int:
