@@ -113,9 +113,7 @@ def grown(before: Path, after: Path, top: int = 12) -> list[str]:
     new = tracemalloc.Snapshot.load(str(after)).filter_traces(ignore)
     total = sum(s.size_diff for s in new.compare_to(old, "filename"))
     lines = [f"  {total / 2**20:+.2f} MB traced in all"]
-    for stat in new.compare_to(old, "traceback")[:top]:
-        if stat.size_diff <= 0:
-            break
+    for stat in [s for s in new.compare_to(old, "traceback") if s.size_diff > 0][:top]:
         frames = [f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback]
         lines.append(f"  {stat.size_diff / 2**10:+9.1f} KB {stat.count_diff:+7d} blocks  "
                      f"{' < '.join(reversed(frames[-5:]))}")  # fmt: skip
