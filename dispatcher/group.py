@@ -448,7 +448,7 @@ class GroupTally:
         while added and added[0][0] < before:
             _, pks = added.popleft()
             self.seen.difference_update(pks)
-            self._floor = max(self._floor, *pks)
+            self._floor = max(self._floor, max(pks))
         self._let_go += let_go
         return let_go
 

@@ -476,24 +476,34 @@ class Tallies:
         are all of it). None, and the tally forgotten, if they touch reports it let go of:
         the group is then to be read and counted whole."""
         at = now.timestamp()
+        before = at - self.settle_after.total_seconds()
         tally = self._tallies.get(group_id)
         if tally is None or whole:
             tally = GroupTally()
             if len(joined) > self.in_thread_above:
                 # A big group's first flush here (or after a restart): hundreds of ms of
-                # counting. In a thread the event loop keeps taking turns on the interpreter
-                # lock (every few ms) instead of stalling; the tally is not shared yet.
-                await asyncio.to_thread(tally.add, joined, at)
+                # counting, and a third of that letting go of its old reports. In a thread
+                # the event loop keeps taking turns on the interpreter lock (every few ms)
+                # instead of stalling; the tally is not shared yet.
+                await asyncio.to_thread(_add_and_settle, tally, joined, at, before)
                 joined = []
-        if not tally.add(joined, at):
+        if not _add_and_settle(tally, joined, at, before):
             self.forget(group_id)
             return None
-        tally.settle(before=at - self.settle_after.total_seconds())
         self._tallies[group_id] = tally
         self._tallies.move_to_end(group_id)
         while len(self._tallies) > self.most:
             self._tallies.popitem(last=False)
         return tally
+
+
+def _add_and_settle(
+    tally: GroupTally, joined: list[tuple[int, Report]], at: float, before: float
+) -> bool:
+    if not tally.add(joined, at):
+        return False
+    tally.settle(before)
+    return True
 
 
 def _common_ancestor(paths: Sequence[tuple[str, ...]]) -> str | None:
