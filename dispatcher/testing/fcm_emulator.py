@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import random
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +29,17 @@ from google.auth import jwt
 
 from dispatcher.notify.base import redact_token
 from dispatcher.testing.fcm_validate import Invalid, Violation, validate_send
+from dispatcher.testing.loopback import (
+    Attempt,
+    Chaos,
+    Fault,
+    FaultPlan,
+    LoopbackServer,
+    drop,
+    serve_until_interrupted,
+)
+
+__all__ = ["Attempt", "Chaos", "FcmEmulator", "ReceivedMessage"]
 
 MESSAGING_SCOPES = (
     "https://www.googleapis.com/auth/firebase.messaging",
@@ -64,47 +72,6 @@ class ReceivedMessage:
     received_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One send that reached messages:send with a valid message, and how it was answered:
-    `status` 0 is a connection dropped without an answer. `at` and `answered_at` are
-    time.monotonic() seconds; a slow answer is answered long after it arrived."""
-
-    token: str
-    group_id: str | None
-    seq: str | None
-    collapse_key: str | None
-    at: float
-    answered_at: float
-    status: int
-    retry_after: float | None
-    delivered: bool  # the phone got it (a slow answer still delivers)
-
-
-@dataclass(frozen=True, slots=True)
-class Chaos:
-    """FCM having a bad minute: of the sends, `share` fail, in equal parts as 503 and 429
-    answers with Retry-After (whole seconds from `retry_after`), connections dropped
-    mid-request, and answers held `slow` seconds (past the client's timeout) after the
-    message was delivered. Which sends fail comes from `rng`, so a seed replays them; the
-    kinds take turns, each once per round in a random order."""
-
-    rng: random.Random
-    share: float = 0.3
-    retry_after: tuple[int, int] = (1, 3)
-    slow: float = 2.0
-    kinds: tuple[str, ...] = ("503", "429", "drop", "slow")
-
-
-@dataclass(slots=True)
-class _Fault:
-    count: int
-    status: int
-    error_code: str
-    retry_after: float | None
-    token: str | None
-
-
 def _error(status: int, message: str, *, code: str | None = None, violations: Any = None,
            headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
     details: list[dict[str, Any]] = []
@@ -128,7 +95,7 @@ def _error(status: int, message: str, *, code: str | None = None, violations: An
 
 
 @dataclass
-class FcmEmulator:
+class FcmEmulator(LoopbackServer):
     project_id: str = "dispatcher-emulator"
     delay: float = 0.0  # seconds added to every send, to play a slow network
     received: list[ReceivedMessage] = field(default_factory=list)
@@ -156,43 +123,18 @@ class FcmEmulator:
         self._valid_tokens: set[str] = set()
         self._unregistered: set[str] = set()
         self._access_tokens: set[str] = set()
-        self._faults: deque[_Fault] = deque()
+        self._faults = FaultPlan()
         self._slow: dict[str, float] = {}
-        self._chaos: Chaos | None = None
-        self._chaos_round: list[str] = []
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self.on_message: Any = None  # optional callback(ReceivedMessage), for the CLI
 
-    # --- life ----------------------------------------------------------------------------
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> FcmEmulator:
-        app = web.Application(client_max_size=1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/token", self._token)
         app.router.add_post("/v1/projects/{project}/messages:send", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self._host = host
-        self._port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FcmEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return self.origin
 
     # --- what tests use ------------------------------------------------------------------
 
@@ -250,26 +192,21 @@ class FcmEmulator:
         token: str | None = None,
     ) -> None:
         """Make the next `count` sends (to `token`, if given) fail like FCM under load."""
-        self._faults.append(_Fault(count, status, error_code, retry_after, token))
+        self._faults.queue(Fault(count, status, retry_after, token, error_code))
 
     def chaos(self, chaos: Chaos | None) -> None:
         """From now on fail sends as `chaos` says; None ends it."""
-        self._chaos = chaos
-        self._chaos_round = []
+        self._faults.chaos(chaos)
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[ReceivedMessage]:
         """Wait until at least `count` messages have arrived; fail saying what did."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: len(self.received) >= count), within
-                )
-            except TimeoutError:
-                got = [(redact_token(m.token), m.title) for m in self.received]
-                raise AssertionError(
-                    f"expected {count} FCM messages within {within}s, got {len(got)}: {got}; "
-                    f"rejected: {self.rejected}"
-                ) from None
+
+        def failure() -> str:
+            got = [(redact_token(m.token), m.title) for m in self.received]
+            return (f"expected {count} FCM messages within {within}s, got {len(got)}: {got}; "
+                    f"rejected: {self.rejected}")  # fmt: skip
+
+        await self._wait_received(self.received, self._changed, count, within, failure)
         return list(self.received)
 
     # --- handlers ------------------------------------------------------------------------
@@ -320,15 +257,6 @@ class FcmEmulator:
             {"access_token": access, "expires_in": 3599, "token_type": "Bearer"}
         )
 
-    def _fault_for(self, token: str | None) -> _Fault | None:
-        for fault in self._faults:
-            if fault.token is None or fault.token == token:
-                fault.count -= 1
-                if fault.count <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
     async def _send(self, request: web.Request) -> web.Response:
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -358,38 +286,18 @@ class FcmEmulator:
         arrived = time.monotonic()
         if token in self._slow:
             await asyncio.sleep(self._slow[token])
-        fault = self._fault_for(token)
-        if fault is not None:
+        fault = self._faults.next(token or "", chaos=token in self._valid_tokens)
+        if fault is not None and fault.status == 0:
+            self._attempt(msg, arrived, 0, None, delivered=False)
+            self.rejected.append((0, "CONNECTION_DROPPED"))
+            drop(request)
+        if fault is not None and fault.status != 200:
+            code = fault.code or ("QUOTA_EXCEEDED" if fault.status == 429 else "UNAVAILABLE")
             headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else None
             self._attempt(msg, arrived, fault.status, fault.retry_after, delivered=False)
             return self._reject(
-                _error(fault.status, f"emulated {fault.error_code}", code=fault.error_code,
-                       headers=headers),
-                fault.error_code,
-            )  # fmt: skip
-        chaos = self._chaos
-        kind = None
-        if chaos is not None and token in self._valid_tokens and chaos.rng.random() < chaos.share:
-            # Each kind once per round, in a seeded order: every kind shows within a few faults.
-            if not self._chaos_round:
-                self._chaos_round = chaos.rng.sample(chaos.kinds, len(chaos.kinds))
-            kind = self._chaos_round.pop()
-        if kind in ("503", "429"):
-            assert chaos is not None
-            wait = chaos.rng.randint(*chaos.retry_after)
-            status = int(kind)
-            code = "UNAVAILABLE" if status == 503 else "QUOTA_EXCEEDED"
-            self._attempt(msg, arrived, status, float(wait), delivered=False)
-            return self._reject(
-                _error(status, f"emulated {code}", code=code, headers={"Retry-After": str(wait)}),
-                code,
+                _error(fault.status, f"emulated {code}", code=code, headers=headers), code
             )
-        if kind == "drop":
-            self._attempt(msg, arrived, 0, None, delivered=False)
-            self.rejected.append((0, "CONNECTION_DROPPED"))
-            if request.transport is not None:
-                request.transport.abort()  # mid-request: no status line, no body
-            raise ConnectionResetError("emulated: connection dropped mid-request")
         if token is not None:
             if token in self._unregistered:
                 return self._reject(
@@ -425,9 +333,8 @@ class FcmEmulator:
                 self._changed.notify_all()
             if self.on_message is not None:
                 self.on_message(received)
-        if kind == "slow":
-            assert chaos is not None
-            await asyncio.sleep(chaos.slow)  # delivered, but the answer comes too late
+        if fault is not None:
+            await asyncio.sleep(fault.hold)  # delivered, but the answer comes too late
         self._attempt(msg, arrived, 200, None, delivered=not body.get("validate_only"))
         return web.json_response({"name": name})
 
@@ -456,9 +363,8 @@ class FcmEmulator:
         return response
 
 
-async def _main(args: argparse.Namespace) -> None:
-    emu = FcmEmulator()
-    await emu.start(port=args.port)
+async def _start(args: argparse.Namespace) -> FcmEmulator:
+    emu = await FcmEmulator().start(port=args.port)
     path = emu.write_service_account(args.credentials)
     print(f"FCM emulator on {emu.base_url} (project {emu.project_id})", flush=True)
     print(f"service account written to {path}", flush=True)
@@ -472,10 +378,7 @@ async def _main(args: argparse.Namespace) -> None:
 
     if not args.quiet:
         emu.on_message = show
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emu.close()
+    return emu
 
 
 def main() -> None:
@@ -484,8 +387,8 @@ def main() -> None:
     p.add_argument("--credentials", type=Path, default=Path("data/fcm-emulator.json"))
     p.add_argument("--tokens", type=int, default=1, help="registration tokens to issue")
     p.add_argument("--quiet", action="store_true", help="do not print each push (benches)")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(p.parse_args()))
+    args = p.parse_args()
+    serve_until_interrupted(lambda: _start(args))
 
 
 if __name__ == "__main__":

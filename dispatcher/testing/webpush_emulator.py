@@ -12,8 +12,8 @@ would, it decrypts the body with the subscription's private key and auth secret,
 the plaintext with the headers. An undelivered push is replaced
 by a newer one of the same `Topic` (`pending`, `deliver`). Answers are the services':
 201 with a Location; 404 for an unknown subscription and 410 for an expired one; 400, 401,
-403, 413 for what they refuse; faults on demand: 429/503 with Retry-After, dropped
-connections, slow answers.
+403, 413 for what they refuse; faults on demand (`fail_next`, a `chaos` spell: testing/
+loopback.py): 429/503 with Retry-After, dropped connections, slow answers.
 
     python -m dispatcher.testing.webpush_emulator --port 9098 --subscriptions 2 [--key K]
 """
@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import re
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -40,6 +38,16 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
+
+from dispatcher.testing.loopback import (
+    Attempt,
+    Chaos,
+    Fault,
+    FaultPlan,
+    LoopbackServer,
+    drop,
+    serve_until_interrupted,
+)
 
 MAX_BODY = 4096
 MAX_EXP = 24 * 3600  # RFC 8292 4.2: an `exp` no more than 24 hours ahead
@@ -82,15 +90,9 @@ class _Subscription:
     queue: list[ReceivedPush] = field(default_factory=list)  # not yet delivered
 
 
-@dataclass(slots=True)
-class _Fault:
-    count: int
-    status: int  # 0: drop the connection without an answer
-    retry_after: float | None
-    endpoint: str | None
+class WebPushEmulator(LoopbackServer):
+    max_body = 64 * 1024
 
-
-class WebPushEmulator:
     def __init__(self, *, delay: float = 0.0, like_apple: bool = False) -> None:
         self.delay = delay  # seconds added to every answer, to play a slow network
         # Apple's push service also refuses a `sub` whose host does not resolve, such as
@@ -98,44 +100,17 @@ class WebPushEmulator:
         self.like_apple = like_apple
         self.received: list[ReceivedPush] = []  # every push taken, in order
         self.rejected: list[tuple[int, str]] = []  # (status, why)
-        self.attempts = 0  # POSTs to a subscription, answered or not
+        self.attempts: list[Attempt] = []  # every valid push, however answered
         self.answers: list[tuple[datetime, str, int]] = []  # (when, endpoint, status); 0: dropped
         self._subscriptions: dict[str, _Subscription] = {}
-        self._faults: deque[_Fault] = deque()
+        self._faults = FaultPlan()
         self._slow: dict[str, float] = {}
         self._verified: dict[str, dict[str, Any]] = {}  # JWT -> claims (checked once)
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._host = "127.0.0.1"
-        self._port = 0
         self.on_push: Any = None  # optional callback(ReceivedPush), for the CLI
 
-    # --- life ----------------------------------------------------------------------------
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> WebPushEmulator:
-        app = web.Application(client_max_size=64 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/push/{id}", self._push)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self._host = host
-        self._port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> WebPushEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def origin(self) -> str:
-        return f"http://{self._host}:{self._port}"
 
     # --- what tests use ------------------------------------------------------------------
 
@@ -171,7 +146,11 @@ class WebPushEmulator:
     ) -> None:
         """The next `count` valid pushes (to `endpoint`, if given) fail: with `status` (and
         Retry-After), or with the connection dropped unanswered if `drop`."""
-        self._faults.append(_Fault(count, 0 if drop else status, retry_after, endpoint))
+        self._faults.queue(Fault(count, 0 if drop else status, retry_after, endpoint))
+
+    def chaos(self, chaos: Chaos | None) -> None:
+        """From now on fail pushes as `chaos` says; None ends it."""
+        self._faults.chaos(chaos)
 
     def slow_down(self, endpoint: str, seconds: float) -> None:
         self._slow[self._subscription(endpoint).id] = seconds
@@ -196,17 +175,13 @@ class WebPushEmulator:
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[ReceivedPush]:
         """Wait until at least `count` pushes were taken; fail saying what was."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: len(self.received) >= count), within
-                )
-            except TimeoutError:
-                got = [p.payload for p in self.received]
-                raise AssertionError(
-                    f"expected {count} web pushes within {within}s, got {len(got)}: {got}; "
-                    f"rejected: {self.rejected}"
-                ) from None
+
+        def failure() -> str:
+            got = [p.payload for p in self.received]
+            return (f"expected {count} web pushes within {within}s, got {len(got)}: {got}; "
+                    f"rejected: {self.rejected}")  # fmt: skip
+
+        await self._wait_received(self.received, self._changed, count, within, failure)
         return list(self.received)
 
     # --- the push service ----------------------------------------------------------------
@@ -273,17 +248,7 @@ class WebPushEmulator:
             )
         return key, claims
 
-    def _fault_for(self, endpoint: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.endpoint is None or fault.endpoint == endpoint:
-                fault.count -= 1
-                if fault.count <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
     async def _push(self, request: web.Request) -> web.StreamResponse:
-        self.attempts += 1
         if self.delay:
             await asyncio.sleep(self.delay)
         sid = request.match_info["id"]
@@ -315,18 +280,9 @@ class WebPushEmulator:
             return self._refuse(
                 413, f"the payload is {len(body)} octets; at most {MAX_BODY}", endpoint
             )
+        arrived = time.monotonic()
         if sid in self._slow:
             await asyncio.sleep(self._slow[sid])
-        fault = self._fault_for(endpoint)
-        if fault is not None:
-            if fault.status == 0:
-                assert request.transport is not None
-                request.transport.close()
-                self.rejected.append((0, "connection dropped"))
-                self.answers.append((datetime.now(UTC), endpoint, 0))
-                return web.Response(status=503)  # never reaches the client
-            retry = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
-            return self._refuse(fault.status, "emulated fault", endpoint, **retry)
         try:
             plain = bytes(
                 http_ece.decrypt(body, private_key=sub.private_key, auth_secret=sub.auth,
@@ -338,9 +294,20 @@ class WebPushEmulator:
             parsed = json.loads(plain)
         except ValueError:
             parsed = None
+        payload = parsed if isinstance(parsed, dict) else None
+        fault = self._faults.next(endpoint)
+        if fault is not None and fault.status == 0:
+            self._attempt(endpoint, payload, topic, arrived, 0, None)
+            self.rejected.append((0, "connection dropped"))
+            self.answers.append((datetime.now(UTC), endpoint, 0))
+            drop(request)
+        if fault is not None and fault.status != 200:
+            self._attempt(endpoint, payload, topic, arrived, fault.status, fault.retry_after)
+            retry = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
+            return self._refuse(fault.status, "emulated fault", endpoint, **retry)
         push = ReceivedPush(
             endpoint=endpoint,
-            payload=parsed if isinstance(parsed, dict) else None,
+            payload=payload,
             plaintext=plain,
             size=len(body),
             ttl=int(ttl_text),
@@ -359,13 +326,25 @@ class WebPushEmulator:
             self._changed.notify_all()
         if self.on_push is not None:
             self.on_push(push)
+        if fault is not None:
+            await asyncio.sleep(fault.hold)  # delivered, but the answer comes too late
+        self._attempt(endpoint, payload, topic, arrived, 201, None)
         location = f"{self.origin}/m/{secrets.token_urlsafe(12)}"
         return web.Response(status=201, headers={"Location": location, "TTL": ttl_text})
 
+    def _attempt(self, endpoint: str, payload: dict[str, Any] | None, topic: str | None,
+                 at: float, status: int, retry_after: float | None) -> None:  # fmt: skip
+        group, seq = (payload or {}).get("group_id"), (payload or {}).get("seq")
+        self.attempts.append(Attempt(
+            token=endpoint, group_id=None if group is None else str(group),
+            seq=None if seq is None else str(seq), collapse_key=topic, at=at,
+            answered_at=time.monotonic(), status=status, retry_after=retry_after,
+            delivered=status == 201,
+        ))  # fmt: skip
 
-async def _main(args: argparse.Namespace) -> None:
-    emu = WebPushEmulator()
-    await emu.start(port=args.port)
+
+async def _start(args: argparse.Namespace) -> WebPushEmulator:
+    emu = await WebPushEmulator().start(port=args.port)
     print(f"Web Push emulator on {emu.origin}", flush=True)
     for _ in range(args.subscriptions):
         print(f"subscription: {json.dumps(emu.subscribe(args.key))}", flush=True)
@@ -377,10 +356,7 @@ async def _main(args: argparse.Namespace) -> None:
 
     if not args.quiet:
         emu.on_push = show
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emu.close()
+    return emu
 
 
 def main() -> None:
@@ -389,8 +365,8 @@ def main() -> None:
     p.add_argument("--subscriptions", type=int, default=1, help="subscriptions to make")
     p.add_argument("--key", default=None, help="the VAPID public key to bind them to")
     p.add_argument("--quiet", action="store_true", help="do not print each push (benches)")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(p.parse_args()))
+    args = p.parse_args()
+    serve_until_interrupted(lambda: _start(args))
 
 
 if __name__ == "__main__":
