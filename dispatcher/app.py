@@ -197,6 +197,10 @@ async def build(
         ),
         max_waiting_reports=settings.storage.max_waiting_reports,
     )
+    # SQLite: pushes a killed service had claimed go out now, not when their lease ends.
+    freed = await store.free_dead_claims()
+    if freed:
+        log.warning("freed %d outbox claims left by a service that stopped while sending", freed)
 
     async def record(ruleset: RuleSet, how: str, at: datetime) -> None:
         # The files as applied, kept for the desk's diff of two versions.

@@ -32,6 +32,7 @@ from dispatcher.store.rows import (
     Outcome,
     PendingPush,
 )
+from dispatcher.store.sole_sender import SoleSender
 from dispatcher.store.submit import Room
 from dispatcher.store.tables import (
     alert_groups,
@@ -44,6 +45,8 @@ log = logging.getLogger("dispatcher.store")
 
 class OutboxRoom(Room):
     """The outbox: the `OutboxStore` protocol, and retention."""
+
+    sole: SoleSender | None  # SQLite: the lock that says this service sends from the file
 
     async def forget(
         self, *, closed_before: datetime, disabled_before: datetime
@@ -74,6 +77,15 @@ class OutboxRoom(Room):
             owner = await self.claims.acquire(lost=owner)
             return await self._write(partial(_claim, now=now, lease=lease, limit=limit,
                                              owner=owner))  # fmt: skip
+
+    async def free_dead_claims(self) -> int | None:
+        """SQLite: if this is the one service sending from the file (store/sole_sender.py),
+        free the claims an earlier process left, so that its pushes go out at the next
+        claim rather than when their lease runs out; how many. None if another service
+        sends from the file, and on PostgreSQL (where the owners' locks do it)."""
+        if self.sole is None or not await self.sole.take():
+            return None
+        return await self._write(_free_claims)
 
     async def deliveries(self, group_id: str) -> list[DeliveryRow]:
         """Every notification of a group, oldest first, with its device."""
@@ -241,6 +253,15 @@ def _claim(
     sql = writes.Sql(conn)
     marks = ", ".join(f":i{n}" for n in range(len(ids)))
     return _pending(sql, f"n.id IN ({marks})", {f"i{n}": i for n, i in enumerate(ids)})
+
+
+def _free_claims(conn: Connection) -> int:
+    freed = conn.execute(
+        update(notifications)
+        .where(notifications.c.status == "pending", notifications.c.claimed_until.is_not(None))
+        .values(claimed_until=None, claimed_by=None)
+    )
+    return int(freed.rowcount)
 
 
 def _with_devices() -> Any:

@@ -35,6 +35,7 @@ from dispatcher.store.rows import (
     Outcome,
     PendingPush,
 )
+from dispatcher.store.sole_sender import SoleSender
 from dispatcher.store.submit import Writes
 from dispatcher.store.writer import WriterProcess
 
@@ -70,6 +71,7 @@ class Store(ReportRoom, GroupRoom, LeaderRoom, DeskRoom, OutboxRoom, AdminRoom):
         self.reader = reader
         self.writes = Writes(engine, self.merge, writer, max_waiting_reports)
         self.claims = ClaimOwner(engine) if engine.dialect.name == "postgresql" else None
+        self.sole = SoleSender.for_url(engine.url.render_as_string(hide_password=False))
 
     @property
     def writer(self) -> WriterProcess | None:
@@ -81,6 +83,8 @@ class Store(ReportRoom, GroupRoom, LeaderRoom, DeskRoom, OutboxRoom, AdminRoom):
             await self.claims.release()
         await self.writes.close()  # answer what was accepted before closing
         await self.engine.dispose()
+        if self.sole is not None:
+            self.sole.release()
         if self.reader is not None:
             await asyncio.to_thread(self.reader.dispose)
 
