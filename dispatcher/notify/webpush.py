@@ -3,237 +3,66 @@
 A leader's phone needs no app store and no Google account on our side: the service worker
 of the web app subscribes with the service's VAPID public key, and the subscription (a push
 service's endpoint and the browser's keys) is registered as a device of platform "web".
-Each push is one POST to the endpoint: the payload JSON encrypted for that browser alone
-(aes128gcm, RFC 8291, by `http_ece`: an ECDH with a fresh key, HKDF and AES-GCM per
-message), within 4 KB; `TTL` from the route's ttl, `Urgency: high` for immediate routes,
-`Topic` (the alert group) so that a newer update replaces an undelivered older one.
-
-The VAPID key pair is made once and kept in the database (`Store.keep_service_key`); a JWT
-is signed once per push service and hour (`Vapid`), not per message, with py-vapid. The
-HTTP side is notify/http1.py's keep-alive client, one `Origin` per push service, at most
-`connections` pushes in flight to each. `result_for` maps each answer to what delivery does:
-404/410 disable the subscription, 429/5xx are retried honouring Retry-After, other 4xx are
-configuration errors, told once in the log.
+Each push is one POST to the endpoint: the payload encrypted for that browser alone, with
+its headers (notify/webpush_message.py), signed with the service's VAPID identity
+(notify/webpush_keys.py). The HTTP side is notify/http1.py's keep-alive client, one `Origin`
+per push service, at most `connections` pushes in flight to each. `result_for` maps each
+answer to what delivery does: 404/410 disable the subscription, 429/5xx are retried
+honouring Retry-After, other 4xx are configuration errors, told once in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
-import os
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from typing import Any
 from urllib.parse import urlsplit
-
-import http_ece
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid02, VapidException
 
 from dispatcher.notify.base import Push, PushResult, redact_token, retry_after_seconds
 from dispatcher.notify.http1 import Origin
 from dispatcher.notify.webpush_endpoints import endpoint_origin, endpoint_problem
+from dispatcher.notify.webpush_keys import (
+    VAPID_KEY_NAME,
+    Vapid,
+    b64url,
+    b64url_decode,
+    check_auth,
+    check_p256dh,
+    new_vapid_pem,
+)
+from dispatcher.notify.webpush_message import (
+    MAX_BODY,
+    MAX_PLAIN,
+    encrypt,
+    headers_for,
+    payload,
+    topic_of,
+)
+
+# What callers took from this module before it was split: the channel's parts, one import.
+__all__ = [
+    "MAX_BODY",
+    "MAX_PLAIN",
+    "VAPID_KEY_NAME",
+    "Vapid",
+    "WebPushChannel",
+    "b64url",
+    "b64url_decode",
+    "check_auth",
+    "check_p256dh",
+    "encrypt",
+    "headers_for",
+    "new_vapid_pem",
+    "payload",
+    "result_for",
+    "topic_of",
+]
 
 log = logging.getLogger("dispatcher.push.webpush")
-
-VAPID_KEY_NAME = "vapid"
-MAX_BODY = 4096  # what every push service must take (RFC 8030 7.2); ours never exceed it
-RECORD_SIZE = 4096
-# aes128gcm's header (salt 16, record size 4, key id length 1, our public key 65), and per
-# record a delimiter octet and the 16-octet AES-GCM tag: a payload of MAX_PLAIN octets
-# makes a body of exactly MAX_BODY.
-HEADER = 16 + 4 + 1 + 65
-MAX_PLAIN = MAX_BODY - HEADER - 1 - 16
-DEFAULT_TTL = 3600  # seconds, for a push with no expiry of its own
-JWT_LIFETIME = timedelta(hours=12)  # a signed JWT's `exp`; push services refuse over 24 h
-RESIGN_AFTER = timedelta(hours=1)  # a new JWT per push service this often
-TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(text: str) -> bytes:
-    """Base64url with or without padding (browsers send it without); ValueError if not."""
-    text = text.strip()
-    if not re.fullmatch(r"[A-Za-z0-9_\-]*={0,2}", text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
-
-
-def check_p256dh(value: str) -> bytes:
-    """A subscription's `keys.p256dh`: an uncompressed point on P-256, else ValueError."""
-    raw = b64url_decode(value)
-    if len(raw) != 65 or raw[0] != 4:
-        raise ValueError("must be an uncompressed P-256 public key (65 octets, base64url)")
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-    except ValueError:
-        raise ValueError("is not a point on the P-256 curve") from None
-    return raw
-
-
-def check_auth(value: str) -> bytes:
-    """A subscription's `keys.auth`: 16 octets, else ValueError."""
-    raw = b64url_decode(value)
-    if len(raw) != 16:
-        raise ValueError("must be the 16-octet authentication secret, base64url")
-    return raw
-
-
-# --- VAPID ---------------------------------------------------------------------------------
-
-
-def new_vapid_pem() -> str:
-    """A new VAPID private key (P-256), PKCS#8 PEM as it is kept in the database."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-class Vapid:
-    """The service's VAPID identity: its public key for subscribers, and the
-    `Authorization` header for each push service, signed once an hour and reused."""
-
-    def __init__(self, private_pem: str, subject: str) -> None:
-        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ValueError("the stored VAPID key is not a P-256 private key")
-        self._signer = Vapid02(private_key=key)
-        self.subject = subject
-        self.public_key = b64url(
-            key.public_key().public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-        )
-        self._cache: dict[str, tuple[float, str]] = {}  # origin -> (signed at, header)
-        self.signed = 0  # JWTs signed so far (once per push service and hour)
-
-    def header(self, origin: str, now: float) -> str:
-        """`vapid t=<JWT>, k=<public key>` for pushes to `origin` (RFC 8292), as of `now`
-        (UNIX seconds). Raises ValueError for a subject push services would refuse."""
-        cached = self._cache.get(origin)
-        if cached is not None and now - cached[0] < RESIGN_AFTER.total_seconds():
-            return cached[1]
-        claims = {
-            "aud": origin,
-            "exp": int(now + JWT_LIFETIME.total_seconds()),
-            "sub": self.subject,
-        }
-        try:
-            signed = self._signer.sign(claims)["Authorization"]
-        except VapidException as exc:
-            raise ValueError(str(exc)) from exc
-        token = signed.split("t=", 1)[1].split(",", 1)[0]
-        value = f"vapid t={token}, k={self.public_key}"
-        self._cache[origin] = (now, value)
-        self.signed += 1
-        return value
-
-
-# --- the message ---------------------------------------------------------------------------
-
-
-def _fit(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _cut(message: dict[str, Any], name: str, limit: int) -> None:
-    """Shorten `message[name]` (with an ellipsis) to the longest prefix that lets the
-    message fit in `limit` octets, counted as JSON (escapes make some characters longer)."""
-    text = message[name]
-    lo, hi = 0, len(text)  # text[:lo] + "…" fits (or lo is 0); text[:hi + 1] does not
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        message[name] = text[:mid] + "…"
-        if len(_fit(message)) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    message[name] = text[:lo] + "…" if lo else ""
-
-
-def payload(push: Push, *, limit: int = MAX_PLAIN) -> bytes:
-    """The JSON the service worker receives (after decryption), at most `limit` octets.
-
-    A full push: `{"group_id", "seq", "kind", "title", "body", "url", "data"}`; for a
-    `payload: minimal` route only `{"group_id", "seq", "kind", "minimal": true}`, and the
-    app fetches the update. Too long for a push, the data goes first, then the body is
-    shortened, then the title: the alert always arrives, the app shows the rest."""
-    data = dict(push.data)
-    group_id = data.pop("group_id", push.collapse_key)
-    seq_text = data.pop("seq", "0")
-    seq: int | str = int(seq_text) if seq_text.isdigit() else seq_text
-    kind = data.pop("kind", "update")
-    if data.pop("minimal", None) == "true":
-        return _fit({"group_id": group_id, "seq": seq, "kind": kind, "minimal": True})
-    message: dict[str, Any] = {
-        "group_id": group_id,
-        "seq": seq,
-        "kind": kind,
-        "title": push.title,
-        "body": push.body,
-        "url": f"/app/#group={group_id}",
-        "data": data,
-    }
-    body = _fit(message)
-    if len(body) <= limit:
-        return body
-    message["data"] = {}
-    for name in ("body", "title"):
-        if len(_fit(message)) > limit:
-            _cut(message, name, limit)
-    body = _fit(message)
-    if len(body) > limit:  # only a group id of absurd length gets here
-        body = _fit({"group_id": group_id, "seq": seq, "kind": kind, "minimal": True})
-    return body
-
-
-def encrypt(plain: bytes, p256dh: str, auth: str) -> bytes:
-    """`plain` encrypted for one subscription (RFC 8291, aes128gcm, one record)."""
-    return bytes(
-        http_ece.encrypt(
-            plain,
-            salt=os.urandom(16),
-            private_key=ec.generate_private_key(ec.SECP256R1()),
-            dh=b64url_decode(p256dh),
-            auth_secret=b64url_decode(auth),
-            version="aes128gcm",
-            rs=RECORD_SIZE,
-        )
-    )
-
-
-def topic_of(collapse_key: str) -> str:
-    """The `Topic` header: up to 32 characters of the URL-safe base64 alphabet. Group ids
-    (32 hex) are used as they are; anything else by its digest."""
-    if TOPIC.match(collapse_key):
-        return collapse_key
-    return b64url(hashlib.sha256(collapse_key.encode()).digest()[:24])
-
-
-def headers_for(push: Push, authorization: str) -> dict[str, str]:
-    ttl = DEFAULT_TTL if push.ttl is None else max(0, int(push.ttl.total_seconds()))
-    return {
-        "Authorization": authorization,
-        "TTL": str(ttl),
-        "Urgency": "high" if push.priority == "high" else "normal",
-        "Topic": topic_of(push.collapse_key),
-        "Content-Encoding": "aes128gcm",
-        "Content-Type": "application/octet-stream",
-    }
 
 
 # --- answers -------------------------------------------------------------------------------
