@@ -1,15 +1,19 @@
-"""Limits on guessing a secret: failed tries per client address over a sliding window, and
-whose address a request came from. Pure: plain values and `now` in.
+"""Limits on guessing a secret: failed tries per client address over a sliding window, the
+secrets that have worked from an address lately, and whose address a request came from.
+Pure: plain values and `now` in.
 
-Two doors use it: redeeming a phone's pairing code (`web/access.py`: 5 failures per address
-and 60 in all per 10 minutes, see `pairing.py`) and signing in at the desk
-(`web/desk/pages.py`: 10 failures per address per 10 minutes, no overall cap, a success
-clears the address). An IPv6 client is counted by its /64, which one machine or household
-usually holds whole, so that walking through its addresses does not buy more tries.
+Three doors use it: redeeming a phone's pairing code (`web/access.py`: 5 failures per address
+and 60 in all per 10 minutes, see `pairing.py`), signing in at the desk (`web/desk/pages.py`:
+10 failures per address per 10 minutes, no overall cap, a success clears the address) and
+Bearer API keys (`web/auth.py`: 20 unknown keys per address per 10 minutes, no overall cap;
+keys that worked from the address before go on working). An IPv6 client is counted by its
+/64, which one machine or household usually holds whole, so that walking through its
+addresses does not buy more tries.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -35,7 +39,7 @@ class FailureLimiter:
         """Seconds until `address` may try again, or None if it may now."""
         self._expire(now)
         waits = []
-        mine = self._by_address.get(counted_as(address))
+        mine = self._mine(counted_as(address), now)
         if mine is not None and len(mine) >= self.per_address:
             waits.append(mine[0] + self.window - now)
         if self.overall is not None and len(self._all) >= self.overall:
@@ -47,6 +51,7 @@ class FailureLimiter:
     def failed(self, address: str, now: datetime) -> None:
         self._expire(now)
         key = counted_as(address)
+        self._mine(key, now)
         mine = self._by_address.pop(key, None) or deque()
         mine.append(now)
         self._by_address[key] = mine  # most recent last, for forgetting the oldest
@@ -60,21 +65,53 @@ class FailureLimiter:
         self._by_address.pop(counted_as(address), None)
 
     def _expire(self, now: datetime) -> None:
+        # Addresses are kept in the order of their latest failure, so the stale ones are at
+        # the front: each call does only the work that became due (no pass over all of
+        # them, which a flood from many addresses would make long). An address's own older
+        # failures are dropped when it is asked about (`_mine`).
         start = now - self.window
         while self._all and self._all[0] <= start:
             self._all.popleft()
-        stale = []
-        for address, times in self._by_address.items():
-            while times and times[0] <= start:
-                times.popleft()
-            if not times:
-                stale.append(address)
-            if len(stale) > 1000:
-                break  # the rest next time: no long pause under a flood
-        for address in stale:
-            del self._by_address[address]
+        while self._by_address:
+            oldest = next(iter(self._by_address))
+            times = self._by_address[oldest]
+            if times and times[-1] > start:
+                break
+            del self._by_address[oldest]
+
+    def _mine(self, key: str, now: datetime) -> deque[datetime] | None:
+        mine = self._by_address.get(key)
+        if mine is not None:
+            start = now - self.window
+            while mine and mine[0] <= start:
+                mine.popleft()
+        return mine
 
 
+@dataclass
+class Vouched:
+    """Which secrets (by digest) have worked from which address (as `counted_as`) lately, so
+    that an address shut out by another's wrong keys still admits them. Kept in the order of
+    last use; the oldest are forgotten past `keep` or beyond `max_entries`."""
+
+    keep: timedelta = timedelta(hours=24)
+    max_entries: int = 100_000
+    _seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def worked(self, address: str, digest: str, now: datetime) -> None:
+        pair = (counted_as(address), digest)
+        self._seen.pop(pair, None)
+        self._seen[pair] = now
+        start = now - self.keep
+        while len(self._seen) > self.max_entries or self._seen[next(iter(self._seen))] <= start:
+            del self._seen[next(iter(self._seen))]
+
+    def has_worked(self, address: str, digest: str, now: datetime) -> bool:
+        seen = self._seen.get((counted_as(address), digest))
+        return seen is not None and seen > now - self.keep
+
+
+@functools.lru_cache(maxsize=4096)  # asked on every API request; parsing is the cost
 def counted_as(address: str) -> str:
     """What failures are counted against: an IPv4 address itself, an IPv6 address's /64
     (one machine or home usually holds a whole /64), anything else as it is."""

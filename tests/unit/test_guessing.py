@@ -1,5 +1,5 @@
-"""The limits on guessing a secret (pairing codes, desk sign-ins), and whose address a request
-came from."""
+"""The limits on guessing a secret (pairing codes, desk sign-ins, API keys), the secrets that
+worked from an address, and whose address a request came from."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dispatcher.guessing import FailureLimiter, client_address, counted_as
+from dispatcher.guessing import FailureLimiter, Vouched, client_address, counted_as
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -108,3 +108,40 @@ def test_walking_through_a_64_buys_no_more_tries() -> None:
         limiter.failed(f"2001:db8:1:2::{n + 1:x}", T0)
     assert limiter.retry_after("2001:db8:1:2::ffff", T0) == 600.0
     assert limiter.retry_after("2001:db8:1:3::1", T0) is None
+
+
+def test_addresses_whose_failures_aged_out_are_forgotten_and_the_rest_kept() -> None:
+    limiter = FailureLimiter(per_address=2, overall=None)
+    for n in range(3000):
+        limiter.failed(f"10.0.{n // 250}.{n % 250}", T0)
+    limiter.failed("192.0.2.7", T0 + 5 * MIN)
+    limiter.failed("192.0.2.7", T0 + 9 * MIN)
+    limiter.failed("10.0.0.1", T0 + 9 * MIN)
+    assert limiter.retry_after("10.0.0.1", T0 + 10 * MIN) is None, "its first failure left"
+    assert limiter.retry_after("192.0.2.7", T0 + 10 * MIN) == 300.0
+    limiter.failed("10.0.0.1", T0 + 10 * MIN)
+    assert limiter.retry_after("10.0.0.1", T0 + 10 * MIN) == 540.0
+    assert len(limiter._by_address) == 2, "the 2,999 stale addresses are gone"
+
+
+def test_a_secret_that_worked_from_an_address_is_remembered_for_a_while() -> None:
+    vouched = Vouched(keep=timedelta(hours=24), max_entries=3)
+    vouched.worked("2001:db8:1:2::1", "key-a", T0)
+    assert vouched.has_worked("2001:db8:1:2::99", "key-a", T0), "the same /64"
+    assert not vouched.has_worked("2001:db8:1:3::1", "key-a", T0), "another client"
+    assert not vouched.has_worked("2001:db8:1:2::1", "key-b", T0), "another secret"
+    vouched.worked("2001:db8:1:2::1", "key-a", T0 + 23 * 60 * MIN)
+    assert vouched.has_worked("2001:db8:1:2::1", "key-a", T0 + 46 * 60 * MIN), "kept since"
+    assert not vouched.has_worked("2001:db8:1:2::1", "key-a", T0 + 47 * 60 * MIN)
+
+
+def test_vouched_secrets_beyond_the_size_forget_the_least_recently_used() -> None:
+    vouched = Vouched(max_entries=3)
+    for n in range(3):
+        vouched.worked(f"10.0.0.{n}", "key", T0 + n * MIN)
+    vouched.worked("10.0.0.0", "key", T0 + 3 * MIN)  # used again: now the most recent
+    vouched.worked("10.0.0.9", "key", T0 + 4 * MIN)
+    now = T0 + 5 * MIN
+    assert [vouched.has_worked(f"10.0.0.{n}", "key", now) for n in (0, 1, 2, 9)] == [
+        True, False, True, True,
+    ]  # fmt: skip
