@@ -33,13 +33,16 @@ SAID = {
 
 
 def unavailable_middleware(metrics: Metrics) -> Any:
-    """A middleware that turns the store's "not now" into 503/507 with Retry-After; any
-    other failure passes on to `problem_middleware` (a bug: logged, 500)."""
+    """A middleware that turns the store's "not now" into 503/507 with Retry-After; an HTTP
+    answer raised (`ProblemError`, a redirect) passes as it is, and any other failure on to
+    `problem_middleware` (a bug: logged, 500)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
+        except web.HTTPException:
+            raise  # an answer already (a refused key, a bad body, a redirect): not the store's
         except Exception as exc:
             answer = unavailable(exc)
             if answer is None:
