@@ -37,7 +37,7 @@ from dispatcher.store.repo import Store
 from dispatcher.targets import receivers_by_route
 from dispatcher.web import request_ids
 from dispatcher.web.access import ACCESS, Access, add_access_routes, record_uses
-from dispatcher.web.auth import KeyRing, auth_middleware
+from dispatcher.web.auth import REFUSED_REASON, KeyGuessing, KeyRing, auth_middleware
 from dispatcher.web.desk import Desk, add_desk
 from dispatcher.web.desk.sessions import Sessions, cookie_auth
 from dispatcher.web.devices import add_device_routes
@@ -280,12 +280,14 @@ def make_app(service: Service) -> web.Application:
     pipeline = service.pipeline
     hub = pipeline.feed if pipeline.feed is not None else FeedHub()
     desk = Desk(keys=ring, sessions=Sessions(), hub=hub, tz=pipeline.display_tz)
+    refusals = pipeline.metrics.refusals.labels(REFUSED_REASON)
+    guessing = KeyGuessing(tuple(server.trusted_proxies), pipeline.clock, refusals.inc)
     app = web.Application(
         client_max_size=server.max_body_bytes,
         middlewares=[
             problem_middleware,
             unavailable_middleware(service.pipeline.metrics),
-            auth_middleware(ring, cookie_auth(ring, desk.sessions, pipeline.clock)),
+            auth_middleware(ring, cookie_auth(ring, desk.sessions, pipeline.clock), guessing),
         ],
     )
     # Each service on its own key (web/services.py): handlers take only what they use.

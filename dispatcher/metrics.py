@@ -21,8 +21,9 @@ class Metrics:
         )
         self.refusals = Counter(
             "dispatcher_refused_requests",
-            "Requests refused with 503/507 and Retry-After, nothing stored: overload (a "
-            "bounded queue was full) or store (the database or its disk unavailable)",
+            "Requests refused with Retry-After, nothing stored: overload (503, a bounded queue "
+            "was full), store (503/507, the database or its disk unavailable) or wrong_keys "
+            "(429, too many unknown API keys from the client's address)",
             ["reason"],
             registry=self.registry,
         )

@@ -6,22 +6,33 @@ first among the config's keys (`auth.keys`, for bootstrapping), then among the d
 small cache. A cached key lives one second, so a key revoked on another instance (or by the
 CLI) is refused within a second; a revocation on this instance clears the cache at once.
 `admin` holds every scope. Device keys are bound to one leader.
+
+Unknown Bearer keys are limited per client address (`KeyGuessing`): past WRONG_KEYS within
+WRONG_KEYS_WINDOW the address is answered 429 with Retry-After, except for keys that have
+worked from it lately, which go on working; nothing else is even looked up meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from aiohttp import web
 
+from dispatcher.guessing import FailureLimiter, Network, Vouched, client_address
 from dispatcher.settings import ApiKey
 from dispatcher.store.access import KeyRow
 from dispatcher.web.problems import Handler, ProblemError
+
+log = logging.getLogger("dispatcher.auth")
 
 SCOPE_ATTR = "__dispatcher_scope__"
 KEY = web.RequestKey("api_key", ApiKey)
@@ -113,6 +124,9 @@ class KeyRing:
         self._readers = readers
         self._gate: asyncio.Semaphore | None = None
         self._used: set[str] = set()  # key_id() of keys used since take_used()
+        # Digests of database keys seen revoked: a revocation is for good, and there are only
+        # as many as rows revoked (nobody can add one by guessing).
+        self._revoked: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -154,6 +168,8 @@ class KeyRing:
                 assert self._fetch is not None
                 row = await self._fetch(digest)
             key = _from_row(row, digest) if row is not None and row.revoked_at is None else None
+            if row is not None and row.revoked_at is not None:
+                self._revoked.add(digest)
             now = self._clock()
             if len(self._cache) >= self.max_cached:
                 self._prune(now)
@@ -172,6 +188,11 @@ class KeyRing:
             del self._cache[digest]
         if len(self._cache) >= self.max_cached:
             self._cache.clear()
+
+    def revoked(self, presented: str) -> bool:
+        """Whether `presented` was a key of the service's own, revoked since (known once
+        `lookup` found it so): a phone that still holds it is stale, not guessing."""
+        return hash_key(presented) in self._revoked
 
     def forget(self) -> None:
         """Drop every cached key: a key revoked here is refused from the next request."""
@@ -197,6 +218,42 @@ class KeyRing:
         return await self._load(digest)
 
 
+# Unknown Bearer keys from one address (an IPv6 client's /64) before it must wait, and how long
+# each counts. A centre's reporters behind one NAT share an address, and a phone retrying a
+# key the service never knew (or no longer has in `auth.keys`) counts against it: twenty is
+# far more than a person mistypes, and keys that worked from the address lately go on
+# working during the wait. No overall cap: anyone could then lock every reporter out.
+WRONG_KEYS = 20
+WRONG_KEYS_WINDOW = timedelta(minutes=10)
+REFUSED_REASON = "wrong_keys"  # dispatcher_refused_requests_total{reason=...}
+
+
+def wrong_key_limiter() -> FailureLimiter:
+    return FailureLimiter(per_address=WRONG_KEYS, overall=None, window=WRONG_KEYS_WINDOW)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class KeyGuessing:
+    """The limit on guessing Bearer keys: unknown keys per client address (`limiter`), the
+    keys that worked from each address lately (`vouched`), whose address a request is from
+    (`trusted_proxies`), the clock, and what to call for each refusal (the metric)."""
+
+    trusted_proxies: tuple[Network, ...] = ()
+    clock: Callable[[], datetime] = _utc_now
+    refused: Callable[[], None] = lambda: None
+    limiter: FailureLimiter = field(default_factory=wrong_key_limiter)
+    vouched: Vouched = field(default_factory=Vouched)
+
+    def client(self, request: web.Request) -> str:
+        return client_address(
+            request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted_proxies
+        )
+
+
 def allows(key: ApiKey, scope: str) -> bool:
     return scope in key.scopes or "admin" in key.scopes
 
@@ -206,7 +263,13 @@ CookieAuth = Callable[[web.Request], Awaitable[ApiKey]]
 COOKIE_PREFIX = "/desk/"  # where sessions are the credential, not Bearer keys
 
 
-def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any:
+def auth_middleware(
+    keys: KeyRing, cookie_auth: CookieAuth | None = None, guessing: KeyGuessing | None = None
+) -> Any:
+    """Every request's key, checked against its handler's scope. `guessing` (a fresh
+    `KeyGuessing` if None) limits unknown Bearer keys per address."""
+    guard = guessing if guessing is not None else KeyGuessing()
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_handler = request.match_info.handler
@@ -236,16 +299,7 @@ def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any
                 "send an API key as 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": 'Bearer realm="dispatcher"'},
             )
-        key = keys.find(presented)
-        if isinstance(key, _Miss):
-            key = await keys.lookup(presented)
-        if key is None:
-            raise ProblemError(
-                401,
-                "Unauthorized",
-                "unknown or revoked API key",
-                headers={"WWW-Authenticate": 'Bearer realm="dispatcher", error="invalid_token"'},
-            )
+        key = await _admitted(keys, guard, request, presented)
         if not allows(key, scope):
             raise ProblemError(403, "Forbidden", f"the key '{key.name}' lacks the scope '{scope}'")
         keys.used(key)
@@ -253,3 +307,44 @@ def auth_middleware(keys: KeyRing, cookie_auth: CookieAuth | None = None) -> Any
         return await handler(request)
 
     return middleware
+
+
+async def _admitted(
+    keys: KeyRing, guard: KeyGuessing, request: web.Request, presented: str
+) -> ApiKey:
+    """The key `presented` stands for, or a raised 401 (unknown or revoked) or 429 (its
+    address is shut out and this key has not worked from it lately: not looked up, so a
+    guesser learns nothing and costs no query). Only an unknown key counts as a failure: a
+    revoked one was handed out by the service, and the phone retrying it is stale, not
+    guessing."""
+    client, now = guard.client(request), guard.clock()
+    digest = hash_key(presented)
+    wait = guard.limiter.retry_after(client, now)
+    if wait is not None and not guard.vouched.has_worked(client, digest, now):
+        guard.refused()
+        seconds = math.ceil(wait)
+        raise ProblemError(
+            429,
+            "Too Many Requests",
+            f"too many unknown API keys from this address; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    key = keys.find(presented)
+    if isinstance(key, _Miss):
+        key = await keys.lookup(presented)
+    if key is None:
+        if not keys.revoked(presented):
+            guard.limiter.failed(client, now)
+            if wait is None and guard.limiter.retry_after(client, now) is not None:
+                log.warning(
+                    "%d unknown API keys from %s within %s: only keys that worked there pass",
+                    guard.limiter.per_address, client, guard.limiter.window,
+                )  # fmt: skip
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "unknown or revoked API key",
+            headers={"WWW-Authenticate": 'Bearer realm="dispatcher", error="invalid_token"'},
+        )
+    guard.vouched.worked(client, digest, now)
+    return key

@@ -68,6 +68,10 @@ async def test_a_stored_key_is_cached_a_second_and_a_revocation_seen_after_it() 
     clock.now += 0.02
     assert await ring.lookup("phone-key") is None
     assert table.reads == 2
+    # A revoked key is told from one never made: its phone is stale, not guessing.
+    assert ring.revoked("phone-key")
+    assert await ring.lookup("never-made") is None
+    assert not ring.revoked("never-made")
 
 
 async def test_forget_refuses_a_key_revoked_here_at_once() -> None:
