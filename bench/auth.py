@@ -1,5 +1,7 @@
 """What checking an API key costs a request: a config key, a database key from the cache,
-and a flood of unknown keys (each a database read, at most two at a time).
+a flood of unknown keys (each a database read, at most two at a time), and the limit on
+unknown keys per address (its bookkeeping for a good key: one address, many addresses, and
+many addresses with failures on record).
 
     .venv/bin/python bench/auth.py [--n 200000]
 
@@ -13,13 +15,36 @@ import argparse
 import asyncio
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from dispatcher.guessing import client_address
 from dispatcher.settings import ApiKey
 from dispatcher.store import db
 from dispatcher.store.repo import Store
-from dispatcher.web.auth import KeyRing, hash_key
+from dispatcher.web.auth import KeyGuessing, KeyRing, hash_key
+
+
+def limit_bookkeeping(n: int) -> None:
+    """What the middleware adds for a good key: whose address, may it be looked up, it worked."""
+    digest = hash_key("db-key")
+    t = datetime.now(UTC)
+    for label, addresses, failing in (
+        ("one address", ["198.51.100.7"], 0),
+        ("50k addresses", [f"10.0.{i // 256}.{i % 256}" for i in range(50_000)], 0),
+        ("with 50k failing", ["198.51.100.7"], 50_000),
+    ):  # fmt: skip
+        guard = KeyGuessing(clock=lambda: t)
+        for i in range(failing):  # spread over the window: each call expires what fell due
+            guard.unknown(f"172.16.{i // 256 % 256}.{i % 256}", t - timedelta(seconds=599))
+        t0 = time.perf_counter()
+        for i in range(n):
+            client = client_address(addresses[i % len(addresses)], [], ())
+            now = guard.clock()
+            assert guard.wait(client, digest, now) is None
+            guard.worked(client, digest, now)
+        per = (time.perf_counter() - t0) / n * 1e6
+        print(f"{'limit, ' + label:>28}: {per:.2f} µs per request with a good key")
 
 
 async def main(n: int) -> None:
@@ -54,6 +79,7 @@ async def main(n: int) -> None:
                   f"(one indexed read each, two at a time)")  # fmt: skip
         finally:
             await store.close()
+    limit_bookkeeping(n)
 
 
 if __name__ == "__main__":

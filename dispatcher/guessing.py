@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +32,9 @@ class FailureLimiter:
     overall: int | None = 60
     window: timedelta = timedelta(minutes=10)
     max_addresses: int = 100_000  # beyond this the oldest addresses are forgotten
-    _by_address: dict[str, deque[datetime]] = field(default_factory=dict)
+    # OrderedDict, not dict: taking the oldest from the front of a plain dict that had
+    # entries moved to its end walks over their empty slots, which grows with the traffic.
+    _by_address: OrderedDict[str, deque[datetime]] = field(default_factory=OrderedDict)
     _all: deque[datetime] = field(default_factory=deque)
 
     def retry_after(self, address: str, now: datetime) -> float | None:
@@ -51,14 +53,15 @@ class FailureLimiter:
     def failed(self, address: str, now: datetime) -> None:
         self._expire(now)
         key = counted_as(address)
-        self._mine(key, now)
-        mine = self._by_address.pop(key, None) or deque()
+        mine = self._mine(key, now)
+        if mine is None:
+            mine = self._by_address[key] = deque()
         mine.append(now)
-        self._by_address[key] = mine  # most recent last, for forgetting the oldest
+        self._by_address.move_to_end(key)  # most recent last, for forgetting the oldest
         if self.overall is not None:
             self._all.append(now)
         while len(self._by_address) > self.max_addresses:
-            del self._by_address[next(iter(self._by_address))]
+            self._by_address.popitem(last=False)
 
     def succeeded(self, address: str) -> None:
         """The address got in: its failures are forgotten (not the overall count's)."""
@@ -77,7 +80,7 @@ class FailureLimiter:
             times = self._by_address[oldest]
             if times and times[-1] > start:
                 break
-            del self._by_address[oldest]
+            self._by_address.popitem(last=False)
 
     def _mine(self, key: str, now: datetime) -> deque[datetime] | None:
         mine = self._by_address.get(key)
@@ -96,25 +99,33 @@ class Vouched:
 
     keep: timedelta = timedelta(hours=24)
     max_entries: int = 100_000
-    _seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    _seen: OrderedDict[tuple[str, str], datetime] = field(default_factory=OrderedDict)
 
     def worked(self, address: str, digest: str, now: datetime) -> None:
         pair = (counted_as(address), digest)
-        self._seen.pop(pair, None)
         self._seen[pair] = now
+        self._seen.move_to_end(pair)
         start = now - self.keep
         while len(self._seen) > self.max_entries or self._seen[next(iter(self._seen))] <= start:
-            del self._seen[next(iter(self._seen))]
+            self._seen.popitem(last=False)
 
     def has_worked(self, address: str, digest: str, now: datetime) -> bool:
         seen = self._seen.get((counted_as(address), digest))
         return seen is not None and seen > now - self.keep
 
 
-@functools.lru_cache(maxsize=4096)  # asked on every API request; parsing is the cost
 def counted_as(address: str) -> str:
     """What failures are counted against: an IPv4 address itself, an IPv6 address's /64
     (one machine or home usually holds a whole /64), anything else as it is."""
+    if ":" not in address:
+        # IPv4 (which `ipaddress` reads only in its one written form) or no address at all:
+        # as it is. Asked on every API request, so no parsing here.
+        return address
+    return _ipv6_counted_as(address)
+
+
+@functools.lru_cache(maxsize=4096)  # a phone keeps its address a while; parsing is the cost
+def _ipv6_counted_as(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

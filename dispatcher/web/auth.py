@@ -253,6 +253,26 @@ class KeyGuessing:
             request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted_proxies
         )
 
+    def wait(self, client: str, digest: str, now: datetime) -> float | None:
+        """Seconds before a key with this SHA-256 is looked up for `client`; None: now."""
+        wait = self.limiter.retry_after(client, now)
+        if wait is None or self.vouched.has_worked(client, digest, now):
+            return None
+        return wait
+
+    def unknown(self, client: str, now: datetime) -> None:
+        """`client` sent a key the service does not know: one more failure."""
+        shut = self.limiter.retry_after(client, now) is not None
+        self.limiter.failed(client, now)
+        if not shut and self.limiter.retry_after(client, now) is not None:
+            log.warning(
+                "%d unknown API keys from %s within %s: only keys that worked there pass",
+                self.limiter.per_address, client, self.limiter.window,
+            )  # fmt: skip
+
+    def worked(self, client: str, digest: str, now: datetime) -> None:
+        self.vouched.worked(client, digest, now)
+
 
 def allows(key: ApiKey, scope: str) -> bool:
     return scope in key.scopes or "admin" in key.scopes
@@ -319,8 +339,8 @@ async def _admitted(
     guessing."""
     client, now = guard.client(request), guard.clock()
     digest = hash_key(presented)
-    wait = guard.limiter.retry_after(client, now)
-    if wait is not None and not guard.vouched.has_worked(client, digest, now):
+    wait = guard.wait(client, digest, now)
+    if wait is not None:
         guard.refused()
         seconds = math.ceil(wait)
         raise ProblemError(
@@ -334,17 +354,12 @@ async def _admitted(
         key = await keys.lookup(presented)
     if key is None:
         if not keys.revoked(presented):
-            guard.limiter.failed(client, now)
-            if wait is None and guard.limiter.retry_after(client, now) is not None:
-                log.warning(
-                    "%d unknown API keys from %s within %s: only keys that worked there pass",
-                    guard.limiter.per_address, client, guard.limiter.window,
-                )  # fmt: skip
+            guard.unknown(client, now)
         raise ProblemError(
             401,
             "Unauthorized",
             "unknown or revoked API key",
             headers={"WWW-Authenticate": 'Bearer realm="dispatcher", error="invalid_token"'},
         )
-    guard.vouched.worked(client, digest, now)
+    guard.worked(client, digest, now)
     return key
