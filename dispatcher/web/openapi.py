@@ -10,10 +10,10 @@ How it stays true: each handler declares what it takes and answers next to its c
 and `document(app)` walks `app.router`: every route's method and path, its path parameters
 (from `{name}`), the scope `@requires` stored on the handler (a bearer key with that scope;
 none for `public`), the request body's JSON Schema from the model, and the answers, with
-the problem+json ones every endpoint can give (401 and 403 with a scope; 400, 413, 415 and
-422 with a body) added by themselves. A route whose handler was not `@documented` is left
-out, and `tests/acceptance/test_openapi.py` fails naming it: a new endpoint is documented before
-it lands. HEAD routes are GET's shadows (aiohttp adds one per GET) and are not listed.
+the problem+json ones every endpoint can give (401, 403 and 429 with a scope; 400, 413, 415
+and 422 with a body) added by themselves. A route whose handler was not `@documented` is left
+out, and `tests/acceptance/test_openapi.py` fails naming it: a new endpoint is documented
+before it lands. HEAD routes are GET's shadows (aiohttp adds one per GET) and are not listed.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ _REASONS = {
     413: "the body is larger than server.max_body_bytes",
     415: "another media type than the ones listed",
     422: "fields that fail validation, each named",
+    429: "too many unknown API keys from this address; send again after Retry-After (web/auth.py)",
     503: "the store does not answer, or too many reports wait for it; send again after "
     "Retry-After (web/unavailable.py)",
     507: "the database's disk is full; send again after Retry-After",
@@ -179,6 +180,7 @@ def _operation(path: str, handler: Handler, doc: Doc) -> Schema:
     if not public:
         statuses.setdefault(401, _REASONS[401])
         statuses.setdefault(403, _REASONS[403])
+        statuses.setdefault(429, _REASONS[429])
     if doc.query:
         statuses.setdefault(400, _REASONS[400])
     has_body = doc.body is not None or doc.body_schema is not None

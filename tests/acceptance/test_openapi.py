@@ -49,7 +49,7 @@ async def test_every_route_is_documented_and_nothing_else(service: Running) -> N
         "application/json", "application/x-ndjson", "application/ndjson"
     }  # fmt: skip
     assert sorted(report["responses"]) == ["200", "202", "400", "401", "403", "409", "413",
-                                           "415", "422", "503", "507"]  # fmt: skip
+                                           "415", "422", "429", "503", "507"]  # fmt: skip
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     fields = doc["components"]["schemas"]["ReportIn"]["properties"]
     assert fields["occurred_at"] == {"format": "date-time", "title": "Occurred At",
