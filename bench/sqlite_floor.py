@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dispatcher.store import db
-from dispatcher.store.writes import (
+from dispatcher.store.report_sql import (
     INCIDENT_INSERT_COLUMNS,
     JOIN_INSERT_COLUMNS,
     REPORT_INSERT_COLUMNS,
-    new_incident_prefix,
 )
+from dispatcher.store.report_writer import new_incident_prefix
 
 
 def insert(table: str, columns: tuple[str, ...]) -> str:

@@ -23,8 +23,9 @@ from pathlib import Path
 from dispatcher.incidents import MergeRule
 from dispatcher.intake import parse_report, to_report
 from dispatcher.rules.load import load_rules
-from dispatcher.store import db, writes
+from dispatcher.store import db
 from dispatcher.store.writer import REPORTS, Committer
+from dispatcher.store.writer_wire import ReportWrite, encode_write
 from dispatcher.targets import Router
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def wire_jobs(n: int, per_request: int, now: datetime) -> list[tuple[str, object
             region = rules.locate(None, wire.location.lat, wire.location.lon)
             report = to_report(wire, region=region)
             items.append((report, router(report).targets))
-        job = writes.encode_write(writes.ReportWrite(items, now, "bench", rules.version))
+        job = encode_write(ReportWrite(items, now, "bench", rules.version))
         jobs.append((REPORTS, pickle.loads(pickle.dumps(job))))  # noqa: S301 - as sent
     return jobs
 

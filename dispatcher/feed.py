@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dispatcher.rules.load import RuleSet
-    from dispatcher.store.writes import SaveResult
+    from dispatcher.store.writer_wire import SaveResult
 
 RING = 10_000
 

@@ -35,7 +35,7 @@ from dispatcher.rules.live import LiveRules
 from dispatcher.silence import first_muting
 from dispatcher.store.ports import PipelineStore
 from dispatcher.store.rows import GroupRow
-from dispatcher.store.writes import SaveResult
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.surge import SURGE_LABEL, SurgeState, decide
 from dispatcher.surge import after as surge_after
 from dispatcher.surge import places as surge_places

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from dispatcher.silence import MATCHERS, Silence
-from dispatcher.store import access, writes
+from dispatcher.store import access, dbapi
 from dispatcher.store.access import KeyRow, Pairing, Revoked
 from dispatcher.store.mappers import _aware, _json_object, _silence_from_row
 from dispatcher.store.rows import (
@@ -239,14 +239,14 @@ def _active_devices(conn: Connection, leader_ids: Sequence[str]) -> list[DeviceR
     (docs/performance.md, "Figures behind the code")."""
     if not leader_ids:
         return []
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     marks = ", ".join(f":l{i}" for i in range(len(leader_ids)))
     rows = sql.rows(
         f"{ACTIVE_DEVICES} ({marks}) AND disabled_at IS NULL ORDER BY id",
         {f"l{i}": leader for i, leader in enumerate(leader_ids)},
     )
     return [
-        DeviceRow(pk, leader, token, platform, locale, _aware(sql, created), _aware(sql, updated))
+        DeviceRow(pk, leader, token, platform, locale, _aware(created), _aware(updated))
         for pk, leader, token, platform, locale, created, updated in rows
     ]
 

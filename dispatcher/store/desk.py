@@ -18,8 +18,9 @@ from sqlalchemy import (
 )
 
 from dispatcher.model import Point, Report
-from dispatcher.store import writes
-from dispatcher.store.mappers import _group_from_row, _report_from_row
+from dispatcher.store import dbapi, report_row
+from dispatcher.store.mappers import _group_from_row
+from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import (
     Ack,
     IncidentRow,
@@ -34,7 +35,6 @@ from dispatcher.store.tables import (
     incidents,
     reports,
 )
-from dispatcher.store.writes import StoredReport
 
 
 class DeskRoom(Room):
@@ -77,7 +77,7 @@ class DeskRoom(Room):
             ).all()
             newest: dict[tuple[str, str], Report] = {}
             for r in rows:
-                newest.setdefault((r.source, r.ext_id), _report_from_row(r).report)
+                newest.setdefault((r.source, r.ext_id), report_row.stored(r).report)
             return list(reversed(newest.values()))
 
         return await self._read(read)
@@ -100,7 +100,7 @@ def _map_incidents(
     kind: str | None,
     limit: int,
 ) -> list[IncidentRow]:
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     where = ""
     params: dict[str, Any] = {"since": sql.at(since), "limit": limit}
     if kind is not None:
@@ -206,7 +206,7 @@ def _with_reports(conn: Connection, rows: Sequence[Any]) -> list[IncidentRow]:
     """Incident rows with every revision of their reports and of the reports of incidents
     merged into them (as list_incidents), read as plain rows: a surge day's thousands of
     reports cost a fraction of what mapped rows do."""
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     members: dict[str, list[StoredReport]] = {row.id: [] for row in rows}
     counted_in = {iid: iid for iid in members}
     ids = list(members)
@@ -219,14 +219,12 @@ def _with_reports(conn: Connection, rows: Sequence[Any]) -> list[IncidentRow]:
     for start in range(0, len(every), 500):
         marks, params = _in("i", every[start : start + 500])
         for found in sql.rows(
-            f"SELECT {writes.REPORT_COLUMNS} FROM reports WHERE incident_id IN {marks}",  # noqa: S608 - placeholders only
+            f"SELECT {report_row.SELECT_COLUMNS} FROM reports WHERE incident_id IN {marks}",  # noqa: S608 - placeholders only
             params,
         ):
-            report, pk, received, key_name, rules_version = writes.stored_from_row(sql, found)
-            assert report.incident is not None
-            members[counted_in[report.incident]].append(
-                StoredReport(report, pk, received, key_name, rules_version)
-            )
+            stored = report_row.stored(found)
+            assert stored.report.incident is not None
+            members[counted_in[stored.report.incident]].append(stored)
     return [
         IncidentRow(
             id=row.id,

@@ -5,7 +5,7 @@ each request was its own transaction: about ten statements for one report, each 
 trip through SQLAlchemy and asyncpg, so a single report cost milliseconds of the service's
 CPU (docs/performance.md).
 Here the report writes that arrive while one transaction commits wait and then share the
-next: their statements are one per table for all of them (`writes.ReportWriter.save`). If
+next: their statements are one per table for all of them (`report_writer.ReportWriter.save`). If
 a shared transaction fails, each write is committed alone, so that a bad one fails by
 itself (`commit_policy`, the writer process's policy too). Several instances may still
 write at once; that is PostgreSQL's to serialise.
@@ -20,9 +20,10 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.incidents import MergeRule
-from dispatcher.store import writes
+from dispatcher.store import dbapi
 from dispatcher.store.commit_policy import Done, Outcome, together_or_alone
-from dispatcher.store.writes import ReportWrite, SaveResult
+from dispatcher.store.report_writer import ReportWriter
+from dispatcher.store.writer_wire import ReportWrite, SaveResult
 
 # A shared transaction takes waiting requests until it holds this many reports (a request
 # of more goes alone): other instances wait on the groups it writes until it commits.
@@ -81,7 +82,7 @@ class ReportCommits:
         def commit(conn: Connection) -> list[Outcome[list[SaveResult]]]:
             def one_transaction(jobs: Sequence[ReportWrite]) -> list[list[SaveResult]]:
                 with conn.begin():
-                    return writes.ReportWriter(writes.Sql(conn), self.merge).save(jobs)
+                    return ReportWriter(dbapi.on(conn), self.merge).save(jobs)
 
             # Together, else each alone (commit_policy): only a bad one fails.
             return together_or_alone(requests, one_transaction)

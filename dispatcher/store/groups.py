@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -30,10 +30,11 @@ from sqlalchemy import (
 
 from dispatcher.group import Counted, Timing
 from dispatcher.model import Report
-from dispatcher.store import writes
+from dispatcher.store import dbapi, report_row
 from dispatcher.store.admin import _active_devices, _current_silences
 from dispatcher.store.claims import live_owners
-from dispatcher.store.mappers import _group_from_row, _json_list, _labels
+from dispatcher.store.hand_over import HandOver, hand_over_groups
+from dispatcher.store.mappers import _group_from_row, _labels
 from dispatcher.store.outbox import INSERT_PUSH, _pending, _supersede
 from dispatcher.store.rows import (
     Ack,
@@ -73,13 +74,13 @@ class GroupRoom(Room):
         self, receivers: Mapping[str, tuple[str, Timing]], *, now: datetime, rules_version: str
     ) -> list[HandOver]:
         """Hand every open group whose route `receivers` gives another receiver over to it
-        (`writes.hand_over`): the old receiver hears nothing more, a new group holding all
+        (`hand_over.hand_over`): the old receiver hears nothing more, a new group holding all
         the old one's reports tells the new one the whole state after the route's
         group_wait. Groups of routes not in `receivers` are left alone. Run when a rule
         set is applied, start-up included; safe with several instances at once."""
         return await self._write(
             partial(
-                _hand_over_groups, receivers=dict(receivers), now=now, rules_version=rules_version
+                hand_over_groups, receivers=dict(receivers), now=now, rules_version=rules_version
             )
         )
 
@@ -280,57 +281,13 @@ GROUP_REPORTS_UP_TO = (
 
 # Each in the incident it counts in (its own, or the one that was merged into).
 GROUP_REPORTS = (
-    f"SELECT {writes.COUNTED_REPORT_COLUMNS} FROM reports "  # noqa: S608 - constants only
+    f"SELECT {report_row.COUNTED_SELECT_COLUMNS} FROM reports "  # noqa: S608 - constants only
     "JOIN group_reports ON group_reports.report_pk = reports.pk "
     "WHERE group_reports.group_id = :group_id"
 )
 
 
 GROUP_REPORTS_AFTER = f"{GROUP_REPORTS} AND group_reports.report_pk > :top"
-
-
-class HandOver(NamedTuple):
-    """An open group handed over to its route's new receiver."""
-
-    old_id: str
-    new_id: str
-    route_id: str
-    old_receiver: str
-    new_receiver: str
-
-
-OPEN_GROUPS = (
-    "SELECT id, route_id, group_key, labels, receiver, last_report_at FROM alert_groups "
-    "WHERE closed_at IS NULL ORDER BY route_id, group_key"
-)
-
-
-def _hand_over_groups(
-    conn: Connection,
-    *,
-    receivers: dict[str, tuple[str, Timing]],
-    now: datetime,
-    rules_version: str,
-) -> list[HandOver]:
-    # In the write path's order of groups: two instances wait for each other, not deadlock.
-    sql = writes.Sql(conn)
-    moved = []
-    for group_id, route_id, group_key, labels, receiver, last_report_at in sql.rows(
-        OPEN_GROUPS, {}
-    ):
-        wanted = receivers.get(route_id)
-        if wanted is None or wanted[0] == receiver:
-            continue
-        new_receiver, timing = wanted
-        new_id = writes.hand_over(
-            sql, old_id=group_id, route_id=route_id, group_key=group_key,
-            labels=writes.labels_json(_labels(_json_list(labels))), receiver=new_receiver,
-            timing=timing, now=now, last_report_at=sql.time(last_report_at),
-            rules_version=rules_version,
-        )  # fmt: skip
-        if new_id is not None:  # else another instance handed it over first
-            moved.append(HandOver(group_id, new_id, route_id, receiver, new_receiver))
-    return moved
 
 
 def _get_group(conn: Connection, group_id: str) -> GroupRow | None:
@@ -346,7 +303,7 @@ def _reports_joined(
     as the write path: a busy group holds thousands of reports, and a flush that read them
     all each time (an immediate route flushes at every critical report) grew with the surge.
     The check runs over the group's primary key inside SQLite or PostgreSQL, not in Python."""
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     after: int | None = None  # the highest row counted, if the rows up to it add up
     if counted is not None and counted.rows:
         ((rows, pk_sum),) = sql.rows(
@@ -358,8 +315,8 @@ def _reports_joined(
         found = sql.rows(GROUP_REPORTS, {"group_id": group_id})
     else:
         found = sql.rows(GROUP_REPORTS_AFTER, {"group_id": group_id, "top": after})
-    stored = (writes.stored_from_row(sql, row) for row in found)
-    return [(pk, report) for report, pk, *_ in stored], after is None
+    stored = (report_row.stored(row) for row in found)
+    return [(s.pk, s.report) for s in stored], after is None
 
 
 def _newest_update(conn: Connection, group_id: str, *columns: Any) -> Any:
@@ -481,7 +438,7 @@ def _record_update(
     if not outbox:
         return []
     _supersede(conn, group.id, seq, outbox)
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     claimed_until = sql.at(now + lease) if lease is not None else None
     if owner is not None and owner not in live_owners(conn):
         owner = None  # its lock is gone: the claim holds by its lease alone

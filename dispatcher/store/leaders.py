@@ -18,8 +18,10 @@ from sqlalchemy import (
 )
 
 from dispatcher.model import Point
+from dispatcher.store import report_row
 from dispatcher.store.groups import _acks, _newest_update
-from dispatcher.store.mappers import _group_from_row, _report_from_row
+from dispatcher.store.mappers import _group_from_row
+from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import (
     IncidentRow,
     LeaderGroup,
@@ -32,7 +34,6 @@ from dispatcher.store.tables import (
     incidents,
     reports,
 )
-from dispatcher.store.writes import StoredReport
 
 
 class LeaderRoom(Room):
@@ -105,7 +106,7 @@ def _leader_groups(
                 .where(group_reports.c.group_id == group.id, counted_in.in_(list(members)))
                 .order_by(reports.c.pk)
             ):
-                members[r.counted_in].append(_report_from_row(r))
+                members[r.counted_in].append(report_row.stored(r))
         held = [
             IncidentRow(
                 id=i.id,

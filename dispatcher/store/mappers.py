@@ -1,5 +1,6 @@
-"""Rows to values: how a database row becomes a report, a group, a silence, and the small
-conversions every room shares (labels, seconds, JSON columns, aware times).
+"""Rows to values: how a database row becomes a group or a silence, and the small conversions
+every room shares (labels, seconds, JSON columns, aware times). A report's row is
+store/report_row.py's.
 """
 
 from __future__ import annotations
@@ -13,35 +14,11 @@ from sqlalchemy import (
     Table,
 )
 
-from dispatcher.model import Casualties, Point, Report
 from dispatcher.silence import Silence
-from dispatcher.store import writes
+from dispatcher.store.dbapi import aware
 from dispatcher.store.rows import (
     GroupRow,
 )
-from dispatcher.store.writes import StoredReport
-
-
-def _report_from_row(row: Any) -> StoredReport:
-    location = Point(row.lat, row.lon) if row.lat is not None and row.lon is not None else None
-    report = Report(
-        source=row.source,
-        id=row.ext_id,
-        kind=row.kind,
-        occurred_at=row.occurred_at,
-        region=row.region,
-        casualties=Casualties(row.killed, row.injured, row.trapped, row.rescued),
-        status=row.status,
-        revision=row.revision,
-        location=location,
-        given_region=row.given_region,
-        notes=row.notes,
-        incident=row.incident_id,
-        tier=row.tier,
-        site=row.site,
-        received_at=row.received_at,
-    )
-    return StoredReport(report, row.pk, row.received_at, row.key_name, row.rules_version)
 
 
 def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
@@ -101,8 +78,8 @@ def _json_list(raw: Any) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-def _aware(sql: writes.Sql, value: Any) -> datetime:
-    when = sql.time(value)
+def _aware(value: Any) -> datetime:
+    when = aware(value)
     assert when is not None
     return when
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 
-from dispatcher.store import access, writes
+from dispatcher.store import access, dbapi
 from dispatcher.store.claims import OwnerLost, live_owners
 from dispatcher.store.mappers import _json_object
 from dispatcher.store.rows import (
@@ -140,7 +140,7 @@ class OutboxRoom(Room):
 
 
 # A fan-out writes, claims and records thousands of rows at once: plain SQL run as one
-# executemany (see writes.py), not a Core expression per row (docs/performance.md).
+# executemany (see store/dbapi.py), not a Core expression per row (docs/performance.md).
 INSERT_PUSH = (
     "INSERT INTO notifications (group_id, seq, leader_id, device_id, channel, title, body, "
     "data, collapse_key, priority, status, attempts, next_attempt_at, created_at, expires_at, "
@@ -250,7 +250,7 @@ def _claim(
         .where(notifications.c.id.in_(ids))
         .values(claimed_until=now + lease, claimed_by=owner)
     )
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     marks = ", ".join(f":i{n}" for n in range(len(ids)))
     return _pending(sql, f"n.id IN ({marks})", {f"i{n}": i for n, i in enumerate(ids)})
 
@@ -271,7 +271,7 @@ def _with_devices() -> Any:
     )
 
 
-def _pending(sql: writes.Sql, where: str, params: dict[str, Any]) -> list[PendingPush]:
+def _pending(sql: dbapi.Sql, where: str, params: dict[str, Any]) -> list[PendingPush]:
     """Outbox rows as senders need them, with their device's token and platform. PENDING's
     columns are PendingPush's fields, in order. The rows of one update share their data
     and expiry, so each distinct value is decoded once."""
@@ -309,7 +309,7 @@ def _record_outcomes(
     device_of: dict[int, int | None],
     fallbacks: dict[int, str],
 ) -> None:
-    sql = writes.Sql(conn)
+    sql = dbapi.on(conn)
     sent_at = sql.at(now)
     sql.run_many(
         RECORD_OUTCOME,

@@ -16,6 +16,7 @@ from dispatcher.group import Counted, GroupTarget
 from dispatcher.model import Report
 from dispatcher.silence import Silence
 from dispatcher.store.access import KeyRow, Pairing, Revoked
+from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import (
     Ack,
     DeliveryRow,
@@ -29,7 +30,7 @@ from dispatcher.store.rows import (
     Outcome,
     PendingPush,
 )
-from dispatcher.store.writes import SaveResult, StoredReport
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.surge import SurgeState
 
 

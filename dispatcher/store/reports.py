@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from dispatcher.group import GroupTarget
 from dispatcher.model import Point, Report
-from dispatcher.store.mappers import _report_from_row
+from dispatcher.store import report_row
+from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import (
     IncidentRow,
 )
@@ -28,7 +29,7 @@ from dispatcher.store.tables import (
     incidents,
     reports,
 )
-from dispatcher.store.writes import ReportWrite, SaveResult, StoredReport
+from dispatcher.store.writer_wire import ReportWrite, SaveResult
 
 
 class ReportRoom(Room):
@@ -76,7 +77,7 @@ class ReportRoom(Room):
                 .where(reports.c.source == source, reports.c.ext_id == ext_id)
                 .order_by(reports.c.revision)
             )
-            return [_report_from_row(row) for row in rows]
+            return [report_row.stored(row) for row in rows]
 
     async def list_incidents(
         self,
@@ -120,7 +121,7 @@ class ReportRoom(Room):
                     .where(reports.c.incident_id.in_(list(counted_in)))
                     .order_by(reports.c.pk)
                 ):
-                    members[counted_in[r.incident_id]].append(_report_from_row(r))
+                    members[counted_in[r.incident_id]].append(report_row.stored(r))
         return [
             IncidentRow(
                 id=row.id,

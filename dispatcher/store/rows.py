@@ -16,7 +16,7 @@ from dispatcher.silence import Silence
 from dispatcher.surge import SurgeState
 
 if TYPE_CHECKING:
-    from dispatcher.store.writes import StoredReport
+    from dispatcher.store.report_row import StoredReport
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.incidents import MergeRule
-from dispatcher.store import writes
 from dispatcher.store.claims import ClaimOwner
 from dispatcher.store.errors import Overloaded
 from dispatcher.store.group_commit import ReportCommits
 from dispatcher.store.writer import CALL, REPORTS, WriterProcess
-from dispatcher.store.writes import ReportWrite, SaveResult
+from dispatcher.store.writer_wire import ReportWrite, SaveResult, decode_results, encode_write
 
 T = TypeVar("T")
 
@@ -76,8 +75,8 @@ class Writes:
             if self._commits is not None:
                 return await self._commits.save(request)
             assert self.writer is not None
-            encoded = await self.writer.call(REPORTS, writes.encode_write(request))
-            return writes.decode_results(request, encoded)
+            encoded = await self.writer.call(REPORTS, encode_write(request))
+            return decode_results(request, encoded)
         finally:
             self.waiting_reports -= count
 

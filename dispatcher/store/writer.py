@@ -9,7 +9,7 @@ the event loop, so the two took turns on one core (and the thread waited for the
 every SQLite statement); in a process of its own the writer has the second core.
 
 The parent talks to it over a socket pair with length-prefixed pickles. A job is a report
-write in its wire form (plain tuples, see `writes.encode_write`), or a plain function of a
+write in its wire form (plain tuples, see `writer_wire.encode_write`), or a plain function of a
 connection (a `functools.partial` of a module-level function), whose result comes back.
 The process ends when the parent closes the socket or goes away.
 """
@@ -34,12 +34,15 @@ from sqlalchemy import Connection, Engine
 
 from dispatcher import logs
 from dispatcher.incidents import MergeRule
-from dispatcher.store import writes
 from dispatcher.store.commit_policy import Done, together_or_alone
+from dispatcher.store.dbapi import LiteSql
+from dispatcher.store.incident_memory import IncidentMemory
+from dispatcher.store.report_writer import ReportWriter
+from dispatcher.store.writer_wire import decode_write
 
 log = logging.getLogger("dispatcher.store")
 
-REPORTS = "reports"  # a job: writes.encode_write(...), answered as ReportWriter.save_wire
+REPORTS = "reports"  # a job: writer_wire.encode_write(...), answered as ReportWriter.save_wire
 CALL = "call"  # a job: a picklable fn(conn), answered with what it returns
 _HEADER = struct.Struct("!I")
 _START_TIMEOUT = 60.0  # seconds for the process to open the database
@@ -308,7 +311,7 @@ class Committer:
     def __init__(self, engine: Engine, merge: MergeRule) -> None:
         self.engine = engine
         self.merge = merge
-        self.memory = writes.IncidentMemory(merge)
+        self.memory = IncidentMemory(merge)
         # Open groups as the last report write left them: valid until another write (a
         # flush, an acknowledgement ...) may have changed a group, or a transaction failed.
         self.open_groups: dict[Any, tuple[Any, ...]] = {}
@@ -338,7 +341,7 @@ class Committer:
         """One transaction for `jobs`. Consecutive report writes are decided together and
         their rows written together."""
         out: list[Any] = []
-        writer: writes.ReportWriter | None = None
+        writer: ReportWriter | None = None
         conn = self._connection()
         try:
             with conn.begin():
@@ -352,14 +355,14 @@ class Committer:
                         continue
                     run = []
                     while i < len(jobs) and jobs[i][0] == REPORTS:
-                        run.append(writes.decode_write(jobs[i][1], self._targets))
+                        run.append(decode_write(jobs[i][1], self._targets))
                         i += 1
                     if writer is None:
-                        sql = writes.Sql(conn)
+                        sql = LiteSql(conn)
                         memory = self.memory.sync(sql, max(w.now for w in run))
                         if self.memory.reloaded:
                             self.open_groups.clear()
-                        writer = writes.ReportWriter(sql, self.merge, memory, self.open_groups)
+                        writer = ReportWriter(sql, self.merge, memory, self.open_groups)
                     out.extend(writer.save_wire(run))
         except BaseException:
             self.open_groups.clear()

@@ -28,7 +28,7 @@ from dispatcher.pipeline import Accepted
 from dispatcher.resend import conflict_detail
 from dispatcher.rules.load import RuleSet
 from dispatcher.settings import ApiKey
-from dispatcher.store.writes import SaveResult
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.web.auth import KEY, requires
 from dispatcher.web.body import JSON_TYPES, NDJSON_TYPES, read_json
 from dispatcher.web.openapi import documented

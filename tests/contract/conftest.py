@@ -13,7 +13,7 @@ import pytest
 from dispatcher.group import GroupTarget, Timing
 from dispatcher.model import Report
 from dispatcher.store import db
-from dispatcher.store.groups import HandOver
+from dispatcher.store.hand_over import HandOver
 from dispatcher.store.ports import (
     DeviceStore,
     Health,
@@ -24,7 +24,7 @@ from dispatcher.store.ports import (
     SilenceStore,
 )
 from dispatcher.store.repo import Store
-from dispatcher.store.writes import SaveResult
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.testing.memory import MemoryStore
 from tests.support.databases import BACKENDS, _create_pg_database, _drop_pg_database, postgres_url
 

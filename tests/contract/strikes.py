@@ -9,7 +9,7 @@ from typing import Any
 from dispatcher.group import GroupTarget, Timing
 from dispatcher.model import Casualties, Point, Report
 from dispatcher.store.rows import OutboxItem
-from dispatcher.store.writes import SaveResult
+from dispatcher.store.writer_wire import SaveResult
 from tests.contract.conftest import Rooms
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

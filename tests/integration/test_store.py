@@ -17,10 +17,11 @@ from sqlalchemy import Connection, inspect, text
 from dispatcher.group import GroupTarget
 from dispatcher.incidents import MergeRule
 from dispatcher.model import Casualties, Point, Report
-from dispatcher.store import db, writes
+from dispatcher.store import db, dbapi
 from dispatcher.store.repo import OutboxItem, Store
+from dispatcher.store.report_writer import ReportWriter
 from dispatcher.store.tables import include_object, metadata
-from dispatcher.store.writes import ReportWrite
+from dispatcher.store.writer_wire import ReportWrite
 from tests.contract.strikes import HARIM, T0, TIMING, S, report, save, sighting
 from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
 from tests.support.waiting import until
@@ -277,7 +278,7 @@ async def test_a_hand_over_waits_for_another_instances_and_joins_its_group(
             await conn.begin()
             (([mine],),) = [
                 await conn.run_sync(
-                    lambda c: writes.ReportWriter(writes.Sql(c), MergeRule()).save([request])
+                    lambda c: ReportWriter(dbapi.on(c), MergeRule()).save([request])
                 )
             ]
             assert mine.group_ids != (old_id,)

@@ -9,7 +9,8 @@ import pytest
 from dispatcher.feed import FeedHub, outcome_word
 from dispatcher.model import Report
 from dispatcher.settings import ApiKey
-from dispatcher.store.writes import SaveResult, StoredReport
+from dispatcher.store.report_row import StoredReport
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.web.desk.sessions import Sessions
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)

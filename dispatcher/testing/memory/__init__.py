@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from dispatcher.group import GroupTarget
 from dispatcher.model import Report
-from dispatcher.store.writes import SaveResult
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.testing.memory.admin import MemoryAdmin
 from dispatcher.testing.memory.groups import MemoryGroups
 from dispatcher.testing.memory.keys import MemoryKeys

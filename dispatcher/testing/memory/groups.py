@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatcher.group import Counted, GroupTarget, Timing
-from dispatcher.store.groups import HandOver
+from dispatcher.store.hand_over import HandOver
 from dispatcher.store.rows import (
     Ack,
     FlushReads,

@@ -1,7 +1,7 @@
 """Reports and incidents in memory (`ReportStore`): a request's reports decided in order,
 as the write path decides them, and the reads of what was stored.
 
-The decisions are the pure modules', as in `writes.ReportWriter`: a resend of a held
+The decisions are the pure modules', as in `report_writer.ReportWriter`: a resend of a held
 revision is a duplicate or (`resend.resend_differences`) a conflict, an older revision
 never seen is stale; a new revision stays with its incident, joins the one it names, or
 (`incidents.pick` over an `IncidentIndex` of every incident) the one nearby, and an
@@ -21,8 +21,9 @@ from dispatcher.group import GroupTarget, first_flush, next_flush_after_report
 from dispatcher.incidents import absorbs, pick
 from dispatcher.model import Report
 from dispatcher.resend import resend_differences
+from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import GroupRow, IncidentRow
-from dispatcher.store.writes import SaveResult, StoredReport
+from dispatcher.store.writer_wire import SaveResult
 from dispatcher.testing.memory.admin import Room
 from dispatcher.testing.memory.tables import Incident, Tables, aware
 

@@ -14,8 +14,8 @@ from dispatcher.incidents import IncidentIndex, MergeRule
 from dispatcher.model import Point
 from dispatcher.silence import Silence
 from dispatcher.store.access import KeyRow, Pairing
+from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import Ack, DeviceRow, GroupRow
-from dispatcher.store.writes import StoredReport
 
 
 def aware(at: datetime) -> datetime:
