@@ -3,7 +3,7 @@
 Pure. The same (source, id, revision) again is a retry over a bad link and is answered from
 the store; with other content it is refused (409), since a correction is a new revision
 and silently keeping either copy would leave one of two counts wrong. The write path
-(store/writes.py) decides with `resend_differences`; the API words it with
+(store/report_writer.py, `held_answer`) decides with `resend_differences`; the API words it with
 `conflict_detail`. No pydantic here: the SQLite writer process imports this.
 """
 

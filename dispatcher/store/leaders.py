@@ -19,7 +19,7 @@ from sqlalchemy import (
 
 from dispatcher.model import Point
 from dispatcher.store import report_row
-from dispatcher.store.groups import _acks, _newest_update
+from dispatcher.store.flush_rows import _acks, _newest_update
 from dispatcher.store.mappers import _group_from_row
 from dispatcher.store.report_row import StoredReport
 from dispatcher.store.rows import (

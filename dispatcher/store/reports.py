@@ -2,8 +2,8 @@
 path, `store/submit.py`), a report's revisions, incidents with their reports.
 
 The decision for each report (new, duplicate, stale, conflicting resend) and the merge into
-incidents are made by `writes.ReportWriter` in the writer's transaction; this room submits
-them and reads what was stored.
+incidents are made by `report_writer.ReportWriter` in the writer's transaction; this room
+submits them and reads what was stored.
 """
 
 from __future__ import annotations

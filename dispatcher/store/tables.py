@@ -91,7 +91,7 @@ Index(
 )
 # On PostgreSQL merge candidates are looked up by kind, a latitude band (about 1 km), a
 # longitude band and a time window, all answered from this index. SQLite has none: its one
-# writer keeps recent incidents in memory (store/writes.py), and an index that every new
+# writer keeps recent incidents in memory (store/incident_memory.py), and an index that every new
 # incident is added to at a random place dirtied a page of it for each, a third of what a
 # commit cost. Listings by time.
 Index(
@@ -168,7 +168,7 @@ alert_groups = Table(
     Column("escalate_after_s", Float, nullable=True),
     Column("escalated_at", Time, nullable=True),
     # A group whose route the rules gave another receiver is closed without a word to the
-    # old one, and a new group takes over its reports (see writes.HAND_OVER): why it
+    # old one, and a new group takes over its reports (see store/hand_over.py): why it
     # closed, and the group each way.
     Column("closed_reason", String(200), nullable=True),
     Column("handed_over_to", String(32), nullable=True),
