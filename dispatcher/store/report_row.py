@@ -50,14 +50,15 @@ class StoredReport:
 
 def row(
     report: Report,
-    pk: int,
+    pk: int | None,
     occurred_at: Any,
     received_at: Any,
-    key_name: str,
-    rules_version: str,
+    key_name: str | None,
+    rules_version: str | None,
     incident: str | None,
 ) -> tuple[Any, ...]:
-    """The report's row, in COLUMNS' order; times as the caller binds them."""
+    """The report's row, in COLUMNS' order; times as the caller binds them (None for what
+    the store has not given yet, in the wire form of a report on its way to be written)."""
     loc, c = report.location, report.casualties
     return (
         pk, report.source, report.id, report.revision, report.kind, report.status, occurred_at,

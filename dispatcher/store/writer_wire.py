@@ -95,7 +95,7 @@ def encode_write(w: ReportWrite) -> tuple[Any, ...]:
                 n = numbers[id(target)] = len(targets)
                 targets.append(target)
             refs.append(n)
-        flat = row(report, 0, micros(report.occurred_at), None, "", "", report.incident)
+        flat = row(report, None, micros(report.occurred_at), None, None, None, report.incident)
         items.append((*flat, tuple(refs)))
     table = [(t.route_id, t.labels, t.receiver, *map(_seconds, t.timing)) for t in targets]
     return items, table, micros(w.now), w.key_name, w.rules_version
