@@ -144,6 +144,8 @@ def hand_over_groups(
     now: datetime,
     rules_version: str,
 ) -> list[HandOver]:
+    """Hand over every open group whose route `receivers` gives another receiver (a rules
+    edit); the hand-overs made."""
     # In the write path's order of groups: two instances wait for each other, not deadlock.
     sql = dbapi.on(conn)
     moved = []
