@@ -42,6 +42,9 @@ end
 function init(args)
   batch = tonumber(args[1]) or 0
   now = args[2]
+  -- wrk seeds no random numbers, so each run draws the same thread ids: the run's own
+  -- mark keeps a second run on the same database from resending the first one's ids.
+  tid = tid .. "-" .. args[3]
 end
 local kinds = {"airstrike", "shelling", "barrel_bomb", "missile", "explosion"}
 -- Reports spread over Idleb and Aleppo governorates from 40 sources, a surge's shape:
@@ -119,6 +122,7 @@ def run_wrk(url: str, script: Path, *, seconds: int, connections: int, batch: in
     cmd = [
         "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
         url, "--", str(batch), datetime.now(UTC).isoformat(timespec="seconds"),
+        f"{time.time_ns():x}",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)  # noqa: S603
     errors = done.stderr.strip().splitlines()
