@@ -76,9 +76,10 @@ class FeedHub:
     def __init__(self, size: int = RING) -> None:
         self._ring: deque[Event] = deque(maxlen=size)
         self._last = 0
-        self._changed = asyncio.Condition()
+        # What the readers waiting now wait on; None while nobody waits. A publish with no
+        # reader waiting then costs no task and no lock (it runs once per report).
+        self._changed: asyncio.Future[None] | None = None
         self.closed = False
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def last_id(self) -> int:
@@ -90,21 +91,17 @@ class FeedHub:
             self._last += 1
             self._ring.append(Event(self._last, data))
         if items:
-            self._wake_soon()
+            self._wake()
 
     def close(self) -> None:
         """End every reader's wait (the service is shutting down)."""
         self.closed = True
-        self._wake_soon()
+        self._wake()
 
-    def _wake_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._wake())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _wake(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
     def since(self, after: int) -> list[Event] | None:
         """Every event after id `after`, or None when some of them have left the ring (the
@@ -123,11 +120,11 @@ class FeedHub:
         """Wait up to `seconds` for an event after `after`; False if none came."""
         if self._last > after or self.closed:
             return True
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._last > after or self.closed), seconds
-                )
-            except TimeoutError:
-                return False
-        return True
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        try:
+            # Shielded: one reader's timeout must not cancel what the others wait on.
+            await asyncio.wait_for(asyncio.shield(self._changed), seconds)
+        except TimeoutError:
+            return False
+        return True  # woken by a publish (so an event after `after`) or by close

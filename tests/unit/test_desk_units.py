@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,6 +34,19 @@ async def test_a_waiter_wakes_for_the_next_event_and_times_out_without_one() -> 
     assert await hub.wait(0, 0.01) is False
     hub.publish([{"n": 1}])
     assert await hub.wait(0, 0.01) is True
+
+
+async def test_every_reader_waiting_wakes_for_a_publish_and_for_close() -> None:
+    hub = FeedHub()
+    patient = asyncio.create_task(hub.wait(0, 60))
+    assert await hub.wait(0, 0.01) is False  # one reader gives up; the other waits on
+    assert not patient.done()
+    hub.publish([{"n": 1}])
+    assert await asyncio.wait_for(patient, 5) is True
+    later = [asyncio.create_task(hub.wait(1, 60)) for _ in range(2)]
+    await asyncio.sleep(0)
+    hub.close()
+    assert await asyncio.wait_for(asyncio.gather(*later), 5) == [True, True]
 
 
 def stored(revision: int = 1, status: str = "unconfirmed") -> StoredReport:
