@@ -11,6 +11,7 @@ notion of a group's state; split apart, the invariant between them would span tw
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -331,6 +332,10 @@ class GroupTally:
         self._live_reports = 0
         self._kinds: Counter[str] = Counter()
         self._regions: Counter[str] = Counter()
+        # When each live incident occurred (Tally.first[0]), sorted: a surge's count in its
+        # window is then two bisections, not a walk through tens of thousands of incidents
+        # at every tick. New incidents are mostly the newest, so insertions are at the end.
+        self._firsts: list[float] = []
         # Incidents touched since the update told, by the add() that touched them last.
         self._touched: dict[str, int] = {}
         self._adds = 0
@@ -483,6 +488,10 @@ class GroupTally:
         for n, high in enumerate(c.highs):
             highs[n] += sign * high
         self._live_reports += sign * c.live_reports
+        if sign > 0:
+            insort(self._firsts, tally.first[0])
+        else:
+            del self._firsts[bisect_left(self._firsts, tally.first[0])]
         self._kinds[tally.kind] += sign
         self._regions[tally.region] += sign
         if sign < 0:
@@ -549,6 +558,16 @@ class GroupTally:
             for inc, t in self._tallies.items()
             if t.first[0] > since and t.count is not None
         ]
+
+    def live_window(self, since: float) -> tuple[int, float | None, float | None]:
+        """How many live incidents occurred after `since` (a POSIX timestamp), and when the
+        earliest and the latest of them did: `live_incidents(since)` counted, in
+        logarithmic time."""
+        firsts = self._firsts
+        i = bisect_right(firsts, since)
+        if i == len(firsts):
+            return 0, None, None
+        return len(firsts) - i, firsts[i], firsts[-1]
 
     def told(self, seq: int, summary: Summary) -> None:
         """Update `seq` of the group was written from `summary` (of this tally): the next

@@ -36,7 +36,7 @@ from dispatcher.silence import first_muting
 from dispatcher.store.ports import PipelineStore
 from dispatcher.store.rows import GroupRow
 from dispatcher.store.writer_wire import SaveResult
-from dispatcher.surge import SURGE_LABEL, SurgeState, decide
+from dispatcher.surge import SURGE_LABEL, SurgeState, decide_counted
 from dispatcher.surge import after as surge_after
 from dispatcher.surge import places as surge_places
 from dispatcher.targets import Router
@@ -351,18 +351,22 @@ class Pipeline:
         assert fresh is not None  # a whole count needs nothing let go of
         tally = fresh
         group = read.group
-        # Only incidents near the window are looked at (a surge's group holds thousands);
-        # `decide` draws the window's edge exactly.
-        start = (now - rule.within).timestamp() - 1.0
-        live = [
-            (inc, datetime.fromtimestamp(ts, UTC), region, kind)
-            for inc, ts, region, kind in tally.live_incidents(since=start)
-        ]
+        # The window's edge as a POSIX timestamp is exact: near today floats are a quarter
+        # of a microsecond apart, so times to the microsecond keep their order as floats and
+        # come back from them unchanged. A surge's group of thousands is counted without a
+        # walk through it (most ticks: its count changed, not what it owes its receiver).
+        edge = (now - rule.within).timestamp()
+        n, oldest, newest = tally.live_window(edge)
         state = group.surge_state
-        decision = decide(rule, [at for _, at, _, _ in live], state, now, route.group_interval)
+        decision = decide_counted(
+            rule, n, _utc(oldest), _utc(newest), state, now, route.group_interval
+        )
         if decision.action is None:
             return await self.store.settle(group, wakeup=decision.wakeup)
-        counted = [x for x in live if x[1] > now - rule.within]
+        counted = [
+            (inc, datetime.fromtimestamp(ts, UTC), region, kind)
+            for inc, ts, region, kind in tally.live_incidents(since=edge)
+        ]
         kind = {"open": "surge", "repeat": "surge-repeat", "subside": "surge-subsided",
                 "close": "surge-closed"}[decision.action]  # fmt: skip
         record: dict[str, Any] = {
@@ -504,6 +508,10 @@ def _add_and_settle(
         return False
     tally.settle(before)
     return True
+
+
+def _utc(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
 def _common_ancestor(paths: Sequence[tuple[str, ...]]) -> str | None:

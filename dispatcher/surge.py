@@ -78,10 +78,24 @@ def decide(
     group_interval, the least time between two pushes of the group (the subsided push is
     never held back)."""
     counted = in_window(occurred, rule.within, now)
-    n = len(counted)
+    oldest, newest = (min(counted), max(counted)) if counted else (None, None)
+    return decide_counted(rule, len(counted), oldest, newest, state, now, interval)
+
+
+def decide_counted(
+    rule: SurgeRule,
+    n: int,
+    oldest: datetime | None,
+    newest: datetime | None,
+    state: SurgeState,
+    now: datetime,
+    interval: timedelta,
+) -> SurgeDecision:
+    """`decide` from what the window holds at `now`: `n` live incidents, the earliest of
+    which occurred at `oldest` and the latest at `newest` (None when there are none)."""
     holds = n >= rule.at_least
-    drops = min(counted) + rule.within if counted else None  # the count next falls
-    empties = max(counted) + rule.within if counted else None  # the window is empty
+    drops = oldest + rule.within if oldest is not None else None  # the count next falls
+    empties = newest + rule.within if newest is not None else None  # the window is empty
     allowed = state.last_push_at + interval if state.last_push_at is not None else None
     quiet = allowed is not None and now < allowed
     if state.open_since is None:

@@ -241,6 +241,11 @@ def test_a_growing_group_counts_as_if_summed_up_whole(seed: int) -> None:
         tally.add(rows)
         whole = summarize([r for _, r in rows], previous=previous, previous_at=previous_at)
         assert tally.summary(previous=previous, previous_at=previous_at) == whole
+        for minute in (-1, 0, rng.randint(0, 50), 50):  # a surge's window, counted
+            since = (at + timedelta(minutes=minute)).timestamp()
+            times = [t for _, t, _, _ in tally.live_incidents(since)]
+            expected = (len(times), min(times), max(times)) if times else (0, None, None)
+            assert tally.live_window(since) == expected
         if told:
             assert tally.summary(previous=None, previous_at=previous_at) == whole
         if rng.random() < 0.3:
