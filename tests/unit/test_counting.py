@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dispatcher.counting import (
+    COUNT_FIELDS,
     POLICIES,
+    TIERS,
     FieldCount,
     changed,
     count,
@@ -15,6 +18,7 @@ from dispatcher.counting import (
     family,
     family_kinds,
     incident_kind,
+    single,
 )
 from dispatcher.model import Casualties, Report
 
@@ -214,3 +218,18 @@ def test_kind_families() -> None:
 )
 def test_what_an_update_compares(before: list[int], now: list[int], expected: bool) -> None:
     assert changed(before, now) is expected
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("status", ["unconfirmed", "confirmed"])
+def test_an_incident_of_one_report_counts_as_the_rule_for_many_says(tier: str, status: str) -> None:
+    """`single`, the fast path for most incidents, against the field-by-field rule."""
+    for figures in itertools.product((0, 3), repeat=4):
+        report = Report("obs", "r1", "shelling", T0, "SY0703", Casualties(*figures),
+                        status=status, tier=tier)  # fmt: skip
+        fields = tuple(count_field(name, [report], POLICIES[name]) for name in COUNT_FIELDS)
+        got = single(report)
+        assert got.fields == fields
+        assert got.casualties == Casualties(*(f.value for f in fields))
+        assert got.highs == Casualties(*(max(f.value, f.high) for f in fields))
+        assert (got.confirmed, got.live_reports, got.kind) == (status == "confirmed", 1, "shelling")
