@@ -1,10 +1,10 @@
 """Route -> group: the alert groups a report joins, remembered per rule set. Pure.
 
 Which routes a report reaches and the labels of its group on each depend only on its kind,
-status, source and region and on which of the tree's casualty thresholds it passes. A surge
-brings thousands of reports a second with a few hundred such combinations, so each is
-worked out once per rule set (walking the route tree, building the targets) and then
-looked up.
+status, source and region and on which of the tree's casualty thresholds it passes (on its
+source only when a route matches or groups by source). A surge brings thousands of reports
+a second with a few hundred such combinations, so each is worked out once per rule set
+(walking the route tree, building the targets) and then looked up.
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ class Routed:
     routes: tuple[str, ...]
     immediate: tuple[bool, ...]  # per route: push each report at once
     surges: int = 0  # how many of the routes, the last ones, are surge routes
+
+
+def _asks_source(route: Route) -> bool:
+    """Whether the route or one below it matches or groups reports by their source."""
+    m = route.matchers
+    if m.sources or m.not_sources or "source" in route.group_by:
+        return True
+    return any(_asks_source(child) for child in route.children)
 
 
 def _thresholds(route: Route) -> list[Threshold]:
@@ -97,6 +105,9 @@ class Router:
 
     rules: RuleSet
     _thresholds: tuple[Threshold, ...] = field(init=False)
+    # Whether the source picks the routes: rarely, and forty sources make forty times the
+    # combinations to work out (most of a surge's reports missed the memory).
+    _by_source: bool = field(init=False)
     _seen: dict[tuple[object, ...], Routed] = field(default_factory=dict)
     # One target object per group, however many combinations lead to it.
     _targets: dict[tuple[str, tuple[tuple[str, str], ...]], GroupTarget] = field(
@@ -106,10 +117,11 @@ class Router:
     def __post_init__(self) -> None:
         # Distinct thresholds, each asked once per report.
         self._thresholds = tuple(dict.fromkeys(_thresholds(self.rules.root)))
+        self._by_source = _asks_source(self.rules.root)
 
     def __call__(self, report: Report) -> Routed:
-        key = (report.kind, report.status, report.source, report.region,
-               *[t.holds(report) for t in self._thresholds])  # fmt: skip
+        key = (report.kind, report.status, report.source if self._by_source else None,
+               report.region, *[t.holds(report) for t in self._thresholds])  # fmt: skip
         routed = self._seen.get(key)
         if routed is None:
             if len(self._seen) >= MAX_REMEMBERED:

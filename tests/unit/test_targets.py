@@ -6,6 +6,8 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from dispatcher.model import STATUSES, Casualties, Report
 from dispatcher.rules.load import load_rules
 from dispatcher.targets import Router, route_report
@@ -40,3 +42,25 @@ def test_a_report_past_a_threshold_is_routed_apart_from_one_below_it() -> None:
         next(t for t in heavy.targets if t == s) is next(t for t in quiet.targets if t == s)
         for s in shared
     ), "one target object per group, however it was reached"
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        "    - {match: {sources: [observatory]}, receiver: harim-center}\n",
+        "    - {match: {not: {sources: [observatory]}}, receiver: harim-center}\n",
+        "    - {match: {kinds: [fire]}, routes: [{match: {sources: [observatory]}}]}\n",
+        "    - {match: {regions: [SY0703]}, receiver: harim-center, group_by: [source]}\n",
+    ],
+)
+def test_routes_that_ask_the_source_are_remembered_per_source(tmp_path: Path, routes: str) -> None:
+    for name in ("regions.yaml", "teams.yaml"):
+        (tmp_path / name).write_text((ROOT / "tests/testdata/rules-e2e" / name).read_text())
+    (tmp_path / "routes.yaml").write_text("route:\n  receiver: idleb-center\n  routes:\n" + routes)
+    rules = load_rules(tmp_path)
+    router = Router(rules)
+    for source, kind in itertools.product(
+        ["observatory", "spotter", "observatory"], ["fire", "flood"]
+    ):
+        report = Report(source, "r", kind, T0, "SY0703", Casualties(killed=1))
+        assert router(report) == route_report(rules, report), (routes, source, kind)
