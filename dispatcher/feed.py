@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dispatcher.model import Report
     from dispatcher.rules.load import RuleSet
     from dispatcher.store.writer_wire import SaveResult
 
@@ -36,12 +37,26 @@ def outcome_word(result: SaveResult) -> str:
     return "merged" if result.merged else "new"
 
 
-def event_of(result: SaveResult, rules: RuleSet, at: datetime) -> dict[str, Any]:
-    """The feed's event for one report (without its id, which the hub gives)."""
+def event_of(result: SaveResult, rules: RuleSet, at: datetime) -> Callable[[], dict[str, Any]]:
+    """The feed's event for one report (without its id, which the hub gives), made when a
+    desk first reads it: most events are never read (no desk is open), and making each
+    cost as much as the rest of the feed. What the rules call its region is taken now (the
+    rules themselves are not kept: the ring would hold on to every version reloaded)."""
     r = result.stored.report
+    return partial(
+        _event,
+        r,
+        outcome_word(result),
+        at,
+        rules.region_name(r.region, "en"),
+        rules.region_name(r.region, "ar"),
+    )
+
+
+def _event(r: Report, outcome: str, at: datetime, name: str, name_ar: str) -> dict[str, Any]:
     c = r.casualties
     return {
-        "outcome": outcome_word(result),
+        "outcome": outcome,
         "at": at.isoformat(),
         "source": r.source,
         "report": r.id,
@@ -50,8 +65,8 @@ def event_of(result: SaveResult, rules: RuleSet, at: datetime) -> dict[str, Any]
         "status": r.status,
         "occurred_at": r.occurred_at.isoformat(),
         "region": r.region,
-        "region_name": rules.region_name(r.region, "en"),
-        "region_name_ar": rules.region_name(r.region, "ar"),
+        "region_name": name,
+        "region_name_ar": name_ar,
         "incident": r.incident,
         "lat": r.location.lat if r.location else None,
         "lon": r.location.lon if r.location else None,
@@ -64,10 +79,22 @@ def event_of(result: SaveResult, rules: RuleSet, at: datetime) -> dict[str, Any]
     }
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    id: int
-    data: dict[str, Any]
+    """One event of the feed: its id, and its data (made when first read, if given as a
+    function that makes it)."""
+
+    __slots__ = ("_data", "id")
+
+    def __init__(self, id: int, data: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        self.id = id
+        self._data = data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        if callable(data):
+            data = self._data = data()
+        return data
 
 
 class FeedHub:
@@ -85,7 +112,7 @@ class FeedHub:
     def last_id(self) -> int:
         return self._last
 
-    def publish(self, items: Sequence[dict[str, Any]]) -> None:
+    def publish(self, items: Sequence[dict[str, Any] | Callable[[], dict[str, Any]]]) -> None:
         """Add events (called on the event loop, after the reports were committed)."""
         for data in items:
             self._last += 1

@@ -36,6 +36,22 @@ async def test_a_waiter_wakes_for_the_next_event_and_times_out_without_one() -> 
     assert await hub.wait(0, 0.01) is True
 
 
+async def test_an_event_given_as_a_function_is_made_once_when_read() -> None:
+    made: list[int] = []
+
+    def make() -> dict[str, int]:
+        made.append(1)
+        return {"n": len(made)}
+
+    hub = FeedHub()
+    hub.publish([make, {"n": 0}])
+    assert made == []
+    events = hub.since(0) or []
+    assert [e.data for e in events] == [{"n": 1}, {"n": 0}]
+    assert [e.data for e in events] == [{"n": 1}, {"n": 0}]
+    assert made == [1]
+
+
 async def test_every_reader_waiting_wakes_for_a_publish_and_for_close() -> None:
     hub = FeedHub()
     patient = asyncio.create_task(hub.wait(0, 60))
