@@ -90,8 +90,11 @@ class Pipeline:
     async def accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         """Place, route and store validated reports in one transaction; returns once committed."""
         one = f"{wires[0].source}/{wires[0].id}" if len(wires) == 1 else None
-        with logs.context(logs.REPORT_ID, one):  # on every line logged meanwhile
+        token = logs.REPORT_ID.set(one)  # on every line logged meanwhile
+        try:
             return await self._accept_many(wires, key_name=key_name)
+        finally:
+            logs.REPORT_ID.reset(token)
 
     async def _accept_many(self, wires: Sequence[ReportIn], *, key_name: str) -> list[Accepted]:
         rules = self.rules.current
