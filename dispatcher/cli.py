@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from dispatcher.web.tls import ServerCertificate
 
 DEFAULT_CONFIG = Path("config.yaml")
+GC_THRESHOLDS = (10_000, 10, 10)  # the cyclic GC's, once started (Python's own: 700, 10, 10)
 
 
 def _settings(path: Path | None) -> Settings:
@@ -82,6 +83,11 @@ async def _serve(settings: Settings) -> None:
         # process: keep the cyclic GC from walking it again in every full collection, which
         # a big fan-out triggers several times (docs/performance.md, "Figures behind the code").
         gc.freeze()
+        # A young collection every 700 objects walked the requests in flight (dozens, each
+        # waiting on the writer) again and again and moved them to the old generations,
+        # whose growth then set off full collections: 30-40 us of a single report's CPU
+        # under load, 9-11 us with this (docs/performance.md, stop 15).
+        gc.set_threshold(*GC_THRESHOLDS)
         port = runner.addresses[0][1]  # the real one when the config asks for port 0
         app[ACCESS].public_url = settings.server.base_url(port)
         scheme = "https" if context is not None else "http"
