@@ -12,6 +12,7 @@ decision is already `surge.decide`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from collections import Counter, OrderedDict
@@ -215,32 +216,24 @@ class Pipeline:
         tally = self.tallies.get(group.id)
         if tally is not None and tally.recount != group.recount:
             tally = None  # an incident of the group was merged into another: count it whole
-        read = await self.store.flush_reads(
+        whole = functools.partial(
+            self.store.flush_reads,
             group.id,
             leader_ids=planned.leader_ids,
             silences_ending_after=now,
             today=planned.today,
+        )
+        read = await whole(
             counted=tally.counted if tally is not None else None,
             told_seq=tally.told_seq if tally is not None else None,
         )
         if read is not None and tally is not None and read.group.recount != tally.recount:
-            # Merged since the group was looked at: read it again, whole.
-            read = await self.store.flush_reads(
-                group.id,
-                leader_ids=planned.leader_ids,
-                silences_ending_after=now,
-                today=planned.today,
-            )
+            read = await whole()  # merged since the group was looked at: read it again
         if read is None or flush.lost(planned, read) is not None:
             return False
         fresh = await self.tallies.count(group.id, read.reports, whole=read.whole, now=now)
         if fresh is None:  # they touch reports the tally let go of: count the group whole
-            read = await self.store.flush_reads(
-                group.id,
-                leader_ids=planned.leader_ids,
-                silences_ending_after=now,
-                today=planned.today,
-            )
+            read = await whole()
             if read is None or flush.lost(planned, read) is not None:
                 return False
             fresh = await self.tallies.count(group.id, read.reports, whole=True, now=now)
