@@ -36,7 +36,7 @@ ENTRY = {
 }
 AUTH = {"Authorization": f"Bearer {KEY}"}
 KILLS = 8
-HEALTHY_WITHIN = 10.0  # seconds from the process's start to /healthz answering 200
+HEALTHY_WITHIN = 15.0  # s from start to /healthz 200: 1.5-6 s measured, 10 s on a loaded machine
 
 
 @dataclass
