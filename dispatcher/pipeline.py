@@ -44,6 +44,7 @@ from dispatcher.targets import Router
 
 log = logging.getLogger("dispatcher.pipeline")
 
+MAX_IMMEDIATE = 64  # immediate flushes in flight at once; past them the next tick sends
 MAX_TALLIES = 256  # open groups whose reports are kept counted between flushes
 COUNT_IN_THREAD = 2000  # reports, counted into a new tally off the event loop
 # How long a tally keeps the reports of an incident nothing touches (then only its count):
@@ -71,6 +72,7 @@ class Pipeline:
         metrics: Metrics,
         feed: FeedHub | None = None,
         settle_after: timedelta = SETTLE_AFTER,
+        max_immediate: int = MAX_IMMEDIATE,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -81,6 +83,7 @@ class Pipeline:
         self.metrics = metrics
         self.feed = feed
         self._background: set[asyncio.Task[None]] = set()
+        self.max_immediate = max_immediate
         self._router: Router | None = None  # routing remembered for the rules in force
         self.tallies = Tallies(settle_after=settle_after)
         # One immediate flush per group at a time (see push_now); a lock lives while in use.
@@ -133,9 +136,9 @@ class Pipeline:
             for group_id, immediate in zip(result.group_ids, r.immediate, strict=True)
             if immediate
         ]
-        if urgent:
-            # The groups are committed as due now, so a crash before this runs only delays
-            # the push to the next tick.
+        # The groups are committed as due now, so a crash before this runs, or a surge with
+        # `max_immediate` flushes already in flight, only delays the push to the next tick.
+        if urgent and len(self._background) < self.max_immediate:
             task = asyncio.create_task(self.push_now(urgent))
             self._background.add(task)
             task.add_done_callback(self._background.discard)

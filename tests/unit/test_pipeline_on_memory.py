@@ -136,3 +136,26 @@ async def test_an_immediate_route_pushes_without_waiting_for_a_tick(service: Ser
     )
     (push,) = await service.store.deliveries(group.group.id)
     assert (push.leader_id, push.status, push.sent_at) == ("idleb-lead-2", "sent", NOON)
+
+
+async def test_past_the_immediate_flushes_in_flight_the_next_tick_sends(
+    service: Service,
+) -> None:
+    """A surge of mass-casualty reports does not pile up flushes without end: with as many
+    in flight as allowed (none here), the report's group waits for the next tick, which is
+    due at once, and sends it."""
+    service.pipeline.max_immediate = 0
+    await service.store.register_device(
+        leader_id="idleb-lead-2", token="tok-" + "i" * 40, platform="android", locale="en",
+        now=NOON,
+    )  # fmt: skip
+    await service.post("o-1", "observatory", casualties={"killed": 12})
+    await service.pipeline.drain()
+    (group,) = await service.store.leader_groups(
+        receivers=["idleb-lead-2"], escalated_from=[], incident_limit=1
+    )
+    assert await service.store.deliveries(group.group.id) == []
+    service.clock.advance(S)
+    await service.pipeline.tick()
+    (push,) = await service.store.deliveries(group.group.id)
+    assert (push.leader_id, push.status) == ("idleb-lead-2", "sent")
