@@ -12,6 +12,7 @@ from dispatcher.model import Report
 from dispatcher.settings import ApiKey
 from dispatcher.store.report_row import StoredReport
 from dispatcher.store.writer_wire import SaveResult
+from dispatcher.web.desk import i18n
 from dispatcher.web.desk.sessions import Sessions
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
@@ -104,3 +105,17 @@ def test_the_oldest_sessions_go_past_the_limit() -> None:
     assert sessions.get(first.id, T0) is None
     assert sessions.get(second.id, T0) is second
     assert sessions.get(third.id, T0) is third
+
+
+@pytest.mark.parametrize(
+    ("n", "ar", "en"),
+    [
+        (1, "دقيقة واحدة", "1 min"),
+        (2, "دقيقتين", "2 min"),
+        (3, "3 دقائق", "3 min"),
+        (10, "10 دقائق", "10 min"),
+        (11, "11 دقيقة", "11 min"),
+    ],
+)
+def test_a_wait_in_minutes_reads_as_each_language_counts(n: int, ar: str, en: str) -> None:
+    assert (i18n.minutes("ar", n), i18n.minutes("en", n)) == (ar, en)

@@ -19,7 +19,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "api_key": "API key",
         "sign_in_help": "Sign in with an API key that has the read or admin scope.",
         "bad_key": "Unknown key, or a key without the read or admin scope.",
-        "too_many_sign_ins": "Too many wrong keys from this address: try again in {minutes} min.",
+        "too_many_sign_ins": "Too many wrong keys from this address: try again in {wait}.",
         "map": "Map",
         "groups": "Groups",
         "silences": "Silences",
@@ -129,7 +129,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "api_key": "مفتاح الواجهة",
         "sign_in_help": "سجّل الدخول بمفتاح له صلاحية القراءة أو الإدارة.",
         "bad_key": "مفتاح غير معروف، أو بلا صلاحية القراءة أو الإدارة.",
-        "too_many_sign_ins": "مفاتيح خاطئة كثيرة من هذا العنوان: أعد المحاولة بعد {minutes} دقيقة.",
+        "too_many_sign_ins": "مفاتيح خاطئة كثيرة من هذا العنوان: أعد المحاولة بعد {wait}.",
         "map": "الخريطة",
         "groups": "مجموعات التنبيه",
         "silences": "الكتم",
@@ -248,3 +248,17 @@ def text(locale: str, key: str) -> str:
 
 def kind_name(locale: str, kind: str) -> str:
     return KIND_NAMES.get(locale, {}).get(kind) or KIND_NAMES["en"].get(kind, kind)
+
+
+def minutes(locale: str, n: int) -> str:
+    """`n` minutes as a person reads it: Arabic counts with the dual and with plurals from
+    three to ten ("10 دقائق", not "10 دقيقة")."""
+    if locale != "ar":
+        return f"{n} min"
+    if n == 1:
+        return "دقيقة واحدة"
+    if n == 2:
+        return "دقيقتين"
+    if 3 <= n % 100 <= 10:
+        return f"{n} دقائق"
+    return f"{n} دقيقة"

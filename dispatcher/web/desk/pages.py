@@ -126,7 +126,8 @@ async def login(request: web.Request) -> web.Response:
     wait = desk.sign_ins.retry_after(client, now)
     if wait is not None:
         seconds = math.ceil(wait)
-        return _sign_in_page(request, "too_many_sign_ins", 429, minutes=math.ceil(seconds / 60),
+        wait_words = i18n.minutes(locale_of(request), math.ceil(seconds / 60))
+        return _sign_in_page(request, "too_many_sign_ins", 429, wait=wait_words,
                              headers={"Retry-After": str(seconds)})  # fmt: skip
     form = await request.post()
     presented = form.get("key")
