@@ -14,7 +14,6 @@ restart, with the same collapse key.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,25 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dispatcher.testing.fcm_emulator import Chaos, FcmEmulator
 from tests.support.faults import Faults
-from tests.support.harness import TESTDATA, Keys, fcm_push, running, settings_for
-from tests.support.process import serve_env, serving
+from tests.support.harness import Keys, fcm_push, running, settings_for
+from tests.support.process import serving
+from tests.support.pushing_service import LEADERS, PLACES, auth, pushing_env
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.faults
 
 LEASE = 120.0  # seconds: the claim's lease (notify/outbox.py), what a restart used to wait
 OUT_WITHIN = 30.0  # seconds from the restart to the dead service's claims answered
-LEADERS = ["harim-lead-1", "idleb-lead-1", "idleb-lead-2"]
-PLACES = [(36.15, 36.6), (35.8, 36.3), (35.93, 36.63)]  # (lat, lon) in Idleb, one in Harim
-
-
-def key(name: str, *scopes: str, leader: str | None = None) -> dict[str, Any]:
-    return {"name": name, "sha256": hashlib.sha256(f"k-{name}".encode()).hexdigest(),
-            "scopes": list(scopes), "leader": leader}  # fmt: skip
-
-
-def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer k-{name}"}
 
 
 def report(n: int) -> dict[str, Any]:
@@ -82,14 +71,7 @@ async def test_a_killed_services_claims_go_out_within_seconds_of_its_restart(
 ) -> None:
     rng = faults.rng
     url = f"sqlite+aiosqlite:///{tmp_path / 'dispatcher.db'}"
-    keys = [key("observatory", "reports:write", "read")]
-    keys += [key(leader, "devices:write", leader=leader) for leader in LEADERS]
-    env = serve_env(
-        db_url=url, rules=TESTDATA / "rules-e2e", keys=keys,
-        DISPATCHER_PUSH__FCM__ENDPOINT=fcm_emulator.base_url,
-        DISPATCHER_PUSH__RETRY_BASE="200ms", DISPATCHER_PUSH__RETRY_MAX="1s",
-    )  # fmt: skip
-    env["DISPATCHER_PUSH__FCM__CREDENTIALS"] = str(fcm_credentials)  # serve_env drops it
+    env = pushing_env(url, fcm_emulator.base_url, fcm_credentials)
     # FCM delivers every message at once and answers 5 s later (the client waits 10 s):
     # the service dies with pushes in flight.
     fcm_emulator.chaos(Chaos(rng, share=1.0, kinds=("slow",), slow=5.0))

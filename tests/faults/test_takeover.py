@@ -14,7 +14,6 @@ twice, two minutes apart, when a claim was a lease alone.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 from collections import Counter, defaultdict
@@ -31,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from dispatcher.testing.fcm_emulator import Attempt, Chaos, FcmEmulator
 from tests.support.databases import _create_pg_database, _drop_pg_database, postgres_url
 from tests.support.faults import Faults
-from tests.support.harness import TESTDATA
-from tests.support.process import Served, serve_env, serving
+from tests.support.process import Served, serving
+from tests.support.pushing_service import LEADERS, PLACES, auth, pushing_env
 from tests.support.waiting import until
 
 pytestmark = [
@@ -42,17 +41,6 @@ pytestmark = [
 ]
 
 TAKE_OVER_WITHIN = 15.0
-LEADERS = ["harim-lead-1", "idleb-lead-1", "idleb-lead-2"]
-PLACES = [(36.15, 36.6), (35.8, 36.3), (35.93, 36.63)]  # (lat, lon) in Idleb, one in Harim
-
-
-def key(name: str, *scopes: str, leader: str | None = None) -> dict[str, Any]:
-    return {"name": name, "sha256": hashlib.sha256(f"k-{name}".encode()).hexdigest(),
-            "scopes": list(scopes), "leader": leader}  # fmt: skip
-
-
-def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer k-{name}"}
 
 
 async def claims_by_process(engine: AsyncEngine) -> dict[int, list[tuple[Any, ...]]]:
@@ -93,14 +81,7 @@ async def test_a_killed_instances_claims_are_taken_over_within_15_s(
     base = postgres_url()
     assert base is not None
     url, name = await _create_pg_database(base)
-    keys = [key("observatory", "reports:write", "read")]
-    keys += [key(leader, "devices:write", leader=leader) for leader in LEADERS]
-    env = serve_env(
-        db_url=url, rules=TESTDATA / "rules-e2e", keys=keys,
-        DISPATCHER_PUSH__FCM__ENDPOINT=fcm_emulator.base_url,
-        DISPATCHER_PUSH__RETRY_BASE="200ms", DISPATCHER_PUSH__RETRY_MAX="1s",
-    )  # fmt: skip
-    env["DISPATCHER_PUSH__FCM__CREDENTIALS"] = str(fcm_credentials)  # serve_env drops it
+    env = pushing_env(url, fcm_emulator.base_url, fcm_credentials)
     # FCM delivers every message at once and answers a second later: the victim dies
     # holding claims on pushes that already reached the phones.
     fcm_emulator.chaos(Chaos(rng, share=1.0, kinds=("slow",), slow=1.0))
