@@ -154,7 +154,7 @@ async def test_wrong_keys_shut_their_address_out_of_sign_in_for_a_while(
             assert (await sign_in_from(c, f"guess-{n}", guesser))[0] == 401
         status, wait, page = await sign_in_from(c, viewer, guesser)
         assert (status, wait) == (429, "600"), "even the right key, once this address guessed"
-        assert "try again in 10 min" in page
+        assert "try again in 10\u00a0min" in page
         assert (await sign_in_from(c, viewer, colleague))[0] == 303, "others sign in"
         clock.advance(timedelta(minutes=4))
         status, wait, _ = await sign_in_from(c, viewer, guesser)

@@ -110,11 +110,11 @@ def test_the_oldest_sessions_go_past_the_limit() -> None:
 @pytest.mark.parametrize(
     ("n", "ar", "en"),
     [
-        (1, "دقيقة واحدة", "1 min"),
-        (2, "دقيقتين", "2 min"),
-        (3, "3 دقائق", "3 min"),
-        (10, "10 دقائق", "10 min"),
-        (11, "11 دقيقة", "11 min"),
+        (1, "دقيقة واحدة", "1\u00a0min"),
+        (2, "دقيقتين", "2\u00a0min"),
+        (3, "3\u00a0دقائق", "3\u00a0min"),
+        (10, "10\u00a0دقائق", "10\u00a0min"),
+        (11, "11\u00a0دقيقة", "11\u00a0min"),
     ],
 )
 def test_a_wait_in_minutes_reads_as_each_language_counts(n: int, ar: str, en: str) -> None:

@@ -252,13 +252,14 @@ def kind_name(locale: str, kind: str) -> str:
 
 def minutes(locale: str, n: int) -> str:
     """`n` minutes as a person reads it: Arabic counts with the dual and with plurals from
-    three to ten ("10 دقائق", not "10 دقيقة")."""
+    three to ten ("10 دقائق", not "10 دقيقة"). A no-break space keeps the number on the
+    line of its word."""
     if locale != "ar":
-        return f"{n} min"
+        return f"{n}\u00a0min"
     if n == 1:
         return "دقيقة واحدة"
     if n == 2:
         return "دقيقتين"
     if 3 <= n % 100 <= 10:
-        return f"{n} دقائق"
-    return f"{n} دقيقة"
+        return f"{n}\u00a0دقائق"
+    return f"{n}\u00a0دقيقة"
